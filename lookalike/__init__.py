@@ -1,0 +1,1 @@
+"""Code shared by the Lookalike services: wire contracts, errors, the index layout, the launcher."""

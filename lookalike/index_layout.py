@@ -1,0 +1,138 @@
+"""The index directory: the contract between the indexing job and the two services.
+
+    <root>/current              -> versions/<version>   (a symlink, swapped by rename)
+    <root>/versions/<version>/
+        manifest.json           what was built, from what, with which model
+        items.json              one CatalogItem per catalogue image; `label` is its Faiss id
+        head.npz                the category head the classifier applies to embeddings
+        indexes/<category>.faiss
+        thumbnails/<label>.jpg  what the web page shows, so phones never load a 12 MP original
+
+A version directory is written completely beside the serving one, then published by one
+rename, so a reader sees the old version or the new one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from lookalike.contracts import ModelInfo
+
+MANIFEST = "manifest.json"
+ITEMS = "items.json"
+HEAD = "head.npz"
+INDEXES = "indexes"
+THUMBNAILS = "thumbnails"
+
+
+class Preprocessing(BaseModel):
+    """How a photo becomes the network's input; part of the model's identity."""
+
+    resize: int = 232
+    crop: int = 224
+    mode: str = Field("center-crop", description="`center-crop` of the resized image.")
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class CategoryStats(BaseModel):
+    name: str
+    items: int
+
+
+class HeadStats(BaseModel):
+    cv_accuracy: float | None = Field(description="Held-out accuracy from k-fold cross-validation; None if too few images.")
+    folds: int
+    train_items: int
+
+
+class Manifest(BaseModel):
+    version: str
+    created_at: datetime
+    model: ModelInfo
+    preprocessing: Preprocessing
+    embedding_dim: int
+    index_type: str = "Flat"
+    categories: list[CategoryStats]
+    head: HeadStats
+    catalog: str = Field(description="The catalogue folder the index was built from.")
+
+    @property
+    def category_names(self) -> list[str]:
+        return [c.name for c in self.categories]
+
+
+class CatalogItem(BaseModel):
+    label: int = Field(description="The item's id inside Faiss (int64).")
+    id: str
+    category: str
+    name: str
+    file: str = Field(description="Path relative to the catalogue folder.")
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def thumbnail(self) -> str:
+        return f"{THUMBNAILS}/{self.label}.jpg"
+
+
+def new_version_name() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def index_file(version_dir: Path, category: str) -> Path:
+    return version_dir / INDEXES / f"{category}.faiss"
+
+
+def read_manifest(version_dir: Path) -> Manifest:
+    return Manifest.model_validate_json((version_dir / MANIFEST).read_text())
+
+
+def read_items(version_dir: Path) -> list[CatalogItem]:
+    return [CatalogItem.model_validate(row) for row in json.loads((version_dir / ITEMS).read_text())]
+
+
+class IndexLayout:
+    """Versioned index directories under one root, with an atomically swapped `current` pointer."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.versions = self.root / "versions"
+        self.pointer = self.root / "current"
+
+    def current(self) -> Path | None:
+        """The serving version's directory, resolved once so a reader stays on one version."""
+        if not self.pointer.is_symlink() and not self.pointer.exists():
+            return None
+        target = self.pointer.resolve()
+        return target if (target / MANIFEST).is_file() else None
+
+    def begin_build(self) -> Path:
+        """A fresh hidden directory to build a version in; invisible to readers until published."""
+        self.versions.mkdir(parents=True, exist_ok=True)
+        build = self.versions / f".build-{secrets.token_hex(4)}"
+        build.mkdir()
+        return build
+
+    def publish(self, build_dir: Path, version: str) -> Path:
+        """Rename the finished build into place, then swap `current` to it in one rename."""
+        final = self.versions / version
+        os.replace(build_dir, final)
+        tmp_link = self.root / f".current-{secrets.token_hex(4)}"
+        tmp_link.symlink_to(Path("versions") / version)
+        os.replace(tmp_link, self.pointer)
+        _fsync_dir(self.root)
+        return final
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
