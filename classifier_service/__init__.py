@@ -1,0 +1,1 @@
+"""ResNet50 classifier service: one forward pass per image gives the category and the embedding."""

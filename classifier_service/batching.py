@@ -1,0 +1,84 @@
+"""Micro-batching: concurrent requests share one forward pass on a single inference thread.
+
+A forward pass over 4 images costs much less than 4 passes over 1 on a CPU. Requests wait at
+most `max_wait_ms` for company; past `max_queue` waiting, new ones are refused with 503 rather
+than piling up until every one of them times out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Generic, Sequence, TypeVar
+
+from lookalike.errors import ServiceUnavailable
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class Overloaded(ServiceUnavailable):
+    code = "overloaded"
+
+
+class MicroBatcher(Generic[Item, Result]):
+    def __init__(self, run_batch: Callable[[Sequence[Item]], list[Result]], *,
+                 max_batch: int, max_wait_ms: float, max_queue: int) -> None:
+        self._run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Result]]] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._worker: asyncio.Task[None] | None = None
+        self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent batches, for metrics and tests
+
+    @property
+    def queue_length(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._serve(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        if self._worker:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, item: Item) -> Result:
+        if self._queue.qsize() >= self.max_queue:
+            raise Overloaded("The server is busy. Please try again in a moment.", headers={"Retry-After": "1"})
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = time.monotonic() + self.max_wait
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            live = [(item, fut) for item, fut in batch if not fut.cancelled()]
+            if not live:
+                continue
+            self.batch_sizes.append(len(live))
+            try:
+                results = await loop.run_in_executor(self._executor, self._run_batch, [item for item, _ in live])
+            except Exception as exc:  # a failed batch fails its requests, not the worker
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(live, results):
+                if not fut.done():
+                    fut.set_result(result)

@@ -1,0 +1,159 @@
+"""The classifier's job: ResNet50 up to pool5, then the catalogue's category head.
+
+One forward pass gives the 2048-d embedding (the 7×7 global average pool, L2-normalised);
+the head turns that same embedding into category probabilities. ResNet50 never runs twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from classifier_service.head import CategoryHead
+from classifier_service.weights import load_resnet50
+from lookalike.contracts import ModelInfo
+from lookalike.errors import ApiError, ServiceUnavailable
+from lookalike.index_layout import HEAD, IndexLayout, Manifest, Preprocessing, read_manifest
+
+log = logging.getLogger("lookalike.classifier")
+
+EMBEDDING_DIM = 2048
+
+
+def resolve_device() -> torch.device:
+    """CUDA when present, never required."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AVX-512 BF16 or AMX: the CPUs where bf16 inference beats fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    if requested in ("fp32", "bf16"):
+        return requested
+    if requested != "auto":
+        raise ValueError(f"PRECISION must be auto, fp32 or bf16, not {requested!r}")
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def preprocessing_digest(prep: Preprocessing) -> str:
+    return hashlib.sha256(prep.model_dump_json().encode()).hexdigest()[:8]
+
+
+class Embedder:
+    """Images in, L2-normalised pool5 embeddings out."""
+
+    def __init__(self, weights: str, precision: str = "auto", preprocessing: Preprocessing | None = None) -> None:
+        self.preprocessing = preprocessing or Preprocessing()
+        resolved = load_resnet50(weights)
+        network = resolved.network
+        network.fc = nn.Identity()  # the output is now avgpool, flattened: pool5
+        self.device = resolve_device()
+        self.precision = resolve_precision(precision, self.device)
+        self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        self.network = network.eval().to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
+        prep = self.preprocessing
+        self._mean = torch.tensor(prep.mean, device=self.device).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(prep.std, device=self.device).view(1, 3, 1, 1) * 255
+        self.info = ModelInfo(
+            weights=resolved.label,
+            model_id=f"{resolved.identity}-{preprocessing_digest(prep)}",
+            precision=self.precision,
+        )
+        if self.info.weights == "random":
+            log.warning("!!! RANDOM WEIGHTS: this model recognises nothing; results are for testing only. !!!")
+        log.info("model ready: weights=%s precision=%s device=%s", self.info.weights, self.precision, self.device)
+
+    @torch.inference_mode()
+    def embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(crop, crop, 3) uint8 arrays to an (N, 2048) float32 array of unit vectors."""
+        batch = torch.from_numpy(np.stack(images)).to(self.device)
+        # NHWC memory seen as NCHW is exactly channels_last: no copy before the first conv.
+        x = (batch.permute(0, 3, 1, 2).float() - self._mean) / self._std
+        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        features = self.network(x).float()
+        return nn.functional.normalize(features, dim=1).cpu().numpy()
+
+
+class IndexMismatch(ApiError):
+    status, code = 409, "index_model_mismatch"
+
+
+class NotReady(ServiceUnavailable):
+    code = "not_ready"
+
+
+@dataclass(frozen=True)
+class LoadedHead:
+    head: CategoryHead
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class Classification:
+    embedding: np.ndarray
+    probabilities: dict[str, float]
+    index_version: str
+
+    @property
+    def category(self) -> str:
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+
+class Classifier:
+    """The embedder plus the head of the serving index version, swappable by `reload`."""
+
+    def __init__(self, embedder: Embedder, index_root: Path) -> None:
+        self.embedder = embedder
+        self.layout = IndexLayout(index_root)
+        self.loaded: LoadedHead | None = None
+        self.not_ready_reason: str | None = "the index has not been loaded yet"
+
+    def reload(self) -> tuple[str, str | None]:
+        """Load the head of the current index version; the old one serves until the swap."""
+        version_dir = self.layout.current()
+        if version_dir is None:
+            self.not_ready_reason = f"no index at {self.layout.root}; build one with `make index`"
+            raise NotReady(f"There is no index yet. Build one with `make index`.")
+        manifest = read_manifest(version_dir)
+        if manifest.model.model_id != self.embedder.info.model_id:
+            message = (
+                f"The index was built with {manifest.model.weights} weights ({manifest.model.model_id}), "
+                f"but this classifier runs {self.embedder.info.weights} ({self.embedder.info.model_id}). "
+                "Re-index with the same WEIGHTS."
+            )
+            if self.loaded is None:
+                self.not_ready_reason = message
+            raise IndexMismatch(message)
+        previous = self.loaded.manifest.version if self.loaded else None
+        self.loaded = LoadedHead(CategoryHead.load(version_dir / HEAD), manifest)
+        self.not_ready_reason = None
+        log.info("classifier serving index %s (categories: %s)", manifest.version, ", ".join(manifest.category_names))
+        return manifest.version, previous
+
+    def classify_batch(self, images: Sequence[np.ndarray]) -> list[Classification]:
+        loaded = self.loaded  # one snapshot for the whole batch, whatever reload does meanwhile
+        if loaded is None:
+            raise NotReady(f"The classifier is not ready: {self.not_ready_reason}.")
+        embeddings = self.embedder.embed_batch(images)
+        probabilities = loaded.head.predict_proba(embeddings)
+        names = loaded.head.categories
+        return [
+            Classification(e, {n: float(p) for n, p in zip(names, row)}, loaded.manifest.version)
+            for e, row in zip(embeddings, probabilities)
+        ]

@@ -1,0 +1,100 @@
+"""Photo bytes to the network's input: decode cheaply, stand it upright, resize and crop.
+
+The indexing job and the classifier service both use this module, so a catalogue image and
+the same image uploaded by a shopper become the same input.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lookalike.errors import PayloadTooLarge, UnsupportedMediaType, Unprocessable
+from lookalike.index_layout import Preprocessing
+
+ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF"}
+ACCEPTED_NAMES = "JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC"
+MIN_SIDE = 16
+
+
+class NotAnImage(UnsupportedMediaType):
+    code = "not_an_image"
+
+
+class BrokenImage(Unprocessable):
+    code = "broken_image"
+
+
+class ImageTooSmall(Unprocessable):
+    code = "image_too_small"
+
+
+class TooManyPixels(PayloadTooLarge):
+    code = "too_many_pixels"
+
+
+def decode_image(data: bytes, *, min_side: int, max_pixels: int) -> Image.Image:
+    """Decode to an upright RGB image whose shorter side is still at least `min_side` where possible.
+
+    JPEGs decode in draft mode at 1/2, 1/4 or 1/8 scale: a 12 MP photo costs about 11 ms
+    instead of 107 ms, and the network never sees the lost pixels anyway.
+    """
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise NotAnImage(f"This file is not an image we can read. Please send a {ACCEPTED_NAMES} photo.") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise BrokenImage("This image is damaged or incomplete, so it can't be read. Please try another photo.") from None
+    if img.format not in ACCEPTED_FORMATS:
+        raise NotAnImage(f"{img.format} images are not supported. Please send a {ACCEPTED_NAMES} photo.")
+    width, height = img.size
+    if width * height > max_pixels:
+        raise TooManyPixels(
+            f"This image is {width}×{height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels."
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageTooSmall(f"This image is only {width}×{height} pixels, too small to recognise anything.")
+    try:
+        img.draft("RGB", (min_side, min_side))
+        img = ImageOps.exif_transpose(img)
+        return _to_rgb(img)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise BrokenImage("This image is damaged or incomplete, so it can't be read. Please try another photo.") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB with transparency laid on white (product shots) and 16-bit depth scaled, not clipped."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if img.mode.startswith("I"):
+        depth = np.asarray(img)
+        shift = 8 if depth.max(initial=0) > 255 else 0
+        return Image.fromarray((depth >> shift).clip(0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode == "F":
+        return Image.fromarray(np.asarray(img).clip(0, 255).astype(np.uint8), "L").convert("RGB")
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def to_model_input(img: Image.Image, prep: Preprocessing) -> np.ndarray:
+    """Resize the shorter side to `prep.resize`, centre-crop `prep.crop`: a (crop, crop, 3) uint8 array.
+
+    Normalisation happens on the whole batch in the model, where it is one vector operation.
+    """
+    width, height = img.size
+    scale = prep.resize / min(width, height)
+    size = (max(prep.crop, round(width * scale)), max(prep.crop, round(height * scale)))
+    resized = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left = (size[0] - prep.crop) // 2
+    top = (size[1] - prep.crop) // 2
+    cropped = resized.crop((left, top, left + prep.crop, top + prep.crop))
+    return np.asarray(cropped, dtype=np.uint8)
+
+
+def load_model_input(data: bytes, prep: Preprocessing, *, max_pixels: int) -> np.ndarray:
+    """Bytes straight to the network's input array."""
+    return to_model_input(decode_image(data, min_side=prep.resize, max_pixels=max_pixels), prep)
