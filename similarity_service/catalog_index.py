@@ -1,0 +1,154 @@
+"""The similarity service's job: the catalogue's embeddings, one Faiss index per category.
+
+Vectors are L2-normalised, so inner product is cosine similarity. Each index is an
+`IndexIDMap2`, whose ids are the items' labels in `items.json`, and which can hand a stored
+vector back (for "more like this").
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from lookalike.contracts import Hit
+from lookalike.errors import NotFound, ServiceUnavailable, Unprocessable
+from lookalike.index_layout import CatalogItem, IndexLayout, Manifest, index_file, read_items, read_manifest
+
+log = logging.getLogger("lookalike.similarity")
+
+
+class UnknownCategory(Unprocessable):
+    code = "unknown_category"
+
+
+class UnknownItem(NotFound):
+    code = "unknown_item"
+
+
+class WrongDimension(Unprocessable):
+    code = "wrong_dimension"
+
+
+class NotReady(ServiceUnavailable):
+    code = "not_ready"
+
+
+class CategoryIndex:
+    """One category's vectors in Faiss, keyed by item label."""
+
+    def __init__(self, index: faiss.Index) -> None:
+        self.index = index
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, labels: np.ndarray, factory: str = "Flat") -> CategoryIndex:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        base = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+        if not base.is_trained:
+            base.train(vectors)
+        index = faiss.IndexIDMap2(base)
+        index.add_with_ids(vectors, np.ascontiguousarray(labels, dtype=np.int64))
+        return cls(index)
+
+    @classmethod
+    def load(cls, path: Path) -> CategoryIndex:
+        return cls(faiss.read_index(str(path)))
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+
+    @property
+    def dim(self) -> int:
+        return self.index.d
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The k nearest (label, score) pairs, best first."""
+        scores, labels = self.index.search(vector.reshape(1, -1).astype(np.float32), min(k, len(self)))
+        return [(int(label), float(score)) for label, score in zip(labels[0], scores[0]) if label >= 0]
+
+    def vector(self, label: int) -> np.ndarray:
+        return self.index.reconstruct(label)
+
+
+@dataclass(frozen=True)
+class CatalogIndex:
+    """One index version, loaded whole: the items and every category's index."""
+
+    manifest: Manifest
+    version_dir: Path
+    items: dict[int, CatalogItem]
+    items_by_id: dict[str, CatalogItem]
+    categories: dict[str, CategoryIndex]
+
+    @classmethod
+    def load(cls, version_dir: Path) -> CatalogIndex:
+        manifest = read_manifest(version_dir)
+        items = read_items(version_dir)
+        categories = {c.name: CategoryIndex.load(index_file(version_dir, c.name)) for c in manifest.categories}
+        return cls(manifest, version_dir, {i.label: i for i in items}, {i.id: i for i in items}, categories)
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def item(self, item_id: str) -> CatalogItem:
+        try:
+            return self.items_by_id[item_id]
+        except KeyError:
+            raise UnknownItem("There is no catalogue item with this id.") from None
+
+    def search(self, category: str, vector: np.ndarray, k: int, exclude_ids: frozenset[str] = frozenset()) -> list[Hit]:
+        index = self.categories.get(category)
+        if index is None:
+            raise UnknownCategory(
+                f"Unknown category {category!r}. The catalogue has: {', '.join(sorted(self.categories))}.")
+        if vector.shape != (index.dim,):
+            raise WrongDimension(f"The embedding has {vector.size} values; this index holds {index.dim}-d vectors.")
+        hits = []
+        for label, score in index.search(vector, k + len(exclude_ids)):
+            item = self.items[label]
+            if item.id not in exclude_ids:
+                hits.append(Hit(id=item.id, name=item.name, category=item.category, score=score, extra=item.extra))
+        return hits[:k]
+
+    def similar_to(self, item_id: str, k: int) -> list[Hit]:
+        """More like this: the item's own stored vector as the query, the item left out."""
+        item = self.item(item_id)
+        vector = self.categories[item.category].vector(item.label)
+        return self.search(item.category, vector, k, frozenset({item.id}))
+
+    def thumbnail(self, item_id: str) -> Path:
+        return self.version_dir / self.item(item_id).thumbnail
+
+
+class ServingIndex:
+    """The version being served, swapped whole by `reload`; a request keeps the one it started with."""
+
+    def __init__(self, root: Path) -> None:
+        self.layout = IndexLayout(root)
+        self.current: CatalogIndex | None = None
+        self.not_ready_reason: str | None = "the index has not been loaded yet"
+
+    def reload(self) -> tuple[str, str | None]:
+        version_dir = self.layout.current()
+        if version_dir is None:
+            self.not_ready_reason = f"no index at {self.layout.root}; build one with `make index`"
+            raise NotReady("There is no index yet. Build one with `make index`.")
+        loaded = CatalogIndex.load(version_dir)
+        previous = self.current.version if self.current else None
+        self.current, self.not_ready_reason = loaded, None
+        log.info("similarity serving index %s: %s", loaded.version,
+                 ", ".join(f"{name}={len(idx)}" for name, idx in loaded.categories.items()))
+        return loaded.version, previous
+
+    def require(self) -> CatalogIndex:
+        catalog = self.current
+        if catalog is None:
+            raise NotReady(f"The similarity service is not ready: {self.not_ready_reason}.")
+        return catalog
