@@ -1,0 +1,155 @@
+"""The gateway's job: send an upload to the classifier, then its embedding to the similarity service.
+
+The two services are reached over HTTP with timeouts. Their user-caused errors (a broken
+image, an unknown category) pass through unchanged; their absence, slowness or failure
+becomes a 503 that says which service and what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from gateway.schemas import CatalogInfo, GatewayReadiness, Result, SearchResult, SimilarItems
+from gateway.settings import GatewaySettings
+from lookalike.contracts import (ClassifierReadiness, ClassifyResponse, Hit, SearchRequest, SearchResponse,
+                                 SimilarityReadiness)
+from lookalike.errors import ApiError, ErrorEnvelope, ServiceUnavailable, Unprocessable
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class UpstreamUnavailable(ServiceUnavailable):
+    code = "service_unavailable"
+
+
+class UnknownCategory(Unprocessable):
+    code = "unknown_category"
+
+
+def image_url(item_id: str) -> str:
+    return f"/api/v1/items/{quote(item_id, safe='')}/image"
+
+
+def _results(hits: list[Hit]) -> list[Result]:
+    return [Result(id=h.id, name=h.name, category=h.category, score=h.score, image_url=image_url(h.id), extra=h.extra)
+            for h in hits]
+
+
+class Upstream:
+    """One internal service behind an httpx client, with its failures turned into `ApiError`s."""
+
+    def __init__(self, name: str, base_url: str, timeout_s: float) -> None:
+        self.name = name
+        self.client = httpx.AsyncClient(
+            base_url=base_url, timeout=httpx.Timeout(timeout_s, connect=2.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        try:
+            response = await self.client.request(method, path, **kwargs)  # type: ignore[arg-type]
+        except httpx.TimeoutException:
+            raise UpstreamUnavailable(
+                f"The {self.name} service did not answer in time. Please try again in a moment.",
+                headers={"Retry-After": "2"}) from None
+        except httpx.TransportError:
+            raise UpstreamUnavailable(
+                f"The {self.name} service is unavailable right now. Please try again shortly.",
+                headers={"Retry-After": "5"}) from None
+        if response.status_code < 400:
+            return response
+        raise self._error_from(response)
+
+    def _error_from(self, response: httpx.Response) -> ApiError:
+        try:
+            error = ErrorEnvelope.model_validate_json(response.content).error
+        except ValidationError:
+            error = None
+        retry = {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
+        if error is not None and (response.status_code < 500 or response.status_code == 503):
+            return ApiError(error.message, code=error.code, status=response.status_code, headers=retry)
+        return UpstreamUnavailable(f"The {self.name} service failed. Please try again shortly.", headers=retry)
+
+    async def model(self, method: str, path: str, model: type[Model], **kwargs: object) -> Model:
+        return model.model_validate_json((await self.request(method, path, **kwargs)).content)
+
+
+class SearchPipeline:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.classifier = Upstream("classifier", settings.classifier_url, settings.classify_timeout_s)
+        self.similarity = Upstream("similarity", settings.similarity_url, settings.search_timeout_s)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(self.classifier.aclose(), self.similarity.aclose())
+
+    async def search_image(self, image: bytes, k: int, category: str | None) -> SearchResult:
+        """Classify once, then search the decided (or the requested) category with the same embedding."""
+        started = time.perf_counter()
+        classified = await self.classifier.model(
+            "POST", "/v1/classify", ClassifyResponse, content=image,
+            headers={"content-type": "application/octet-stream"})
+        classify_done = time.perf_counter()
+        chosen = category or classified.category
+        if chosen not in classified.probabilities:
+            raise UnknownCategory(
+                f"Unknown category {chosen!r}. The catalogue has: {', '.join(sorted(classified.probabilities))}.")
+        found = await self.similarity.model(
+            "POST", "/v1/search", SearchResponse,
+            json=SearchRequest(embedding=classified.embedding, category=chosen, k=k).model_dump())
+        done = time.perf_counter()
+        return SearchResult(
+            category=chosen,
+            confidence=classified.probabilities[chosen],
+            probabilities=classified.probabilities,
+            results=_results(found.hits),
+            weights=classified.model.weights,
+            index_version=found.index_version,
+            timings_ms={"classify": (classify_done - started) * 1000, "search": (done - classify_done) * 1000,
+                        "total": (done - started) * 1000},
+        )
+
+    async def similar_to_item(self, item_id: str, k: int) -> SimilarItems:
+        found = await self.similarity.model(
+            "GET", f"/v1/items/{quote(item_id, safe='')}/similar", SearchResponse, params={"k": k})
+        return SimilarItems(item_id=item_id, category=found.category, results=_results(found.hits),
+                            index_version=found.index_version)
+
+    async def thumbnail(self, item_id: str) -> httpx.Response:
+        return await self.similarity.request("GET", f"/v1/items/{quote(item_id, safe='')}/image")
+
+    @staticmethod
+    async def _readiness(upstream: Upstream, model: type[Model]) -> Model | None:
+        try:
+            response = await upstream.client.get("/readyz")
+            return model.model_validate_json(response.content)
+        except (httpx.HTTPError, ValidationError):
+            return None
+
+    async def readiness(self) -> GatewayReadiness:
+        classifier, similarity = await asyncio.gather(
+            self._readiness(self.classifier, ClassifierReadiness), self._readiness(self.similarity, SimilarityReadiness))
+        reason = None
+        if classifier is None or similarity is None:
+            reason = f"the {'classifier' if classifier is None else 'similarity'} service is unreachable"
+        elif not classifier.ready or not similarity.ready:
+            reason = classifier.reason if not classifier.ready else similarity.reason
+        elif classifier.model and classifier.model.model_id != similarity.model_id:
+            reason = "the classifier and the similarity service serve indexes of different models"
+        return GatewayReadiness(ready=reason is None, reason=reason,
+                                weights=classifier.model.weights if classifier and classifier.model else None,
+                                classifier=classifier, similarity=similarity)
+
+    async def catalog(self) -> CatalogInfo:
+        ready = await self.readiness()
+        similarity = ready.similarity
+        return CatalogInfo(categories=similarity.categories if similarity else {}, weights=ready.weights,
+                           index_version=similarity.index_version if similarity else None)

@@ -1,0 +1,45 @@
+"""The public API's response shapes."""
+
+from pydantic import BaseModel, Field
+
+from lookalike.contracts import ClassifierReadiness, SimilarityReadiness
+
+
+class Result(BaseModel):
+    id: str
+    name: str
+    category: str
+    score: float = Field(description="Cosine similarity to the query, from -1 to 1.")
+    image_url: str
+    extra: dict[str, str] = Field(default_factory=dict, description="Further products.csv columns, e.g. price, url.")
+
+
+class SearchResult(BaseModel):
+    category: str = Field(description="The category searched: the classifier's decision, or the one asked for.")
+    confidence: float = Field(description="The classifier's probability for `category`.")
+    probabilities: dict[str, float]
+    results: list[Result] = Field(description="Most similar first.")
+    weights: str = Field(description="`imagenet`, `random` or `file:<name>`. With `random`, results mean nothing.")
+    index_version: str
+    timings_ms: dict[str, float] = Field(description="`classify`, `search` and `total`.")
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    category: str
+    results: list[Result]
+    index_version: str
+
+
+class CatalogInfo(BaseModel):
+    categories: dict[str, int] = Field(description="Items per category.")
+    weights: str | None
+    index_version: str | None
+
+
+class GatewayReadiness(BaseModel):
+    ready: bool
+    reason: str | None = None
+    weights: str | None = None
+    classifier: ClassifierReadiness | None = None
+    similarity: SimilarityReadiness | None = None

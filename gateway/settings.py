@@ -1,0 +1,26 @@
+"""Everything the gateway reads from the environment, in one place."""
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    classifier_port: int = Field(8001, validation_alias="CLASSIFIER_PORT")
+    similarity_port: int = Field(8002, validation_alias="SIMILARITY_PORT")
+    classifier_url: str = Field("", validation_alias=AliasChoices("GATEWAY_CLASSIFIER_URL", "CLASSIFIER_URL"),
+                                description="Defaults to http://127.0.0.1:$CLASSIFIER_PORT")
+    similarity_url: str = Field("", validation_alias=AliasChoices("GATEWAY_SIMILARITY_URL", "SIMILARITY_URL"),
+                                description="Defaults to http://127.0.0.1:$SIMILARITY_PORT")
+    classify_timeout_s: float = Field(15.0, gt=0, description="Covers queueing behind other uploads.")
+    search_timeout_s: float = Field(5.0, gt=0)
+    max_upload_bytes: int = Field(20_000_000, validation_alias=AliasChoices("GATEWAY_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"))
+
+    @model_validator(mode="after")
+    def _default_urls(self) -> "GatewaySettings":
+        self.classifier_url = self.classifier_url or f"http://127.0.0.1:{self.classifier_port}"
+        self.similarity_url = self.similarity_url or f"http://127.0.0.1:{self.similarity_port}"
+        return self
