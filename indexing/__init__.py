@@ -1,0 +1,1 @@
+"""The re-index job a store runs after adding, replacing or removing reference images."""

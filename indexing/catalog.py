@@ -1,0 +1,119 @@
+"""What is in a catalogue folder: categories, images, and product rows from `products.csv`.
+
+    <catalog>/<category>/<image>     one folder per category; the folder name is the category
+    <catalog>/products.csv           optional: id, category, name, file, and any extra columns
+
+Problems are collected as `Skipped` entries with reasons, never raised: one odd file must
+not stop a store's re-index.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+CATEGORY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+PRODUCTS_CSV = "products.csv"
+REQUIRED_COLUMNS = ("id", "category", "name", "file")
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    category: str
+    name: str
+    file: str  # relative to the catalogue folder, with forward slashes
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    file: str
+    reason: str
+
+
+@dataclass
+class CatalogScan:
+    root: Path
+    entries: list[Entry]
+    skipped: list[Skipped]
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({e.category for e in self.entries})
+
+
+def derived_id(relative: str) -> str:
+    """An id for an image without a products.csv row: its path, made URL-safe."""
+    stem = relative.rsplit(".", 1)[0]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem.replace("/", "-")).strip("-")
+
+
+def derived_name(relative: str) -> str:
+    stem = Path(relative).stem
+    return re.sub(r"[-_]+", " ", stem).strip().capitalize() or stem
+
+
+def _valid_id(item_id: str) -> bool:
+    return 0 < len(item_id) <= 200 and "/" not in item_id and item_id.isprintable()
+
+
+def read_products(path: Path, skipped: list[Skipped]) -> dict[str, dict[str, str]]:
+    """products.csv rows by `file`; bad rows are reported in `skipped`."""
+    rows: dict[str, dict[str, str]] = {}
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            skipped.append(Skipped(PRODUCTS_CSV, f"ignored: missing column(s) {', '.join(missing)}"))
+            return rows
+        for line, row in enumerate(reader, start=2):
+            file = (row.get("file") or "").strip().replace("\\", "/")
+            if not file:
+                skipped.append(Skipped(f"{PRODUCTS_CSV}:{line}", "row has no file"))
+                continue
+            rows[file] = {k: (v or "").strip() for k, v in row.items() if k is not None}
+    return rows
+
+
+def scan_catalog(root: Path) -> CatalogScan:
+    root = Path(root)
+    skipped: list[Skipped] = []
+    products = read_products(root / PRODUCTS_CSV, skipped) if (root / PRODUCTS_CSV).is_file() else {}
+    entries: list[Entry] = []
+    seen_ids: dict[str, str] = {}
+    for child in sorted(root.iterdir()) if root.is_dir() else []:
+        if child.name.startswith("."):
+            continue
+        if child.is_file():
+            if child.name not in (PRODUCTS_CSV, "README.md"):
+                skipped.append(Skipped(child.name, "belongs to no category: put images in a category folder"))
+            continue
+        if not CATEGORY_NAME.match(child.name):
+            skipped.append(Skipped(child.name + "/", "folder name is not a usable category (letters, digits, - and _)"))
+            continue
+        for path in sorted(p for p in child.rglob("*") if p.is_file()):
+            relative = path.relative_to(root).as_posix()
+            if any(part.startswith(".") for part in path.relative_to(root).parts):
+                continue
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append(Skipped(relative, "not an image file type"))
+                continue
+            row = products.pop(relative, None)
+            item_id = (row or {}).get("id") or derived_id(relative)
+            if not _valid_id(item_id):
+                skipped.append(Skipped(relative, f"products.csv id {item_id!r} is not usable; using one from the path"))
+                item_id = derived_id(relative)
+            if item_id in seen_ids:
+                skipped.append(Skipped(relative, f"duplicate id {item_id!r}, already used by {seen_ids[item_id]}"))
+                continue
+            seen_ids[item_id] = relative
+            extra = {k: v for k, v in (row or {}).items() if k not in REQUIRED_COLUMNS and v}
+            name = (row or {}).get("name") or derived_name(relative)
+            entries.append(Entry(item_id, child.name, name, relative, extra))
+    for file in products:
+        skipped.append(Skipped(file, "listed in products.csv but the file does not exist"))
+    return CatalogScan(root, entries, skipped)
