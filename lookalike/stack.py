@@ -1,0 +1,141 @@
+"""`make run`: build the index when it is missing, start the three services, stop them together.
+
+Each service runs in its own process group, so Ctrl-C reaches only this supervisor, which
+stops them in order. They also get SIGTERM from the kernel if the supervisor itself dies
+(Linux's parent-death signal), so no orphan outlives a `kill -9`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from indexing.catalog import scan_catalog
+
+DEMO_CATALOG = Path("../shared/furniture/catalog")
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    port_env: str
+    default_port: int
+
+    @property
+    def port(self) -> int:
+        return int(os.environ.get(self.port_env, self.default_port))
+
+
+SERVICES = [
+    Service("classifier", "classifier_service", "CLASSIFIER_PORT", 8001),
+    Service("similarity", "similarity_service", "SIMILARITY_PORT", 8002),
+    Service("gateway", "gateway", "GATEWAY_PORT", 8000),
+]
+
+
+def say(message: str) -> None:
+    print(f"[lookalike] {message}", flush=True)
+
+
+def choose_catalog() -> Path:
+    """CATALOG if given; else reference_images, or the demo catalogue beside the repo when that is empty."""
+    requested = Path(os.environ.get("CATALOG") or "reference_images")
+    if "CATALOG" in os.environ and os.environ["CATALOG"]:
+        return requested
+    if scan_catalog(requested).entries or not DEMO_CATALOG.is_dir():
+        return requested
+    say(f"{requested}/ has no images yet, so the demo catalogue {DEMO_CATALOG} is used.")
+    return DEMO_CATALOG
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: Ctrl-C still stops everything through this supervisor
+
+
+def start(service: Service, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", service.module], env=env,
+                            start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def stop_all(processes: dict[str, subprocess.Popen[bytes]], grace_s: float = 15.0) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + grace_s
+    for name, process in processes.items():
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"{name} did not stop in {grace_s:.0f} s; killing it")
+            process.kill()
+            process.wait()
+
+
+def wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], timeout_s: float = 300) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in processes.values()):
+            return False
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def main() -> int:
+    index = Path(os.environ.get("INDEX") or "var/index")
+    weights = os.environ.get("WEIGHTS") or "auto"
+    env = {**os.environ, "INDEX": str(index), "WEIGHTS": weights}
+    if not (index / "current").exists():
+        catalog = choose_catalog()
+        say(f"no index at {index}; building it from {catalog} (weights={weights})")
+        built = subprocess.run([sys.executable, "-m", "indexing", "--catalog", str(catalog), "--index", str(index),
+                                "--weights", weights], env=env)
+        if built.returncode != 0:
+            return built.returncode
+
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for service in SERVICES:
+            processes[service.name] = start(service, env)
+        gateway = f"http://127.0.0.1:{SERVICES[-1].port}"
+        if wait_ready(f"{gateway}/readyz", processes):
+            say(f"ready: open {gateway}/  (API docs: {gateway}/docs). Ctrl-C stops all three.")
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    say(f"{name} exited with status {process.returncode}; stopping the others")
+                    return 1
+            time.sleep(0.3)
+        say("stopping")
+        return 0
+    finally:
+        stop_all(processes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
