@@ -10,6 +10,7 @@ import io
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from lookalike.errors import PayloadTooLarge, UnsupportedMediaType, Unprocessable
 from lookalike.index_layout import Preprocessing
@@ -17,6 +18,8 @@ from lookalike.index_layout import Preprocessing
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF"}
 ACCEPTED_NAMES = "JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC"
 MIN_SIDE = 16
+
+register_heif_opener()  # teaches Pillow to open HEIC/HEIF, the format phones upload
 
 
 class NotAnImage(UnsupportedMediaType):

@@ -1,0 +1,77 @@
+"""Micro-batching: concurrent requests share forward passes; an overfull queue is refused, not piled up."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Sequence
+
+import pytest
+
+from classifier_service.batching import MicroBatcher, Overloaded
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_concurrent_requests_are_gathered_into_batches() -> None:
+    threads = set()
+
+    def double(items: Sequence[int]) -> list[int]:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.02)
+        return [2 * i for i in items]
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(double, max_batch=8, max_wait_ms=20, max_queue=100)
+    batcher.start()
+    try:
+        results = await asyncio.gather(*(batcher.submit(i) for i in range(16)))
+    finally:
+        await batcher.stop()
+    assert results == [2 * i for i in range(16)]
+    assert max(batcher.batch_sizes) > 1 and max(batcher.batch_sizes) <= 8
+    assert len(threads) == 1  # one inference thread, however many requests
+
+
+async def test_a_failing_batch_fails_its_requests_and_the_next_batch_still_runs() -> None:
+    calls = 0
+
+    def flaky(items: Sequence[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        return list(items)
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(flaky, max_batch=1, max_wait_ms=0, max_queue=10)
+    batcher.start()
+    try:
+        with pytest.raises(RuntimeError):
+            await batcher.submit(1)
+        assert await batcher.submit(2) == 2
+    finally:
+        await batcher.stop()
+
+
+async def test_past_the_queue_limit_requests_get_503_with_retry_after() -> None:
+    release = threading.Event()
+
+    def slow(items: Sequence[int]) -> list[int]:
+        release.wait(5)
+        return list(items)
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(slow, max_batch=1, max_wait_ms=0, max_queue=2)
+    batcher.start()
+    try:
+        waiting = [asyncio.create_task(batcher.submit(0))]
+        await asyncio.sleep(0.05)  # 0 is in the forward pass
+        waiting += [asyncio.create_task(batcher.submit(i)) for i in (1, 2)]
+        await asyncio.sleep(0.05)  # 1 and 2 wait: the queue is full
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit(99)
+        assert refused.value.status == 503 and refused.value.headers["Retry-After"]
+        release.set()
+        assert await asyncio.gather(*waiting) == [0, 1, 2]
+    finally:
+        release.set()
+        await batcher.stop()

@@ -1,0 +1,56 @@
+"""Reading a catalogue folder: categories from folders, products.csv rows, every problem reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from indexing.catalog import derived_id, scan_catalog
+
+
+def make_catalog(root: Path, csv_text: str | None = None) -> Path:
+    for rel in ["chair/a.jpg", "chair/b.png", "lamp/c.jpg", "lamp/notes.txt"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".txt"):
+            (root / rel).write_text("not a photo")
+        else:
+            Image.new("RGB", (32, 32)).save(root / rel)
+    (root / "stray.jpg").write_bytes(b"")
+    (root / "bad name!").mkdir()
+    if csv_text is not None:
+        (root / "products.csv").write_text(csv_text)
+    return root
+
+
+def test_categories_are_the_folders(tmp_path: Path) -> None:
+    scan = scan_catalog(make_catalog(tmp_path))
+    assert scan.categories == ["chair", "lamp"]
+    assert [e.file for e in scan.entries] == ["chair/a.jpg", "chair/b.png", "lamp/c.jpg"]
+
+
+def test_images_without_a_row_get_an_id_and_name_from_their_path(tmp_path: Path) -> None:
+    entry = scan_catalog(make_catalog(tmp_path)).entries[0]
+    assert entry.id == "chair-a" == derived_id("chair/a.jpg")
+    assert entry.name == "A"
+
+
+def test_products_csv_gives_ids_names_and_keeps_extra_columns(tmp_path: Path) -> None:
+    csv_text = "id,category,name,file,price,url\np-1,chair,POÄNG armchair,chair/a.jpg,79.00,https://shop/p-1\n"
+    entry = scan_catalog(make_catalog(tmp_path, csv_text)).entries[0]
+    assert (entry.id, entry.name) == ("p-1", "POÄNG armchair")
+    assert entry.extra == {"price": "79.00", "url": "https://shop/p-1"}
+
+
+def test_problems_are_reported_with_reasons_not_raised(tmp_path: Path) -> None:
+    csv_text = ("id,category,name,file\n"
+                "dup,chair,A,chair/a.jpg\n"
+                "dup,chair,B,chair/b.png\n"
+                "gone,lamp,Gone,lamp/missing.jpg\n")
+    scan = scan_catalog(make_catalog(tmp_path, csv_text))
+    reasons = {s.file: s.reason for s in scan.skipped}
+    assert "not an image" in reasons["lamp/notes.txt"]
+    assert "no category" in reasons["stray.jpg"]
+    assert "not a usable category" in reasons["bad name!/"]
+    assert "duplicate id 'dup'" in reasons["chair/b.png"]
+    assert "does not exist" in reasons["lamp/missing.jpg"]

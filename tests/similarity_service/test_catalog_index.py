@@ -1,0 +1,85 @@
+"""Faiss search by category: cosine scores, items by label, a loaded version answers whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.index_layout import IndexLayout
+from similarity_service.catalog_index import (CatalogIndex, CategoryIndex, NotReady, ServingIndex, UnknownCategory,
+                                              UnknownItem, WrongDimension)
+
+
+def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_a_stored_vector_finds_itself_first_with_cosine_one() -> None:
+    vectors = unit_vectors(50)
+    index = CategoryIndex.build(vectors, np.arange(100, 150))
+    hits = index.search(vectors[7], k=5)
+    assert hits[0][0] == 107 and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+
+
+def test_k_larger_than_the_category_returns_everything() -> None:
+    assert len(CategoryIndex.build(unit_vectors(3), np.arange(3)).search(unit_vectors(1)[0], k=10)) == 3
+
+
+def test_stored_vectors_come_back_for_more_like_this() -> None:
+    vectors = unit_vectors(5)
+    np.testing.assert_allclose(CategoryIndex.build(vectors, np.arange(10, 15)).vector(12), vectors[2])
+
+
+def test_an_approximate_index_type_can_be_chosen_by_factory_string() -> None:
+    vectors = unit_vectors(300)
+    index = CategoryIndex.build(vectors, np.arange(300), "HNSW32")
+    assert index.search(vectors[3], 1)[0][0] == 3
+
+
+def test_saved_and_loaded_indexes_answer_the_same(tmp_path: Path) -> None:
+    vectors = unit_vectors(20)
+    CategoryIndex.build(vectors, np.arange(20)).save(tmp_path / "x.faiss")
+    assert CategoryIndex.load(tmp_path / "x.faiss").search(vectors[4], 3)[0][0] == 4
+
+
+@pytest.fixture(scope="module")
+def catalog(built_index: Path) -> CatalogIndex:
+    version_dir = IndexLayout(built_index).current()
+    assert version_dir is not None
+    return CatalogIndex.load(version_dir)
+
+
+def test_a_built_catalogue_searches_within_the_category_asked(catalog: CatalogIndex) -> None:
+    item = next(iter(catalog.items.values()))
+    vector = catalog.categories[item.category].vector(item.label)
+    hits = catalog.search(item.category, vector, k=3)
+    assert hits[0].id == item.id and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert {h.category for h in hits} == {item.category}
+
+
+def test_more_like_this_leaves_the_item_itself_out(catalog: CatalogIndex) -> None:
+    item = next(iter(catalog.items.values()))
+    hits = catalog.similar_to(item.id, k=3)
+    assert item.id not in {h.id for h in hits} and len(hits) == 3
+
+
+def test_unknown_categories_items_and_dimensions_are_clear_errors(catalog: CatalogIndex) -> None:
+    with pytest.raises(UnknownCategory, match="The catalogue has: bed, chair"):
+        catalog.search("wardrobe", np.zeros(2048, np.float32), 3)
+    with pytest.raises(UnknownItem):
+        catalog.item("../../etc/passwd")
+    with pytest.raises(WrongDimension):
+        catalog.search("bed", np.zeros(10, np.float32), 3)
+
+
+def test_without_an_index_the_service_is_not_ready_and_says_how_to_build_one(tmp_path: Path) -> None:
+    serving = ServingIndex(tmp_path / "none")
+    with pytest.raises(NotReady):
+        serving.reload()
+    assert "make index" in (serving.not_ready_reason or "")
+    with pytest.raises(NotReady):
+        serving.require()

@@ -1,0 +1,72 @@
+"""What the tests share besides fixtures: where the repo and the photos are, and running services."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "furniture"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Services:
+    """The three services as real processes; tests may stop and restart one."""
+
+    index: Path
+    logs: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    modules: ClassVar[dict[str, str]] = {"classifier": "classifier_service", "similarity": "similarity_service", "gateway": "gateway"}
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    @property
+    def gateway(self) -> str:
+        return self.url("gateway")
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "INDEX": str(self.index), "WEIGHTS": "random", "PRECISION": "fp32",
+                "CLASSIFIER_PORT": str(self.ports["classifier"]), "SIMILARITY_PORT": str(self.ports["similarity"]),
+                "GATEWAY_PORT": str(self.ports["gateway"])}
+
+    def start(self, name: str) -> None:
+        self.ports.setdefault(name, free_port())
+        log = open(self.logs / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen([sys.executable, "-m", self.modules[name]], cwd=REPO,
+                                                env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+    def wait_ready(self, name: str = "gateway", timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for service, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{service} exited; see {self.logs / service}.log")
+            try:
+                if httpx.get(self.url(name) + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} not ready in {timeout_s} s; logs in {self.logs}")
