@@ -32,6 +32,8 @@ class Services:
     logs: Path
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)
+    """Further environment variables for the processes, e.g. {"GATEWAY_HEDGE_BELOW": "1"}."""
     modules: ClassVar[dict[str, str]] = {"classifier": "classifier_service", "similarity": "similarity_service", "gateway": "gateway"}
 
     def url(self, name: str) -> str:
@@ -44,7 +46,7 @@ class Services:
     def env(self) -> dict[str, str]:
         return {**os.environ, "INDEX": str(self.index), "WEIGHTS": "random", "PRECISION": "fp32",
                 "CLASSIFIER_PORT": str(self.ports["classifier"]), "SIMILARITY_PORT": str(self.ports["similarity"]),
-                "GATEWAY_PORT": str(self.ports["gateway"])}
+                "GATEWAY_PORT": str(self.ports["gateway"]), **self.settings}
 
     def start(self, name: str) -> None:
         self.ports.setdefault(name, free_port())
