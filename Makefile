@@ -28,5 +28,11 @@ index: install
 		--weights $(or $(WEIGHTS),auto) --notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) \
 		http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
 
+# Quality report for the built index (not part of `make test`): see README, "Measuring quality".
+.PHONY: eval
+eval: install
+	$(PY) -m indexing.eval --index $(or $(INDEX),var/index) --queries $(or $(QUERIES),../shared/furniture/queries) \
+		--out $(or $(EVAL_OUT),eval/out) --weights $(or $(WEIGHTS),auto)
+
 clean:
 	rm -rf var test-output

@@ -56,7 +56,8 @@ def draw_contact_sheet(rows: list[SheetRow], title: str, warning: str | None) ->
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     draw.text((GAP, 8), title, fill=INK, font=bold)
-    legend = "left: the query; right: its top results with scores. Red outline: another category than expected."
+    legend = ("left: the query; right: its top results with scores. Red outline: another category than "
+              "expected; green: the product the query names.")
     draw.text((GAP, 28), legend, fill=INK, font=font)
     if warning:
         draw.text((GAP, 44), warning, fill=RED, font=font)

@@ -50,11 +50,11 @@ def markdown_report(report: dict[str, Any]) -> str:
         "",
         "## Classification and time per query",
         "",
-        "Milliseconds, mean over the queries, one query at a time in this process (no HTTP). The index type "
-        "does not change the classification.",
+        "Milliseconds, mean over the timed queries, each one alone (batch of 1) in this process, no HTTP; "
+        "the search is the gated one over all queries. The index type does not change the classification.",
         "",
         *table(["configuration", "catalogue", "category accuracy", "decode", "embed + classify", "search", "total"],
-               [[c["name"], c["catalog"], figure(c["category_accuracy"]),
+               [[c["name"], c["catalog"].split(" from ")[0], figure(c["category_accuracy"]),
                  *(f"{c['time_per_query_ms'][k]:.1f}" for k in ("decode", "embed_and_classify", "search", "total"))]
                 for c in report["configurations"]]),
         "",

@@ -50,7 +50,8 @@ def every_configuration(built_index: Path, own_images: Path, tmp_path_factory: p
     """One run over fp32/bf16 × centre crop/pad × flat/PCA-whitened, hedging at 0 (never) and 1.01 (always)."""
     out = tmp_path_factory.mktemp("eval-out")
     assert main(["--index", str(built_index), "--queries", str(own_images), "--out", str(out),
-                 "--weights", "random", "--hedge-below", "0,0.5,1.01", "--sheet-queries", "6"]) == 0
+                 "--weights", "random", "--hedge-below", "0,0.5,1.01", "--sheet-queries", "6",
+                 "--timed-queries", "2"]) == 0
     return out
 
 
@@ -64,7 +65,7 @@ def test_the_report_has_the_keys_a_search_team_reads(every_configuration: Path) 
     assert body["queries"] == 10 and body["queries_with_product_ids"] == 10
     assert body["weights"] == "random" and "RANDOM WEIGHTS" in body["warning"]
     assert body["baseline"] == "fp32 center-crop flat"
-    assert set(body["time_per_query_ms"]) == {"decode", "embed_and_classify", "search", "total"}
+    assert set(body["time_per_query_ms"]) == {"decode", "embed_and_classify", "search", "total", "timed_queries"}
 
 
 def test_the_catalogues_own_images_find_themselves_first(every_configuration: Path) -> None:
@@ -130,7 +131,8 @@ def test_queries_without_product_ids_report_null_recall_and_unreadable_ones_are_
                                     {"file": "gone.jpg", "category": "bed"}])
     out = tmp_path / "out"
     assert main(["--index", str(built_index), "--queries", str(folder), "--out", str(out), "--weights", "random",
-                 "--precisions", "fp32", "--modes", "center-crop", "--indexes", "flat"]) == 0
+                 "--precisions", "fp32", "--modes", "center-crop", "--indexes", "flat",
+                 "--timed-queries", "1"]) == 0
     body = report(out)
     assert body["queries"] == len(rows) and len(body["configurations"]) == 1
     assert body["product_recall@1"] is None and body["product_recall@10"] is None
