@@ -129,7 +129,6 @@ class Evaluation:
         self.manifest = self.stored.manifest
         self.labels = np.array(sorted(self.stored.items), dtype=np.int64)
         self.catalog_root = options.catalog or Path(self.manifest.catalog)
-        self.hedge_below = options.hedge_below
 
     def configurations(self) -> list[Configuration]:
         """Every combination, the index's own precision and preprocessing first."""
@@ -251,8 +250,8 @@ class Evaluation:
         decided, confidence, search_ms = [], [], []
         gated: list[list[Hit]] = []
         ungated: list[list[Hit]] = []
-        hedged: dict[float, list[list[Hit]]] = {t: [] for t in self.hedge_below}
-        hedged_count = dict.fromkeys(self.hedge_below, 0)
+        hedged: dict[float, list[list[Hit]]] = {t: [] for t in self.options.hedge_below}
+        hedged_count = dict.fromkeys(self.options.hedge_below, 0)
         for vector, row in zip(embedded.query_vectors, embedded.probabilities):
             probabilities = {n: float(p) for n, p in zip(names, row)}
             choice = names[int(np.argmax(row))]
@@ -267,7 +266,7 @@ class Evaluation:
             confidence.append(probabilities[choice])
             gated.append(per_category[choice])
             ungated.append(merge_by_score(per_category.values(), DEPTH))
-            for threshold in self.hedge_below:
+            for threshold in self.options.hedge_below:
                 searched = categories_to_search(choice, probabilities, threshold)
                 hedged_count[threshold] += len(searched) > 1
                 hedged[threshold].append(merge_by_score((per_category[c] for c in searched), DEPTH))
@@ -284,7 +283,7 @@ class Evaluation:
             "gated": retrieval_metrics(gated, expected, products),
             "ungated": retrieval_metrics(ungated, expected, products),
             "hedged": [{"hedge_below": t, "hedged_share": hedged_count[t] / len(queries),
-                        **retrieval_metrics(hedged[t], expected, products)} for t in self.hedge_below],
+                        **retrieval_metrics(hedged[t], expected, products)} for t in self.options.hedge_below],
             "time_per_query_ms": {"decode": decode, "embed_and_classify": embed, "search": search,
                                   "total": decode + embed + search, "timed_queries": len(embedded.embed_ms)},
         }
@@ -353,7 +352,7 @@ def build_report(evaluation: Evaluation, queries_dir: Path, queries: list[Loaded
         **gated,
         "confusion": base["confusion"],
         "time_per_query_ms": base["time_per_query_ms"],
-        "hedge_below": list(evaluation.hedge_below),
+        "hedge_below": list(evaluation.options.hedge_below),
         "configurations": [o.summary for o in outcomes],
         "skipped": skipped,
     }

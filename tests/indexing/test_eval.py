@@ -12,7 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+from torchvision.models import resnet50
 
 from indexing.eval import main
 
@@ -148,3 +150,12 @@ def test_a_missing_index_or_query_set_is_explained(tmp_path: Path, built_index: 
     assert main(["--index", str(built_index), "--queries", str(tmp_path), "--out", str(tmp_path / "o"),
                  "--weights", "random"]) == 2
     assert "labels.csv" in capsys.readouterr().err
+
+
+def test_weights_other_than_the_index_are_refused(built_index: Path, own_images: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    weights = tmp_path / "other.pth"
+    torch.save(resnet50(weights=None).state_dict(), weights)
+    assert main(["--index", str(built_index), "--queries", str(own_images), "--out", str(tmp_path / "o"),
+                 "--weights", str(weights)]) == 2
+    assert "Pass the same --weights as the index" in capsys.readouterr().err
