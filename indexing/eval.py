@@ -279,7 +279,8 @@ class Evaluation:
             f"PCA-whitened to {space.catalog.categories[names[0]].dim}-d, flat",
             "catalog": embedded.catalog_source,
             "category_accuracy": category_accuracy(expected, decided),
-            "confusion": {"labels": labels, "rows_expected_columns_decided": confusion_matrix(expected, decided, labels)},
+            "confusion": {"labels": labels,
+                          "rows_expected_columns_decided": confusion_matrix(expected, decided, labels)},
             "gated": retrieval_metrics(gated, expected, products),
             "ungated": retrieval_metrics(ungated, expected, products),
             "hedged": [{"hedge_below": t, "hedged_share": hedged_count[t] / len(queries),
@@ -325,8 +326,8 @@ def run(evaluation: Evaluation, queries_dir: Path, out: Path, sheet_queries: int
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     (out / "report.md").write_text(markdown_report(report))
-    sheet = draw_contact_sheet(sheet_rows(evaluation, queries, baseline, sheet_queries),
-                               title=f"{baseline.configuration.name}, category gate on, index {evaluation.manifest.version}",
+    title = f"{baseline.configuration.name}, category gate on, index {evaluation.manifest.version}"
+    sheet = draw_contact_sheet(sheet_rows(evaluation, queries, baseline, sheet_queries), title=title,
                                warning=RANDOM_WARNING if evaluation.manifest.model.weights == "random" else None)
     sheet.save(out / "contact_sheet.png", optimize=True)
     return report
