@@ -4,8 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Settings reach the services as environment variables, from make or from the shell.
-export CATALOG INDEX WEIGHTS PRECISION GATEWAY_PORT CLASSIFIER_PORT SIMILARITY_PORT
+# Settings (CATALOG, INDEX, WEIGHTS, PRECISION, *_PORT) reach the services as environment
+# variables: make passes on those set in the shell or on its command line (`make run WEIGHTS=random`).
 
 .PHONY: install run test index clean
 
@@ -24,9 +24,7 @@ test: install
 	$(PY) -m pytest
 
 index: install
-	$(PY) -m indexing --catalog $(or $(CATALOG),reference_images) --index $(or $(INDEX),var/index) \
-		--weights $(or $(WEIGHTS),auto) --notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) \
-		http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
+	$(PY) -m indexing --notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
 
 clean:
 	rm -rf var test-output

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from classifier_service.weights import WeightsUnavailable
 from indexing.build import BuildSummary, EmptyCatalog, build_index
+from indexing.catalog import default_catalog
 from indexing.notify import notify_reload
 from lookalike.serving import configure_logging
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m indexing", description=__doc__)
-    parser.add_argument("--catalog", type=Path, default=Path("reference_images"),
-                        help="folder with one sub-folder of images per category, and optionally products.csv")
-    parser.add_argument("--index", type=Path, default=Path("var/index"), help="index root (versions + current)")
-    parser.add_argument("--weights", default="auto", help="imagenet, random, auto, or a path to a .pth state dict")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--catalog", type=Path, default=None,
+                        help="folder with one sub-folder of images per category, and optionally products.csv "
+                             "(default: $CATALOG, else reference_images, else the demo catalogue while that is empty)")
+    parser.add_argument("--index", type=Path, default=Path(os.environ.get("INDEX") or "var/index"),
+                        help="index root (versions + current); default $INDEX or var/index")
+    parser.add_argument("--weights", default=os.environ.get("WEIGHTS") or "auto",
+                        help="imagenet, random, auto, or a path to a .pth state dict; default $WEIGHTS or auto")
+    parser.add_argument("--precision", default=os.environ.get("PRECISION") or "auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="threads decoding images ahead of the network")
     parser.add_argument("--index-type", default="Flat", help="Faiss factory string, e.g. Flat, HNSW32, IVF256,Flat")
@@ -48,6 +53,10 @@ def format_summary(s: BuildSummary) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
+    if args.catalog is None:
+        args.catalog, note = default_catalog()
+        if note:
+            print(note)
     try:
         summary = build_index(args.catalog, args.index, args.weights, precision=args.precision,
                               batch_size=args.batch_size, workers=args.workers, index_type=args.index_type)
