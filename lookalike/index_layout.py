@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from lookalike.contracts import ModelInfo
+from lookalike.errors import NotReady
 
 MANIFEST = "manifest.json"
 ITEMS = "items.json"
@@ -111,6 +112,13 @@ class IndexLayout:
             return None
         target = self.pointer.resolve()
         return target if (target / MANIFEST).is_file() else None
+
+    def require_current(self) -> Path:
+        """The serving version's directory, or NotReady saying how to build one."""
+        version_dir = self.current()
+        if version_dir is None:
+            raise NotReady("There is no index yet. Build one with `make index`.")
+        return version_dir
 
     def begin_build(self) -> Path:
         """A fresh hidden directory to build a version in; invisible to readers until published."""
