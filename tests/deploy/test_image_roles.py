@@ -70,10 +70,11 @@ def image_venv(dockerfile: Dockerfile, staging: Path) -> Path:
         return venv
     for stale in venv.parent.glob("image-venv-*"):
         shutil.rmtree(stale)
-    # `python` as the image has it: the interpreter this venv is based on, not this project's venv.
-    shim = staging / "shim"
-    shim.mkdir()
-    (shim / "python").symlink_to(getattr(sys, "_base_executable", sys.executable))
+    # `python` as the image has it: the interpreter this project's venv is based on. The venv links
+    # to it through this path, so it lives inside the venv's folder, as long as the venv does.
+    shim = venv / "base-python"
+    shim.mkdir(parents=True)
+    (shim / "python").symlink_to(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
     script = command.replace(VENV_IN_IMAGE, str(venv)).replace(REQUIREMENTS_DIR, str(requirements))
     env = {**os.environ, "PATH": f"{venv}/bin:{shim}:{os.environ['PATH']}",
            "TORCH_INDEX_URL": os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")}
