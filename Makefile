@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 # Re-runs only when a requirements file changed. PyPI's torch is the CUDA build; it runs fine on CPUs.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-torch.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt
 	touch $@

@@ -17,6 +17,8 @@ class GatewaySettings(BaseSettings):
                                 description="Defaults to http://127.0.0.1:$SIMILARITY_PORT")
     classify_timeout_s: float = Field(15.0, gt=0, description="Covers queueing behind other uploads.")
     search_timeout_s: float = Field(5.0, gt=0)
+    replica_refresh_s: float = Field(5.0, gt=0, description="How often service names are resolved again to find "
+                                     "replicas; CLASSIFIER_URL and SIMILARITY_URL may also list several, comma-separated.")
     max_upload_bytes: int = Field(20_000_000, validation_alias=AliasChoices("GATEWAY_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"))
 
     @model_validator(mode="after")

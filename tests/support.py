@@ -46,11 +46,12 @@ class Services:
                 "CLASSIFIER_PORT": str(self.ports["classifier"]), "SIMILARITY_PORT": str(self.ports["similarity"]),
                 "GATEWAY_PORT": str(self.ports["gateway"])}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, module: str | None = None, env: dict[str, str] | None = None) -> None:
+        """Start `name`; a further replica passes the module it runs and its own settings."""
         self.ports.setdefault(name, free_port())
         log = open(self.logs / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", self.modules[name]], cwd=REPO,
-                                                env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = subprocess.Popen([sys.executable, "-m", module or self.modules[name]], cwd=REPO,
+                                                env={**self.env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self, name: str) -> None:
         process = self.processes.pop(name)
