@@ -128,7 +128,8 @@ class Classifier:
         """Load the head of the current index version; the old one serves until the swap."""
         version_dir = self.layout.current()
         if version_dir is None:
-            self.not_ready_reason = f"no index at {self.layout.root}; build one with `make index`"
+            log.warning("no index at %s", self.layout.root)  # the path goes to the log, never to a client
+            self.not_ready_reason = "no index has been built yet; build one with `make index`"
             raise NotReady(f"There is no index yet. Build one with `make index`.")
         manifest = read_manifest(version_dir)
         if manifest.model.model_id != self.embedder.info.model_id:

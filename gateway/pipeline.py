@@ -20,6 +20,7 @@ from gateway.settings import GatewaySettings
 from lookalike.contracts import (ClassifierReadiness, ClassifyResponse, Hit, SearchRequest, SearchResponse,
                                  SimilarityReadiness)
 from lookalike.errors import ApiError, ErrorEnvelope, ServiceUnavailable, Unprocessable
+from lookalike.observability import request_id_header
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -42,6 +43,11 @@ def _results(hits: list[Hit]) -> list[Result]:
             for h in hits]
 
 
+async def _pass_request_id(request: httpx.Request) -> None:
+    """Every internal call carries the id of the public request it serves."""
+    request.headers.update(request_id_header())
+
+
 class Upstream:
     """One internal service behind an httpx client, with its failures turned into `ApiError`s."""
 
@@ -49,7 +55,8 @@ class Upstream:
         self.name = name
         self.client = httpx.AsyncClient(
             base_url=base_url, timeout=httpx.Timeout(timeout_s, connect=2.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            event_hooks={"request": [_pass_request_id]})
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -138,7 +138,8 @@ class ServingIndex:
     def reload(self) -> tuple[str, str | None]:
         version_dir = self.layout.current()
         if version_dir is None:
-            self.not_ready_reason = f"no index at {self.layout.root}; build one with `make index`"
+            log.warning("no index at %s", self.layout.root)  # the path goes to the log, never to a client
+            self.not_ready_reason = "no index has been built yet; build one with `make index`"
             raise NotReady("There is no index yet. Build one with `make index`.")
         loaded = CatalogIndex.load(version_dir)
         previous = self.current.version if self.current else None
@@ -146,6 +147,10 @@ class ServingIndex:
         log.info("similarity serving index %s: %s", loaded.version,
                  ", ".join(f"{name}={len(idx)}" for name, idx in loaded.categories.items()))
         return loaded.version, previous
+
+    def items_per_category(self) -> dict[str, int]:
+        catalog = self.current
+        return {name: len(index) for name, index in catalog.categories.items()} if catalog else {}
 
     def require(self) -> CatalogIndex:
         catalog = self.current
