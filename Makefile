@@ -7,14 +7,15 @@ STAMP := $(VENV)/.installed
 # Settings reach the services as environment variables, from make or from the shell.
 export CATALOG INDEX WEIGHTS PRECISION GATEWAY_PORT CLASSIFIER_PORT SIMILARITY_PORT
 
-.PHONY: install run test index clean
+.PHONY: install run test index clean constraints
 
 install: $(STAMP)
 
 # Re-runs only when a requirements file changed. PyPI's torch is the CUDA build; it runs fine on CPUs.
-$(STAMP): requirements.txt requirements-dev.txt
+# constraints.txt pins every transitive dependency too (`make constraints` regenerates it).
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 run: install
@@ -27,6 +28,9 @@ index: install
 	$(PY) -m indexing --catalog $(or $(CATALOG),reference_images) --index $(or $(INDEX),var/index) \
 		--weights $(or $(WEIGHTS),auto) --notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) \
 		http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
+
+constraints: install
+	$(PY) tools/pin_constraints.py requirements.txt requirements-dev.txt
 
 clean:
 	rm -rf var test-output
