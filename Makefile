@@ -7,14 +7,15 @@ STAMP := $(VENV)/.installed
 # Settings (CATALOG, INDEX, WEIGHTS, PRECISION, *_PORT) reach the services as environment
 # variables: make passes on those set in the shell or on its command line (`make run WEIGHTS=random`).
 
-.PHONY: install run test index clean
+.PHONY: install run test index clean constraints
 
 install: $(STAMP)
 
 # Re-runs only when a requirements file changed. PyPI's torch is the CUDA build; it runs fine on CPUs.
-$(STAMP): requirements.txt requirements-torch.txt requirements-dev.txt
+# constraints.txt pins every transitive dependency too (`make constraints` regenerates it).
+$(STAMP): requirements.txt requirements-torch.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 run: install
@@ -25,6 +26,9 @@ test: install
 
 index: install
 	$(PY) -m indexing --notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
+
+constraints: install
+	$(PY) tools/pin_constraints.py requirements.txt requirements-dev.txt
 
 clean:
 	rm -rf var test-output

@@ -22,6 +22,7 @@ from lookalike.contracts import (ClassifierReadiness, ClassifyResponse, Hit, Sea
                                  SimilarityReadiness)
 from lookalike.errors import ApiError, ErrorEnvelope, ServiceUnavailable, Unprocessable
 from lookalike.replicas import ReplicaSet, split_urls
+from lookalike.observability import request_id_header
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -45,6 +46,11 @@ def _results(hits: list[Hit]) -> list[Result]:
             for h in hits]
 
 
+async def _pass_request_id(request: httpx.Request) -> None:
+    """Every internal call carries the id of the public request it serves."""
+    request.headers.update(request_id_header())
+
+
 class Upstream:
     """One internal service, maybe several replicas, behind an httpx client; failures become `ApiError`s."""
 
@@ -54,7 +60,8 @@ class Upstream:
         # Connections are pooled per replica address, so keep-alive does not pin traffic to one replica.
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=2.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            event_hooks={"request": [_pass_request_id]})
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -144,6 +144,10 @@ class ServingIndex:
                  ", ".join(f"{name}={len(idx)}" for name, idx in loaded.categories.items()))
         return loaded.version, previous
 
+    def items_per_category(self) -> dict[str, int]:
+        catalog = self.current
+        return {name: len(index) for name, index in catalog.categories.items()} if catalog else {}
+
     def require(self) -> CatalogIndex:
         catalog = self.current
         if catalog is None:
