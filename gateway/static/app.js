@@ -9,7 +9,8 @@ const JPEG_QUALITY = 0.9;
 const $ = (id) => document.getElementById(id);
 const els = {
   banner: $("weights-banner"), notice: $("notice"), dropzone: $("dropzone"), dropzoneTitle: $("dropzone-title"),
-  preview: $("preview"), inputs: [$("photo"), $("camera")], status: $("status"), retry: $("retry"),
+  dropzoneHint: $("dropzone-hint"), preview: $("preview"), inputs: [$("photo"), $("camera")],
+  status: $("status"), retry: $("retry"),
   decision: $("decision"), decisionTitle: $("decision-title"), decisionNote: $("decision-note"), chips: $("chips"),
   resultsSection: $("results-section"), resultsTitle: $("results-title"), results: $("results"), back: $("back"),
   summary: $("catalog-summary"),
@@ -123,7 +124,8 @@ async function prepareUpload(file) {
     bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
   } catch (err) {
     if (file.size > state.maxUploadBytes) {
-      throw new ShopperError(`This file is ${megabytes(file.size)}; the largest photo we accept is ${megabytes(state.maxUploadBytes)}.`);
+      const limit = megabytes(state.maxUploadBytes);
+      throw new ShopperError(`This file is ${megabytes(file.size)}; the largest photo we accept is ${limit}.`);
     }
     return { blob: file, previewable: false };
   }
@@ -146,6 +148,16 @@ async function prepareUpload(file) {
   }
 }
 
+// Dropping and pasting are for a mouse and a keyboard; a phone offers its camera instead.
+const TOUCH = !window.matchMedia("(hover: hover) and (pointer: fine)").matches;
+
+function showPrompt(hasPhoto) {
+  const firstTime = TOUCH ? "Photograph a piece of furniture" : "Drop a photo here";
+  els.dropzoneTitle.textContent = hasPhoto ? "Try another photo" : firstTime;
+  els.dropzoneHint.textContent = hasPhoto ? "Drop it here, paste it, or" : "or paste one from the clipboard, or";
+  els.dropzoneHint.hidden = TOUCH;
+}
+
 function showPreview(upload) {
   if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
   state.previewUrl = upload.previewable ? URL.createObjectURL(upload.blob) : null;
@@ -155,7 +167,7 @@ function showPreview(upload) {
     els.preview.alt = "Your photo";
   }
   els.dropzone.classList.toggle("has-preview", Boolean(state.previewUrl));
-  els.dropzoneTitle.textContent = "Search with another photo: drop it here";
+  showPrompt(Boolean(state.previewUrl));
 }
 
 async function acceptFile(file) {
@@ -169,7 +181,11 @@ async function acceptFile(file) {
     showError(err.message);
     return;
   }
+  // A new photo: what was shown for the last one goes, so nothing on screen belongs to another photo.
   state.photo = upload.blob;
+  state.photoResult = null;
+  els.decision.hidden = true;
+  els.resultsSection.hidden = true;
   showPreview(upload);
   await searchPhoto(null);
 }
@@ -242,14 +258,16 @@ function renderCard(item) {
   const href = item.extra && item.extra.url ? productLink(item.extra.url) : null;
   if (href) {
     actions.append(element("a", { className: "product-link", href, target: "_blank", rel: "noopener noreferrer" },
-      "View product", element("span", { className: "visually-hidden", textContent: `: ${item.name} (opens in a new tab)` })));
+      "View product",
+      element("span", { className: "visually-hidden", textContent: `: ${item.name} (opens in a new tab)` })));
   }
   const more = element("button", { type: "button", className: "button more" },
     "More like this", element("span", { className: "visually-hidden", textContent: `: ${item.name}` }));
   more.addEventListener("click", () => moreLikeThis(item));
   actions.append(more);
   return element("li", { className: "card" }, image,
-    element("div", { className: "card-body" }, element("h3", { className: "name", textContent: item.name }), meta, actions));
+    element("div", { className: "card-body" },
+      element("h3", { className: "name", textContent: item.name }), meta, actions));
 }
 
 function renderResults(title, items) {
@@ -288,7 +306,8 @@ async function loadCatalog() {
     info = await response.json();
     if (!response.ok) throw new Error(`status ${response.status}`);
   } catch (err) {
-    showNotice("unavailable", "Search is unavailable right now", ["Lookalike cannot be reached. Please try again shortly."]);
+    showNotice("unavailable", "Search is unavailable right now",
+      ["Lookalike cannot be reached. Please try again shortly."]);
     return;
   }
   els.banner.hidden = info.weights !== "random";
@@ -353,4 +372,5 @@ document.addEventListener("paste", (event) => {
   acceptFile(file);
 });
 
+showPrompt(false);
 loadCatalog();

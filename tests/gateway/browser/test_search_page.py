@@ -44,7 +44,8 @@ def drop_or_paste(page: Page, photo: Path, event: str) -> None:
             target.dispatchEvent(new DragEvent("dragover", { dataTransfer: data, bubbles: true, cancelable: true }));
             target.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
         } else {
-            document.body.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+            const paste = new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true });
+            document.body.dispatchEvent(paste);
         }
     }""", [event, photo.name, base64.b64encode(photo.read_bytes()).decode()])
 
@@ -72,6 +73,24 @@ def test_a_shopper_uploads_a_photo_and_sees_the_category_and_similar_products(
     alts = page.locator("#results img").evaluate_all("imgs => imgs.map(i => i.alt)")
     assert all(alts), "every product image has alt text"
     screenshot(page, "desktop-results")
+
+
+def test_a_loading_indicator_shows_while_the_search_runs(page: Page, services: Services, photo: Path,
+                                                        screenshot: ScreenShot) -> None:
+    held: list[Route] = []
+    # Hold the request until the loading state has been seen.
+    page.route("**/api/v1/search*", lambda route: held.append(route))
+    open_page(page, services)
+    page.set_input_files("#photo", str(photo))
+    status = page.locator("#status")
+    expect(status).to_have_text("Searching for similar products…")
+    expect(status).to_have_class(re.compile(r"\bloading\b"))
+    expect(page.locator("#results-section")).to_have_attribute("aria-busy", "true")
+    screenshot(page, "desktop-loading")
+    held[0].continue_()
+    expect(status).to_have_text(FOUND)
+    expect(status).not_to_have_class(re.compile(r"\bloading\b"))
+    expect(page.locator("#results-section")).to_have_attribute("aria-busy", "false")
 
 
 def test_the_random_weights_banner_is_visible(page: Page, services: Services) -> None:
@@ -225,4 +244,5 @@ def test_on_a_phone_the_page_fits_the_screen(phone: Page, services: Services, ph
     screenshot(phone, "phone-results")
     phone.set_input_files("#photo", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
     expect(phone.locator("#status")).to_contain_text("not an image")
+    expect(phone.locator("#results-section")).to_be_hidden()  # nothing left from the previous photo
     screenshot(phone, "phone-not-an-image")
