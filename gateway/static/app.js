@@ -172,11 +172,13 @@ function showPreview(upload) {
 
 async function acceptFile(file) {
   if (!file) return;
-  showStatus("Preparing your photo…", "loading");
+  state.requestId += 1; // an answer still on its way is for the previous photo: drop it
+  setBusy(true, "Preparing your photo…");
   let upload;
   try {
     upload = await prepareUpload(file);
   } catch (err) {
+    setBusy(false);
     if (!(err instanceof ShopperError)) throw err;
     showError(err.message);
     return;
@@ -337,6 +339,7 @@ for (const input of els.inputs) {
   });
 }
 
+els.dropzone.addEventListener("submit", (event) => event.preventDefault()); // a photo searches as soon as it is chosen
 els.retry.addEventListener("click", () => state.retry && state.retry());
 els.back.addEventListener("click", () => {
   showPhotoResult();
