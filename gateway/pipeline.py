@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -130,6 +130,7 @@ class SearchPipeline:
                                    settings.replica_refresh_s)
         self.similarity = Upstream("similarity", settings.similarity_url, settings.search_timeout_s,
                                    settings.replica_refresh_s)
+        self.max_upload_bytes = settings.max_upload_bytes
 
     async def aclose(self) -> None:
         await asyncio.gather(self.classifier.aclose(), self.similarity.aclose())
@@ -184,7 +185,14 @@ class SearchPipeline:
                                 classifier=classifier, similarity=similarity)
 
     async def catalog(self) -> CatalogInfo:
+        """What the page needs on load: the categories, the weights, and whether there is anything to search."""
         ready = await self.readiness()
         similarity = ready.similarity
-        return CatalogInfo(categories=similarity.categories if similarity else {}, weights=ready.weights,
-                           index_version=similarity.index_version if similarity else None)
+        categories = similarity.categories if similarity else {}
+        # A reachable similarity service with no index (or an index without items) means the store has
+        # not built its catalogue yet: that calls for instructions, not "try again later".
+        empty = similarity is not None and (similarity.index_version is None or not any(categories.values()))
+        state: Literal["ready", "empty", "unavailable"] = "empty" if empty else "ready" if ready.ready else "unavailable"
+        return CatalogInfo(categories=categories, weights=ready.weights,
+                           index_version=similarity.index_version if similarity else None,
+                           state=state, reason=ready.reason, max_upload_bytes=self.max_upload_bytes)

@@ -80,14 +80,15 @@ class Services:
             self.resume(name)  # a paused process can't handle SIGTERM
             self.stop(name)
 
-    def wait_ready(self, name: str = "gateway", timeout_s: float = 120) -> None:
+    def wait_ready(self, name: str = "gateway", timeout_s: float = 120, path: str = "/readyz") -> None:
+        """Until `name` answers 200 on `path`; `path="/healthz"` waits for a service that cannot be ready."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for service, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{service} exited; see {self.logs / service}.log")
             try:
-                if httpx.get(self.url(name) + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url(name) + path, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
