@@ -48,7 +48,10 @@ def decode_image(data: bytes, *, min_side: int, max_pixels: int) -> Image.Image:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise NotAnImage(f"This file is not an image we can read. Please send a {ACCEPTED_NAMES} photo.") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        # Pillow refuses huge images (e.g. 20000×20000) before we can read their size.
+        raise TooManyPixels(f"This image has far more pixels than the limit of {max_pixels / 1e6:.0f} megapixels.") from None
+    except (OSError, ValueError, SyntaxError):
         raise BrokenImage("This image is damaged or incomplete, so it can't be read. Please try another photo.") from None
     if img.format not in ACCEPTED_FORMATS:
         raise NotAnImage(f"{img.format} images are not supported. Please send a {ACCEPTED_NAMES} photo.")
