@@ -258,9 +258,10 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             raise
         finally:
             cache.close()
+        removed = removed_since(previous, items)
         if keep is not None:
             prune_versions(layout, keep)
     return BuildSummary(version=version, version_dir=final, weights=embedder.info.weights, per_category=per_category,
                         skipped=skipped, cv_accuracy=accuracy, folds=folds, indexed=len(items),
                         seconds=time.perf_counter() - started, embed_seconds=embed_seconds,
-                        embedded=done.embedded, reused=done.reused, removed=removed_since(previous, items))
+                        embedded=done.embedded, reused=done.reused, removed=removed)
