@@ -23,6 +23,7 @@ class Progress:
         self.interval_s = interval_s
         self.started = self.last_line = time.perf_counter()
         self.done = self.embedded = self.reused = 0
+        self.logged = -1  # `done` when the last line was written
         self.bar = tqdm(total=total, unit="img", desc="indexing", file=stream, dynamic_ncols=True,
                         smoothing=0.1) if stream.isatty() else None
 
@@ -40,11 +41,11 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        else:
+        elif self.logged != self.done:
             self._log_line()
 
     def _log_line(self) -> None:
-        self.last_line = time.perf_counter()
+        self.last_line, self.logged = time.perf_counter(), self.done
         rate = self.done / max(self.last_line - self.started, 1e-9)
         log.info("%d of %d images (embedded %d, reused %d), %.1f images/s",
                  self.done, self.total, self.embedded, self.reused, rate)

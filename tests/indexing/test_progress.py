@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 from tests.indexing.test_incremental import seeded_index
@@ -20,6 +23,7 @@ def command(catalog: Path, root: Path) -> list[str]:
 def run_on_a_terminal(args: list[str]) -> str:
     """Run with stdout and stderr on a pseudo-terminal, as in a shell; everything it drew."""
     controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24×100, as a terminal has
     job = subprocess.Popen(args, cwd=REPO, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal)
     os.close(terminal)
     chunks = []
