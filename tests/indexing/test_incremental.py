@@ -13,6 +13,7 @@ from indexing.__main__ import format_summary, main
 from indexing.build import build_index
 from indexing.cache import CACHE_FILE, EmbeddingCache
 from indexing.lock import IndexBusy, exclusive
+from indexing.versions import prune_versions, rollback
 from lookalike.index_layout import IndexLayout, read_items, read_manifest
 from tests.support import SHARED
 
@@ -100,12 +101,14 @@ def test_a_second_job_on_the_same_index_is_refused_while_one_runs(catalog: Path,
 def test_keep_deletes_old_versions_but_never_the_serving_one(catalog: Path, built_index: Path, tmp_path: Path,
                                                              embedder: Embedder) -> None:
     root = seeded_index(built_index, tmp_path / "index")
-    versions = [build_index(catalog, root, embedder=embedder, keep=2).version for _ in range(3)]
     layout = IndexLayout(root)
-    assert layout.published() == versions[1:]
-    assert layout.current().name == versions[2]
-    build_index(catalog, root, embedder=embedder, keep=1)
-    assert layout.published() == [layout.current().name]
+    versions = [build_index(catalog, root, embedder=embedder, keep=2).version for _ in range(2)]
+    assert layout.published() == versions
+    rollback(root)  # serving the older one again: pruning must spare it, and keep the newest
+    assert prune_versions(layout, keep=1) == [] and layout.published() == versions
+    newest = build_index(catalog, root, embedder=embedder, keep=1).version
+    assert layout.published() == [newest] and layout.current().name == newest
+    assert not (layout.versions / versions[0]).exists() and not (layout.versions / versions[1]).exists()
 
 
 def test_rolling_back_is_one_command_and_rolling_forward_is_another(catalog: Path, built_index: Path,
@@ -135,3 +138,4 @@ def test_the_index_type_is_chosen_per_catalogue_and_recorded(catalog: Path, buil
     summary = build_index(catalog, seeded_index(built_index, tmp_path / "index"), embedder=embedder,
                           index_type="HNSW32")
     assert read_manifest(summary.version_dir).index_type == "HNSW32"
+
