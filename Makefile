@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Settings (CATALOG, INDEX, WEIGHTS, PRECISION, *_PORT) reach the services as environment
 # variables: make passes on those set in the shell or on its command line (`make run WEIGHTS=random`).
 
-.PHONY: install run test index clean constraints
+.PHONY: install run test index rollback clean constraints
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ index: install
 
 constraints: install
 	$(PY) tools/pin_constraints.py requirements.txt requirements-dev.txt
+
+# Serve the version before the current one again (or TO=<version>), and tell running services.
+rollback: install
+	$(PY) -m indexing rollback --index $(or $(INDEX),var/index) $(if $(TO),--to $(TO)) \
+		--notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
 
 clean:
 	rm -rf var test-output

@@ -76,6 +76,7 @@ class CatalogItem(BaseModel):
     name: str
     file: str = Field(description="Path relative to the catalogue folder.")
     extra: dict[str, str] = Field(default_factory=dict)
+    sha256: str | None = Field(None, description="Hash of the image file's bytes; what the embedding cache is keyed by.")
 
     @property
     def thumbnail(self) -> str:
@@ -131,11 +132,25 @@ class IndexLayout:
         """Rename the finished build into place, then swap `current` to it in one rename."""
         final = self.versions / version
         os.replace(build_dir, final)
+        self.point_to(version)
+        return final
+
+    def point_to(self, version: str) -> Path:
+        """Swap `current` to an already published version in one rename (publish and rollback)."""
+        target = self.versions / version
+        if not (target / MANIFEST).is_file():
+            raise FileNotFoundError(f"{target} is not a published index version")
         tmp_link = self.root / f".current-{secrets.token_hex(4)}"
         tmp_link.symlink_to(Path("versions") / version)
         os.replace(tmp_link, self.pointer)
         _fsync_dir(self.root)
-        return final
+        return target
+
+    def published(self) -> list[str]:
+        """Published version names, oldest first (names start with their UTC build time)."""
+        if not self.versions.is_dir():
+            return []
+        return sorted(p.name for p in self.versions.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
 
 
 def _fsync_dir(path: Path) -> None:
