@@ -4,17 +4,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Settings reach the services as environment variables, from make or from the shell.
-export CATALOG INDEX WEIGHTS PRECISION GATEWAY_PORT CLASSIFIER_PORT SIMILARITY_PORT
+# Settings (CATALOG, INDEX, WEIGHTS, PRECISION, *_PORT) reach the services as environment
+# variables: make passes on those set in the shell or on its command line (`make run WEIGHTS=random`).
 
-.PHONY: install run test index clean
+.PHONY: install run test index rollback clean constraints
 
 install: $(STAMP)
 
 # Re-runs only when a requirements file changed. PyPI's torch is the CUDA build; it runs fine on CPUs.
-$(STAMP): requirements.txt requirements-dev.txt
+# constraints.txt pins every transitive dependency too (`make constraints` regenerates it).
+$(STAMP): requirements.txt requirements-torch.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 run: install
@@ -24,9 +25,15 @@ test: install
 	$(PY) -m pytest
 
 index: install
-	$(PY) -m indexing --catalog $(or $(CATALOG),reference_images) --index $(or $(INDEX),var/index) \
-		--weights $(or $(WEIGHTS),auto) --notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) \
-		http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
+	$(PY) -m indexing --notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
+
+constraints: install
+	$(PY) tools/pin_constraints.py requirements.txt requirements-dev.txt
+
+# Serve the version before the current one again (or TO=<version>), and tell running services.
+rollback: install
+	$(PY) -m indexing rollback --index $(or $(INDEX),var/index) $(if $(TO),--to $(TO)) \
+		--notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
 
 # Quality report for the built index (not part of `make test`): see README, "Measuring quality".
 .PHONY: eval

@@ -19,6 +19,7 @@ from classifier_service.preprocess import load_model_input
 from classifier_service.settings import ClassifierSettings
 from lookalike.contracts import ClassifierReadiness, ClassifyResponse, ReloadResponse, encode_embedding
 from lookalike.errors import ApiError, ErrorEnvelope, install_error_handlers
+from lookalike.observability import install_observability
 from lookalike.uploads import read_body
 
 ERRORS = {400: {"model": ErrorEnvelope}, 413: {"model": ErrorEnvelope}, 415: {"model": ErrorEnvelope},
@@ -38,7 +39,10 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
             pass  # not ready; /readyz says why, and /v1/reload retries
         batcher: MicroBatcher[np.ndarray, Classification] = MicroBatcher(
             classifier.classify_batch, max_batch=settings.max_batch,
-            max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue)
+            max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
+            on_batch=metrics.histogram("classifier_batch_size", "Images per forward pass.",
+                                       range(1, settings.max_batch + 1)).observe)
+        metrics.gauge("classifier_queue_length", "Images waiting for a forward pass.", lambda: batcher.queue_length)
         batcher.start()
         app.state.classifier, app.state.batcher = classifier, batcher
         yield
@@ -46,6 +50,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="Lookalike classifier", version="1", lifespan=lifespan)
     install_error_handlers(app)
+    metrics = install_observability(app)
 
     @app.post(
         "/v1/classify", response_model=ClassifyResponse, responses=ERRORS,

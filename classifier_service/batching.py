@@ -25,8 +25,10 @@ class Overloaded(ServiceUnavailable):
 
 class MicroBatcher(Generic[Item, Result]):
     def __init__(self, run_batch: Callable[[Sequence[Item]], list[Result]], *,
-                 max_batch: int, max_wait_ms: float, max_queue: int) -> None:
+                 max_batch: int, max_wait_ms: float, max_queue: int,
+                 on_batch: Callable[[int], None] | None = None) -> None:
         self._run_batch = run_batch
+        self._on_batch = on_batch  # told each batch's size, e.g. by a metrics histogram
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
@@ -72,6 +74,8 @@ class MicroBatcher(Generic[Item, Result]):
             if not live:
                 continue
             self.batch_sizes.append(len(live))
+            if self._on_batch:
+                self._on_batch(len(live))
             try:
                 results = await loop.run_in_executor(self._executor, self._run_batch, [item for item, _ in live])
             except Exception as exc:  # a failed batch fails its requests, not the worker

@@ -40,9 +40,21 @@ class CategoryHead:
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: np.ndarray, categories: list[str],
-            l2: float = 1e-2, max_iter: int = 200) -> CategoryHead:
-        """Full-batch L-BFGS on standardised embeddings; `labels` index into `categories`."""
-        x = np.asarray(embeddings, dtype=np.float32)
+            l2: float = 1e-2, max_iter: int = 100) -> CategoryHead:
+        """Full-batch L-BFGS on standardised embeddings; `labels` index into `categories`.
+
+        It runs on one thread: a (C, 2048) problem gains nothing from more, and on a busy
+        machine OpenMP threads spinning for each other made it ten times slower.
+        """
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return cls._fit(np.asarray(embeddings, dtype=np.float32), labels, categories, l2, max_iter)
+        finally:
+            torch.set_num_threads(threads)
+
+    @classmethod
+    def _fit(cls, x: np.ndarray, labels: np.ndarray, categories: list[str], l2: float, max_iter: int) -> CategoryHead:
         mean = x.mean(axis=0)
         scale = x.std(axis=0) + 1e-6
         n_classes = len(categories)

@@ -19,7 +19,7 @@ from torch import nn
 from classifier_service.head import CategoryHead
 from classifier_service.weights import load_resnet50
 from lookalike.contracts import ModelInfo
-from lookalike.errors import ApiError, ServiceUnavailable
+from lookalike.errors import ApiError, NotReady
 from lookalike.index_layout import HEAD, IndexLayout, Manifest, Preprocessing, read_manifest
 
 log = logging.getLogger("lookalike.classifier")
@@ -94,10 +94,6 @@ class IndexMismatch(ApiError):
     status, code = 409, "index_model_mismatch"
 
 
-class NotReady(ServiceUnavailable):
-    code = "not_ready"
-
-
 @dataclass(frozen=True)
 class LoadedHead:
     head: CategoryHead
@@ -126,10 +122,11 @@ class Classifier:
 
     def reload(self) -> tuple[str, str | None]:
         """Load the head of the current index version; the old one serves until the swap."""
-        version_dir = self.layout.current()
-        if version_dir is None:
-            self.not_ready_reason = f"no index at {self.layout.root}; build one with `make index`"
-            raise NotReady(f"There is no index yet. Build one with `make index`.")
+        try:
+            version_dir = self.layout.require_current()
+        except NotReady as exc:
+            self.not_ready_reason = exc.message
+            raise
         manifest = read_manifest(version_dir)
         if manifest.model.model_id != self.embedder.info.model_id:
             message = (
@@ -149,7 +146,7 @@ class Classifier:
     def classify_batch(self, images: Sequence[np.ndarray]) -> list[Classification]:
         loaded = self.loaded  # one snapshot for the whole batch, whatever reload does meanwhile
         if loaded is None:
-            raise NotReady(f"The classifier is not ready: {self.not_ready_reason}.")
+            raise NotReady(f"The classifier is not ready: {self.not_ready_reason}")
         embeddings = self.embedder.embed_batch(images)
         probabilities = loaded.head.predict_proba(embeddings)
         names = loaded.head.categories

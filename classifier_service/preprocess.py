@@ -18,6 +18,9 @@ from lookalike.index_layout import Preprocessing
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF"}
 ACCEPTED_NAMES = "JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC"
 MIN_SIDE = 16
+BROKEN = "This image is damaged or incomplete, so it can't be read. Please try another photo."
+# The first bytes of the accepted formats: a file that starts like one but won't open is damaged, not foreign.
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
 
 register_heif_opener()  # teaches Pillow to open HEIC/HEIF, the format phones upload
 
@@ -46,10 +49,18 @@ def decode_image(data: bytes, *, min_side: int, max_pixels: int) -> Image.Image:
     """
     try:
         img = Image.open(io.BytesIO(data))
+        if img.format == "PNG":
+            img.verify()  # checks every chunk's CRC, which decoding alone skips for pixel data
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        # Pillow's own guard, at twice its MAX_IMAGE_PIXELS; ours below is usually the stricter one.
+        raise TooManyPixels(f"This image has far more pixels than the {max_pixels / 1e6:.0f} megapixel limit.") from None
     except UnidentifiedImageError:
+        if data.startswith(IMAGE_SIGNATURES):
+            raise BrokenImage(BROKEN) from None
         raise NotAnImage(f"This file is not an image we can read. Please send a {ACCEPTED_NAMES} photo.") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise BrokenImage("This image is damaged or incomplete, so it can't be read. Please try another photo.") from None
+    except (OSError, ValueError, SyntaxError):
+        raise BrokenImage(BROKEN) from None
     if img.format not in ACCEPTED_FORMATS:
         raise NotAnImage(f"{img.format} images are not supported. Please send a {ACCEPTED_NAMES} photo.")
     width, height = img.size
@@ -64,7 +75,7 @@ def decode_image(data: bytes, *, min_side: int, max_pixels: int) -> Image.Image:
         img = ImageOps.exif_transpose(img)
         return _to_rgb(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise BrokenImage("This image is damaged or incomplete, so it can't be read. Please try another photo.") from None
+        raise BrokenImage(BROKEN) from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

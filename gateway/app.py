@@ -9,12 +9,14 @@ from typing import AsyncIterator
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
 
 from gateway.pipeline import SearchPipeline
 from gateway.schemas import CatalogInfo, GatewayReadiness, SearchResult, SimilarItems
 from gateway.settings import GatewaySettings
 from lookalike.contracts import MAX_K
 from lookalike.errors import ErrorEnvelope, install_error_handlers
+from lookalike.observability import install_observability
 from lookalike.uploads import read_multipart_field
 
 STATIC = Path(__file__).parent / "static"
@@ -36,6 +38,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = FastAPI(title="Lookalike", version="1", lifespan=lifespan,
                   description="Photo in, similar products out.")
     install_error_handlers(app)
+    install_observability(app)
+    if settings.cors_allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["X-Request-ID"], expose_headers=["X-Request-ID"])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def pipeline(request: Request) -> SearchPipeline:

@@ -2,14 +2,15 @@
 
 The two services are reached over HTTP with timeouts. Their user-caused errors (a broken
 image, an unknown category) pass through unchanged; their absence, slowness or failure
-becomes a 503 that says which service and what to do.
+becomes a 503 that says which service and what to do. A service may run as several replicas
+(`--scale classifier=3`, or comma-separated URLs): requests take them in turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -21,9 +22,12 @@ from lookalike.contracts import (ClassifierReadiness, ClassifyResponse, Hit, Sea
                                  SimilarityReadiness)
 from lookalike.errors import ApiError, ErrorEnvelope, ServiceUnavailable, Unprocessable
 from lookalike.hedging import categories_to_search, merge_by_score
+from lookalike.replicas import ReplicaSet, split_urls
+from lookalike.observability import request_id_header
 
 
 Model = TypeVar("Model", bound=BaseModel)
+Readiness = TypeVar("Readiness", ClassifierReadiness, SimilarityReadiness)
 
 
 class UpstreamUnavailable(ServiceUnavailable):
@@ -43,29 +47,52 @@ def _results(hits: list[Hit]) -> list[Result]:
             for h in hits]
 
 
-class Upstream:
-    """One internal service behind an httpx client, with its failures turned into `ApiError`s."""
+async def _pass_request_id(request: httpx.Request) -> None:
+    """Every internal call carries the id of the public request it serves."""
+    request.headers.update(request_id_header())
 
-    def __init__(self, name: str, base_url: str, timeout_s: float) -> None:
+
+class Upstream:
+    """One internal service, maybe several replicas, behind an httpx client; failures become `ApiError`s."""
+
+    def __init__(self, name: str, base_urls: str, timeout_s: float, refresh_s: float = 5.0) -> None:
         self.name = name
+        self.replicas = ReplicaSet(split_urls(base_urls), refresh_s)
+        # Connections are pooled per replica address, so keep-alive does not pin traffic to one replica.
         self.client = httpx.AsyncClient(
-            base_url=base_url, timeout=httpx.Timeout(timeout_s, connect=2.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+            timeout=httpx.Timeout(timeout_s, connect=2.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            event_hooks={"request": [_pass_request_id]})
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
     async def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        try:
-            response = await self.client.request(method, path, **kwargs)  # type: ignore[arg-type]
-        except httpx.TimeoutException:
-            raise UpstreamUnavailable(
-                f"The {self.name} service did not answer in time. Please try again in a moment.",
-                headers={"Retry-After": "2"}) from None
-        except httpx.TransportError:
+        """Send to the replica whose turn it is; one that is unreachable or busy (503) passes it to the next.
+
+        Only requests that the replica did not process are sent again, so nothing runs twice.
+        """
+        response = None
+        for replica in await self.replicas.in_turn():
+            try:
+                response = await self.client.request(method, replica + path, **kwargs)  # type: ignore[arg-type]
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                self.replicas.refresh_soon()
+                continue
+            except httpx.TimeoutException:
+                raise UpstreamUnavailable(
+                    f"The {self.name} service did not answer in time. Please try again in a moment.",
+                    headers={"Retry-After": "2"}) from None
+            except httpx.TransportError:
+                raise UpstreamUnavailable(
+                    f"The {self.name} service is unavailable right now. Please try again shortly.",
+                    headers={"Retry-After": "5"}) from None
+            if response.status_code != 503:
+                break
+        if response is None:
             raise UpstreamUnavailable(
                 f"The {self.name} service is unavailable right now. Please try again shortly.",
-                headers={"Retry-After": "5"}) from None
+                headers={"Retry-After": "5"})
         if response.status_code < 400:
             return response
         raise self._error_from(response)
@@ -83,11 +110,28 @@ class Upstream:
     async def model(self, method: str, path: str, model: type[Model], **kwargs: object) -> Model:
         return model.model_validate_json((await self.request(method, path, **kwargs)).content)
 
+    async def _readiness_of(self, replica: str, model: type[Readiness]) -> Readiness | None:
+        try:
+            response = await self.client.get(replica + "/readyz")
+            return model.model_validate_json(response.content)
+        except (httpx.HTTPError, ValidationError):
+            return None
+
+    async def readiness(self, model: type[Readiness]) -> Readiness | None:
+        """A ready replica's readiness if there is one (requests go past the others), else why not."""
+        answers = await asyncio.gather(*(self._readiness_of(r, model) for r in await self.replicas.endpoints()))
+        known = [answer for answer in answers if answer is not None]
+        ready = [answer for answer in known if answer.ready]
+        return (ready or known or [None])[0]
+
 
 class SearchPipeline:
     def __init__(self, settings: GatewaySettings) -> None:
-        self.classifier = Upstream("classifier", settings.classifier_url, settings.classify_timeout_s)
-        self.similarity = Upstream("similarity", settings.similarity_url, settings.search_timeout_s)
+        self.classifier = Upstream("classifier", settings.classifier_url, settings.classify_timeout_s,
+                                   settings.replica_refresh_s)
+        self.similarity = Upstream("similarity", settings.similarity_url, settings.search_timeout_s,
+                                   settings.replica_refresh_s)
+        self.max_upload_bytes = settings.max_upload_bytes
         self.hedge_below = settings.hedge_below
 
     async def aclose(self) -> None:
@@ -134,17 +178,9 @@ class SearchPipeline:
     async def thumbnail(self, item_id: str) -> httpx.Response:
         return await self.similarity.request("GET", f"/v1/items/{quote(item_id, safe='')}/image")
 
-    @staticmethod
-    async def _readiness(upstream: Upstream, model: type[Model]) -> Model | None:
-        try:
-            response = await upstream.client.get("/readyz")
-            return model.model_validate_json(response.content)
-        except (httpx.HTTPError, ValidationError):
-            return None
-
     async def readiness(self) -> GatewayReadiness:
         classifier, similarity = await asyncio.gather(
-            self._readiness(self.classifier, ClassifierReadiness), self._readiness(self.similarity, SimilarityReadiness))
+            self.classifier.readiness(ClassifierReadiness), self.similarity.readiness(SimilarityReadiness))
         reason = None
         if classifier is None or similarity is None:
             reason = f"the {'classifier' if classifier is None else 'similarity'} service is unreachable"
@@ -157,7 +193,14 @@ class SearchPipeline:
                                 classifier=classifier, similarity=similarity)
 
     async def catalog(self) -> CatalogInfo:
+        """What the page needs on load: the categories, the weights, and whether there is anything to search."""
         ready = await self.readiness()
         similarity = ready.similarity
-        return CatalogInfo(categories=similarity.categories if similarity else {}, weights=ready.weights,
-                           index_version=similarity.index_version if similarity else None)
+        categories = similarity.categories if similarity else {}
+        # A reachable similarity service with no index (or an index without items) means the store has
+        # not built its catalogue yet: that calls for instructions, not "try again later".
+        empty = similarity is not None and (similarity.index_version is None or not any(categories.values()))
+        state: Literal["ready", "empty", "unavailable"] = "empty" if empty else "ready" if ready.ready else "unavailable"
+        return CatalogInfo(categories=categories, weights=ready.weights,
+                           index_version=similarity.index_version if similarity else None,
+                           state=state, reason=ready.reason, max_upload_bytes=self.max_upload_bytes)

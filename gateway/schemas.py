@@ -1,5 +1,7 @@
 """The public API's response shapes."""
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from lookalike.contracts import ClassifierReadiness, SimilarityReadiness
@@ -37,6 +39,11 @@ class CatalogInfo(BaseModel):
     categories: dict[str, int] = Field(description="Items per category.")
     weights: str | None
     index_version: str | None
+    state: Literal["ready", "empty", "unavailable"] = Field(
+        "ready", description="`empty`: no index built yet, the store must add images and run `make index`; "
+                             "`unavailable`: a service is down or not ready (see `reason`).")
+    reason: str | None = Field(None, description="Why the state is not `ready`, in words.")
+    max_upload_bytes: int | None = Field(None, description="Largest upload accepted, so a page can check first.")
 
 
 class GatewayReadiness(BaseModel):

@@ -1,36 +1,76 @@
-"""`python -m indexing --catalog DIR --index DIR --weights MODE`: build and publish a new index version."""
+"""The indexing job's command line.
+
+    python -m indexing --catalog DIR --index DIR --weights MODE [--keep N] [--notify URL...]
+    python -m indexing rollback --index DIR [--to VERSION] [--notify URL...]
+    python -m indexing versions --index DIR
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import sys
 from pathlib import Path
 
 from classifier_service.weights import WeightsUnavailable
 from indexing.build import BuildSummary, EmptyCatalog, build_index
+from indexing.catalog import default_catalog
+from indexing.lock import IndexBusy
 from indexing.notify import notify_reload
+from indexing.versions import NoSuchVersion, rollback
+from lookalike.index_layout import IndexLayout
 from lookalike.serving import configure_logging
+
+DEFAULT_KEEP = 3
+
+
+def default_index() -> Path:
+    return Path(os.environ.get("INDEX") or "var/index")
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m indexing", description=__doc__)
-    parser.add_argument("--catalog", type=Path, default=Path("reference_images"),
-                        help="folder with one sub-folder of images per category, and optionally products.csv")
-    parser.add_argument("--index", type=Path, default=Path("var/index"), help="index root (versions + current)")
-    parser.add_argument("--weights", default="auto", help="imagenet, random, auto, or a path to a .pth state dict")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="threads decoding images ahead of the network")
+    parser = argparse.ArgumentParser(prog="python -m indexing", description="Build and publish a new index version.")
+    parser.add_argument("--catalog", type=Path, default=None,
+                        help="folder with one sub-folder of images per category, and optionally products.csv "
+                             "(default: $CATALOG, else reference_images, else the demo catalogue while that is empty)")
+    parser.add_argument("--index", type=Path, default=default_index(),
+                        help="index root (versions + current); default $INDEX or var/index")
+    parser.add_argument("--weights", default=os.environ.get("WEIGHTS") or "auto",
+                        help="imagenet, random, auto, or a path to a .pth state dict; default $WEIGHTS or auto")
+    parser.add_argument("--precision", default=os.environ.get("PRECISION") or "auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--batch-size", type=positive, default=16)
+    parser.add_argument("--workers", type=positive, default=2, help="threads decoding images ahead of the network")
     parser.add_argument("--index-type", default="Flat", help="Faiss factory string, e.g. Flat, HNSW32, IVF256,Flat")
+    parser.add_argument("--keep", type=positive, default=DEFAULT_KEEP,
+                        help="index versions to keep, the new one included (older ones are deleted; "
+                             "the serving one never is)")
     parser.add_argument("--notify", nargs="*", default=[], metavar="URL",
                         help="service base URLs to ask to reload, e.g. http://127.0.0.1:8001")
     return parser.parse_args(argv)
 
 
+def parse_rollback_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m indexing rollback",
+                                     description="Serve an older index version again.")
+    parser.add_argument("--index", type=Path, default=default_index(), help="index root (versions + current)")
+    parser.add_argument("--to", metavar="VERSION", help="version to serve; default: the one before the serving one")
+    parser.add_argument("--notify", nargs="*", default=[], metavar="URL", help="service base URLs to ask to reload")
+    return parser.parse_args(argv)
+
+
 def format_summary(s: BuildSummary) -> str:
-    rate = s.embedded / s.embed_seconds if s.embed_seconds else 0.0
-    lines = [f"Indexed {s.embedded} images in {len(s.per_category)} categories in {s.seconds:.1f} s "
-             f"({rate:.1f} images/s embedding), weights={s.weights}"]
+    rate = s.embedded / s.embed_seconds if s.embed_seconds and s.embedded else 0.0
+    lines = [f"Indexed {s.indexed} images in {len(s.per_category)} categories in {s.seconds:.1f} s "
+             f"({rate:.1f} images/s embedding), weights={s.weights}",
+             s.changes]
     if s.weights == "random":
         lines.append("  !!! RANDOM WEIGHTS: categories and similarities are meaningless; for tests and demos only !!!")
     lines += [f"  {name:<16} {count:>6}" for name, count in s.per_category.items()]
@@ -45,19 +85,62 @@ def format_summary(s: BuildSummary) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_main(argv: list[str]) -> int:
     args = parse_args(argv)
-    configure_logging()
+    if args.catalog is None:
+        args.catalog, note = default_catalog()
+        if note:
+            print(note)
     try:
         summary = build_index(args.catalog, args.index, args.weights, precision=args.precision,
-                              batch_size=args.batch_size, workers=args.workers, index_type=args.index_type)
-    except (EmptyCatalog, WeightsUnavailable) as exc:
+                              batch_size=args.batch_size, workers=args.workers, index_type=args.index_type,
+                              keep=args.keep)
+    except (EmptyCatalog, WeightsUnavailable, IndexBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the serving index is untouched; embeddings done so far are cached, "
+              "so the next run resumes from them", file=sys.stderr)
+        return 130
+    except (OSError, sqlite3.Error) as exc:  # a full disk, most often
+        print(f"error: {exc}. The serving index is untouched; embeddings done so far are cached.", file=sys.stderr)
+        return 1
     print(format_summary(summary))
     for line in notify_reload(args.notify):
         print(line)
     return 0
+
+
+def rollback_main(argv: list[str]) -> int:
+    args = parse_rollback_args(argv)
+    try:
+        version, previous = rollback(args.index, args.to)
+    except (NoSuchVersion, IndexBusy) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Rolled back from {previous} to {version}")
+    for line in notify_reload(args.notify):
+        print(line)
+    return 0
+
+
+def versions_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m indexing versions", description="List the index versions kept.")
+    parser.add_argument("--index", type=Path, default=default_index())
+    layout = IndexLayout(parser.parse_args(argv).index)
+    current = layout.current()
+    for name in layout.published():
+        print(f"{'*' if current and current.name == name else ' '} {name}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    configure_logging()
+    commands = {"rollback": rollback_main, "versions": versions_main}
+    if argv and argv[0] in commands:
+        return commands[argv[0]](argv[1:])
+    return build_main(argv)
 
 
 if __name__ == "__main__":

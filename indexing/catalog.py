@@ -10,6 +10,7 @@ not stop a store's re-index.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 CATEGORY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 PRODUCTS_CSV = "products.csv"
 REQUIRED_COLUMNS = ("id", "category", "name", "file")
+STORE_CATALOG = Path("reference_images")
+DEMO_CATALOG = Path("../shared/furniture/catalog")
 
 
 @dataclass(frozen=True)
@@ -117,3 +120,15 @@ def scan_catalog(root: Path) -> CatalogScan:
     for file in products:
         skipped.append(Skipped(file, "listed in products.csv but the file does not exist"))
     return CatalogScan(root, entries, skipped)
+
+
+def default_catalog() -> tuple[Path, str | None]:
+    """$CATALOG if set; else reference_images/, or the demo catalogue beside the repo while that is empty.
+
+    Returns the folder and, when the demo catalogue was chosen, a sentence saying so.
+    """
+    if os.environ.get("CATALOG"):
+        return Path(os.environ["CATALOG"]), None
+    if scan_catalog(STORE_CATALOG).entries or not DEMO_CATALOG.is_dir():
+        return STORE_CATALOG, None
+    return DEMO_CATALOG, f"{STORE_CATALOG}/ has no images yet, so the demo catalogue {DEMO_CATALOG} is used."

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import httpx
 
+from lookalike.replicas import expand
+
 
 def notify_reload(urls: list[str], timeout_s: float = 30.0) -> list[str]:
-    """POST /v1/reload to each service; one line per service saying how it went."""
+    """POST /v1/reload to each service, to every replica behind its name; one line per replica saying how it went."""
     lines = []
-    for url in urls:
-        endpoint = url.rstrip("/") + "/v1/reload"
+    for url in [replica for base in urls for replica in expand(base)]:
+        endpoint = url + "/v1/reload"
         try:
             response = httpx.post(endpoint, timeout=timeout_s)
         except httpx.HTTPError as exc:

@@ -79,6 +79,12 @@ class ServiceUnavailable(ApiError):
     status, code = 503, "service_unavailable"
 
 
+class NotReady(ServiceUnavailable):
+    """The service runs but has nothing to serve yet, e.g. no index has been built."""
+
+    code = "not_ready"
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorEnvelope(error=ErrorDetail(code=code, message=message))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)

@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from lookalike.contracts import ModelInfo
+from lookalike.errors import NotReady
 
 MANIFEST = "manifest.json"
 ITEMS = "items.json"
@@ -78,6 +79,7 @@ class CatalogItem(BaseModel):
     name: str
     file: str = Field(description="Path relative to the catalogue folder.")
     extra: dict[str, str] = Field(default_factory=dict)
+    sha256: str | None = Field(None, description="Hash of the image file's bytes; what the embedding cache is keyed by.")
 
     @property
     def thumbnail(self) -> str:
@@ -115,6 +117,13 @@ class IndexLayout:
         target = self.pointer.resolve()
         return target if (target / MANIFEST).is_file() else None
 
+    def require_current(self) -> Path:
+        """The serving version's directory, or NotReady saying how to build one."""
+        version_dir = self.current()
+        if version_dir is None:
+            raise NotReady("There is no index yet. Build one with `make index`.")
+        return version_dir
+
     def begin_build(self) -> Path:
         """A fresh hidden directory to build a version in; invisible to readers until published."""
         self.versions.mkdir(parents=True, exist_ok=True)
@@ -126,11 +135,25 @@ class IndexLayout:
         """Rename the finished build into place, then swap `current` to it in one rename."""
         final = self.versions / version
         os.replace(build_dir, final)
+        self.point_to(version)
+        return final
+
+    def point_to(self, version: str) -> Path:
+        """Swap `current` to an already published version in one rename (publish and rollback)."""
+        target = self.versions / version
+        if not (target / MANIFEST).is_file():
+            raise FileNotFoundError(f"{target} is not a published index version")
         tmp_link = self.root / f".current-{secrets.token_hex(4)}"
         tmp_link.symlink_to(Path("versions") / version)
         os.replace(tmp_link, self.pointer)
         _fsync_dir(self.root)
-        return final
+        return target
+
+    def published(self) -> list[str]:
+        """Published version names, oldest first (names start with their UTC build time)."""
+        if not self.versions.is_dir():
+            return []
+        return sorted(p.name for p in self.versions.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
 
 
 def _fsync_dir(path: Path) -> None:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from indexing.catalog import scan_catalog
+from indexing.catalog import default_catalog
 
-DEMO_CATALOG = Path("../shared/furniture/catalog")
 PR_SET_PDEATHSIG = 1
 
 
@@ -45,17 +44,6 @@ SERVICES = [
 
 def say(message: str) -> None:
     print(f"[lookalike] {message}", flush=True)
-
-
-def choose_catalog() -> Path:
-    """CATALOG if given; else reference_images, or the demo catalogue beside the repo when that is empty."""
-    requested = Path(os.environ.get("CATALOG") or "reference_images")
-    if "CATALOG" in os.environ and os.environ["CATALOG"]:
-        return requested
-    if scan_catalog(requested).entries or not DEMO_CATALOG.is_dir():
-        return requested
-    say(f"{requested}/ has no images yet, so the demo catalogue {DEMO_CATALOG} is used.")
-    return DEMO_CATALOG
 
 
 def _die_with_parent() -> None:
@@ -103,7 +91,9 @@ def main() -> int:
     weights = os.environ.get("WEIGHTS") or "auto"
     env = {**os.environ, "INDEX": str(index), "WEIGHTS": weights}
     if not (index / "current").exists():
-        catalog = choose_catalog()
+        catalog, note = default_catalog()
+        if note:
+            say(note)
         say(f"no index at {index}; building it from {catalog} (weights={weights})")
         built = subprocess.run([sys.executable, "-m", "indexing", "--catalog", str(catalog), "--index", str(index),
                                 "--weights", weights], env=env)

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from lookalike.contracts import MAX_K, Hit, ReloadResponse, SearchRequest, SearchResponse, SimilarityReadiness
 from lookalike.errors import ApiError, ErrorEnvelope, install_error_handlers
 from lookalike.index_layout import CatalogItem
+from lookalike.observability import install_observability
 from similarity_service.catalog_index import ServingIndex
 from similarity_service.settings import SimilaritySettings
 
@@ -31,10 +32,13 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
         except ApiError:
             pass  # not ready; /readyz says why, and /v1/reload retries
         app.state.serving = serving
+        metrics.labelled_gauge("similarity_index_items", "Catalogue items in the serving index, per category.",
+                               "category", serving.items_per_category)
         yield
 
     app = FastAPI(title="Lookalike similarity", version="1", lifespan=lifespan)
     install_error_handlers(app)
+    metrics = install_observability(app)
 
     def serving(request: Request) -> ServingIndex:
         return request.app.state.serving
@@ -85,7 +89,7 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
             index_version=catalog.version if catalog else None,
             model_id=catalog.manifest.model.model_id if catalog else None,
             weights=catalog.manifest.model.weights if catalog else None,
-            categories={name: len(idx) for name, idx in catalog.categories.items()} if catalog else {},
+            categories=state.items_per_category(),
         )
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 

@@ -15,7 +15,7 @@ import faiss
 import numpy as np
 
 from lookalike.contracts import Hit
-from lookalike.errors import NotFound, ServiceUnavailable, Unprocessable
+from lookalike.errors import NotFound, NotReady, Unprocessable
 from lookalike.index_layout import CatalogItem, IndexLayout, Manifest, index_file, read_items, read_manifest
 
 log = logging.getLogger("lookalike.similarity")
@@ -31,10 +31,6 @@ class UnknownItem(NotFound):
 
 class WrongDimension(Unprocessable):
     code = "wrong_dimension"
-
-
-class NotReady(ServiceUnavailable):
-    code = "not_ready"
 
 
 class CategoryIndex:
@@ -136,10 +132,11 @@ class ServingIndex:
         self.not_ready_reason: str | None = "the index has not been loaded yet"
 
     def reload(self) -> tuple[str, str | None]:
-        version_dir = self.layout.current()
-        if version_dir is None:
-            self.not_ready_reason = f"no index at {self.layout.root}; build one with `make index`"
-            raise NotReady("There is no index yet. Build one with `make index`.")
+        try:
+            version_dir = self.layout.require_current()
+        except NotReady as exc:
+            self.not_ready_reason = exc.message
+            raise
         loaded = CatalogIndex.load(version_dir)
         previous = self.current.version if self.current else None
         self.current, self.not_ready_reason = loaded, None
@@ -147,8 +144,12 @@ class ServingIndex:
                  ", ".join(f"{name}={len(idx)}" for name, idx in loaded.categories.items()))
         return loaded.version, previous
 
+    def items_per_category(self) -> dict[str, int]:
+        catalog = self.current
+        return {name: len(index) for name, index in catalog.categories.items()} if catalog else {}
+
     def require(self) -> CatalogIndex:
         catalog = self.current
         if catalog is None:
-            raise NotReady(f"The similarity service is not ready: {self.not_ready_reason}.")
+            raise NotReady(f"The similarity service is not ready: {self.not_ready_reason}")
         return catalog

@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class SimilaritySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SIMILARITY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SIMILARITY_", extra="ignore", env_ignore_empty=True)
 
     host: str = "127.0.0.1"
     port: int = 8002

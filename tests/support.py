@@ -32,8 +32,7 @@ class Services:
     logs: Path
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    settings: dict[str, str] = field(default_factory=dict)
-    """Further environment variables for the processes, e.g. {"GATEWAY_HEDGE_BELOW": "1"}."""
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. short timeouts for fault tests
     modules: ClassVar[dict[str, str]] = {"classifier": "classifier_service", "similarity": "similarity_service", "gateway": "gateway"}
 
     def url(self, name: str) -> str:
@@ -46,27 +45,50 @@ class Services:
     def env(self) -> dict[str, str]:
         return {**os.environ, "INDEX": str(self.index), "WEIGHTS": "random", "PRECISION": "fp32",
                 "CLASSIFIER_PORT": str(self.ports["classifier"]), "SIMILARITY_PORT": str(self.ports["similarity"]),
-                "GATEWAY_PORT": str(self.ports["gateway"]), **self.settings}
+                "GATEWAY_PORT": str(self.ports["gateway"]), **self.extra_env}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, module: str | None = None, env: dict[str, str] | None = None) -> None:
+        """Start `name`; a further replica passes the module it runs and its own settings."""
         self.ports.setdefault(name, free_port())
         log = open(self.logs / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", self.modules[name]], cwd=REPO,
-                                                env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = subprocess.Popen([sys.executable, "-m", module or self.modules[name]], cwd=REPO,
+                                                env={**self.env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self, name: str) -> None:
         process = self.processes.pop(name)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
 
-    def wait_ready(self, name: str = "gateway", timeout_s: float = 120) -> None:
+    def kill(self, name: str) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait(timeout=30)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: the process holds its connections but answers nothing, like a hung service."""
+        self.processes[name].send_signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.processes[name].send_signal(signal.SIGCONT)
+
+    def pid(self, name: str) -> int:
+        return self.processes[name].pid
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.resume(name)  # a paused process can't handle SIGTERM
+            self.stop(name)
+
+    def wait_ready(self, name: str = "gateway", timeout_s: float = 120, path: str = "/readyz") -> None:
+        """Until `name` answers 200 on `path`; `path="/healthz"` waits for a service that cannot be ready."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for service, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{service} exited; see {self.logs / service}.log")
             try:
-                if httpx.get(self.url(name) + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url(name) + path, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

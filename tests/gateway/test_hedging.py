@@ -18,7 +18,7 @@ from tests.support import Services, free_port
 @pytest.fixture(scope="module")
 def hedging_gateway(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stack = Services(services.index, tmp_path_factory.mktemp("hedging-logs"),
-                     ports={**services.ports, "gateway": free_port()}, settings={"GATEWAY_HEDGE_BELOW": "1"})
+                     ports={**services.ports, "gateway": free_port()}, extra_env={"GATEWAY_HEDGE_BELOW": "1"})
     stack.start("gateway")
     try:
         stack.wait_ready()

@@ -115,3 +115,5 @@ def test_catalog_info_names_categories_and_weights(services: Services) -> None:
     info = httpx.get(services.gateway + "/api/v1/catalog").json()
     assert info["categories"] == {c: 6 for c in ["bed", "chair", "lamp", "sofa", "table"]}
     assert info["weights"] == "random"
+    assert info["state"] == "ready" and info["reason"] is None
+    assert info["max_upload_bytes"] == 20_000_000

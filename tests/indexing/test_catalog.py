@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from indexing.catalog import derived_id, scan_catalog
+from indexing.catalog import default_catalog, derived_id, scan_catalog
 
 
 def make_catalog(root: Path, csv_text: str | None = None) -> Path:
@@ -54,3 +55,18 @@ def test_problems_are_reported_with_reasons_not_raised(tmp_path: Path) -> None:
     assert "not a usable category" in reasons["bad name!/"]
     assert "duplicate id 'dup'" in reasons["chair/b.png"]
     assert "does not exist" in reasons["lamp/missing.jpg"]
+
+
+def test_the_demo_catalogue_stands_in_while_reference_images_is_empty(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    (repo / "reference_images").mkdir(parents=True)
+    make_catalog(tmp_path / "shared" / "furniture" / "catalog")
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("CATALOG", raising=False)
+    folder, note = default_catalog()
+    assert folder == Path("../shared/furniture/catalog") and "demo catalogue" in (note or "")
+    make_catalog(repo / "reference_images")
+    assert default_catalog() == (Path("reference_images"), None)
+    monkeypatch.setenv("CATALOG", "elsewhere")
+    assert default_catalog() == (Path("elsewhere"), None)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from lookalike.index_layout import IndexLayout
-from similarity_service.catalog_index import (CatalogIndex, CategoryIndex, NotReady, ServingIndex, UnknownCategory,
-                                              UnknownItem, WrongDimension)
+from lookalike.errors import NotReady
+from similarity_service.catalog_index import (CatalogIndex, CategoryIndex, ServingIndex, UnknownCategory, UnknownItem,
+                                              WrongDimension)
 
 
 def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,56 @@
+# syntax=docker/dockerfile:1
+# One image for every role; the command picks it (module names, run with `python -m`):
+#   classifier_service | similarity_service | gateway (default) | indexing --catalog DIR --index DIR ...
+# No weights and no catalogue inside: $TORCH_HOME, the index and the catalogue are volumes under /data.
+# Every role listens on port 8000 inside its own container. See compose.yaml and README "Deploy".
+FROM python:3.11-slim-bookworm
+
+# torch's CPU build: PyPI's torch is the CUDA build, which pulls about 3 GB of NVIDIA libraries.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+
+# The torch pair first, from the CPU index (2.14.1+cpu satisfies requirements.txt's torch==2.14.1);
+# then everything else, pinned, from PyPI. The tests install these same files the same way.
+COPY requirements-torch.txt requirements.txt /tmp/requirements/
+RUN python -m venv /opt/venv \
+ && pip install --index-url "$TORCH_INDEX_URL" -r /tmp/requirements/requirements-torch.txt \
+ && pip install -r /tmp/requirements/requirements.txt \
+ && rm -rf /tmp/requirements
+
+# A non-root user. The /data folders are created here so that new named volumes mounted on them
+# start out owned by that user (Docker copies ownership into an empty volume).
+RUN useradd --system --user-group --uid 10001 --home-dir /app --no-create-home lookalike \
+ && mkdir -p /data/index /data/torch /data/reference_images \
+ && chown lookalike:lookalike /data/index /data/torch
+
+WORKDIR /app
+COPY lookalike/ lookalike/
+COPY classifier_service/ classifier_service/
+COPY similarity_service/ similarity_service/
+COPY gateway/ gateway/
+COPY indexing/ indexing/
+
+ENV INDEX=/data/index \
+    TORCH_HOME=/data/torch \
+    WEIGHTS=imagenet \
+    CLASSIFIER_HOST=0.0.0.0 \
+    SIMILARITY_HOST=0.0.0.0 \
+    GATEWAY_HOST=0.0.0.0 \
+    CLASSIFIER_PORT=8000 \
+    SIMILARITY_PORT=8000 \
+    GATEWAY_PORT=8000
+
+USER lookalike
+EXPOSE 8000
+
+# No curl in a slim image: Python asks /readyz (model or index loaded; on the gateway, both services ready).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+
+ENTRYPOINT ["python", "-m"]
+CMD ["gateway"]

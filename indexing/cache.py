@@ -1,0 +1,70 @@
+"""Embeddings remembered across runs, so a re-index only runs the network on new photos.
+
+    (sha256 of the file's bytes, model_id) -> embedding (float32) + thumbnail (JPEG)
+
+Keyed by content, not path: a renamed file reuses its embedding, a file whose bytes changed is
+embedded again. `model_id` names the weights and the preprocessing but not the precision, since
+bf16 and fp32 embeddings are interchangeable. SQLite in WAL mode, committed once per batch: a
+run stopped at any point (Ctrl-C, kill -9, a full disk) leaves every committed batch readable,
+and the next run starts where it stopped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.contracts import EMBEDDING_DTYPE
+
+CACHE_FILE = "cache.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS embeddings (
+    sha256    TEXT NOT NULL,
+    model_id  TEXT NOT NULL,
+    vector    BLOB NOT NULL,
+    thumbnail BLOB NOT NULL,
+    PRIMARY KEY (sha256, model_id)
+) WITHOUT ROWID
+"""
+
+
+class EmbeddingCache:
+    """One SQLite file under the index root; used from one thread only (the job's main thread)."""
+
+    def __init__(self, path: Path, model_id: str) -> None:
+        self.path = Path(path)
+        self.model_id = model_id
+        self.db = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash loses at most the last batch
+        self.db.execute(SCHEMA)
+
+    def known(self) -> frozenset[str]:
+        """Content hashes this model has already embedded; handed to the decode threads."""
+        rows = self.db.execute("SELECT sha256 FROM embeddings WHERE model_id = ?", (self.model_id,))
+        return frozenset(sha for (sha,) in rows)
+
+    def get(self, sha256: str) -> tuple[np.ndarray, bytes] | None:
+        row = self.db.execute("SELECT vector, thumbnail FROM embeddings WHERE sha256 = ? AND model_id = ?",
+                              (sha256, self.model_id)).fetchone()
+        if row is None:
+            return None
+        return np.frombuffer(row[0], dtype=EMBEDDING_DTYPE).astype(np.float32), bytes(row[1])
+
+    def put_batch(self, rows: list[tuple[str, np.ndarray, bytes]]) -> None:
+        """(sha256, vector, thumbnail) rows in one transaction: all of the batch or none of it."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO embeddings (sha256, model_id, vector, thumbnail) VALUES (?, ?, ?, ?)",
+                [(sha, self.model_id, np.ascontiguousarray(v, dtype=EMBEDDING_DTYPE).tobytes(), thumb)
+                 for sha, v, thumb in rows])
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT count(*) FROM embeddings WHERE model_id = ?", (self.model_id,)).fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()

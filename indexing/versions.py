@@ -1,0 +1,53 @@
+"""Old index versions: keep a few for rollback, delete the rest, and roll back in one command.
+
+Rolling back is the same single rename as publishing: `current` is pointed at an older,
+complete version directory, and the services are told to reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from indexing.lock import exclusive
+from lookalike.index_layout import IndexLayout
+
+log = logging.getLogger("lookalike.indexing")
+
+
+class NoSuchVersion(RuntimeError):
+    """The version asked for is not there; the message lists those that are."""
+
+
+def prune_versions(layout: IndexLayout, keep: int) -> list[str]:
+    """Delete all but the `keep` newest versions; the serving one is never deleted. Call under the lock."""
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    current = layout.current()
+    names = layout.published()
+    doomed = [n for n in names[:-keep] if current is None or n != current.name]
+    for name in doomed:
+        shutil.rmtree(layout.versions / name)
+        log.info("deleted old index version %s", name)
+    return doomed
+
+
+def rollback(index_root: Path, to: str | None = None) -> tuple[str, str]:
+    """Point `current` at version `to`, or at the newest one older than the serving one; (new, old)."""
+    layout = IndexLayout(index_root)
+    with exclusive(layout.root):
+        current = layout.current()
+        names = layout.published()
+        if current is None:
+            raise NoSuchVersion(f"There is no serving index at {layout.root} to roll back from.")
+        if to is None:
+            older = [n for n in names if n < current.name]
+            if not older:
+                raise NoSuchVersion(f"{current.name} is the oldest version kept; there is nothing to roll back to.")
+            to = older[-1]
+        if to not in names:
+            raise NoSuchVersion(f"There is no version {to!r}. Versions kept: {', '.join(names)}.")
+        layout.point_to(to)
+        log.info("rolled back from %s to %s", current.name, to)
+        return to, current.name

@@ -1,0 +1,61 @@
+"""Read the Dockerfile the way the tests need it: its instructions, ENV, COPY sources and command.
+
+Only what this repo's Dockerfile uses: line continuations, comments, JSON-form commands.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Dockerfile:
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def args(self, keyword: str) -> list[str]:
+        return [args for word, args in self.instructions if word == keyword]
+
+    def last(self, keyword: str) -> str:
+        found = self.args(keyword)
+        assert found, f"the Dockerfile has no {keyword}"
+        return found[-1]
+
+    @property
+    def env(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for args in self.args("ENV"):
+            for pair in shlex.split(args):
+                key, _, value = pair.partition("=")
+                values[key] = value
+        return values
+
+    def exec_form(self, keyword: str) -> list[str]:
+        """ENTRYPOINT or CMD, which must be JSON arrays (no shell in between, signals reach Python)."""
+        command = json.loads(self.last(keyword))
+        assert isinstance(command, list) and all(isinstance(part, str) for part in command)
+        return command
+
+    @property
+    def copied(self) -> list[tuple[list[str], str]]:
+        """(sources, destination) of every COPY, without its --flags."""
+        result = []
+        for args in self.args("COPY"):
+            parts = [part for part in shlex.split(args) if not part.startswith("--")]
+            result.append((parts[:-1], parts[-1]))
+        return result
+
+
+def parse_dockerfile(path: Path) -> Dockerfile:
+    text = re.sub(r"\\\n", " ", path.read_text())
+    dockerfile = Dockerfile()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, args = line.partition(" ")
+        dockerfile.instructions.append((keyword.upper(), " ".join(args.split())))
+    return dockerfile

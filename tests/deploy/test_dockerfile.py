@@ -1,0 +1,75 @@
+"""The Dockerfile, read without a Docker engine (none runs here): what the image holds and how it starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.dockerfile import Dockerfile, parse_dockerfile
+from tests.support import REPO
+
+ROLES = ["classifier_service", "similarity_service", "gateway", "indexing"]
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> Dockerfile:
+    return parse_dockerfile(REPO / "Dockerfile")
+
+
+def test_the_image_starts_from_a_slim_python(dockerfile: Dockerfile) -> None:
+    base = dockerfile.last("FROM")
+    assert base.startswith("python:3.11-slim")
+
+
+def test_torch_comes_from_the_cpu_wheel_index_and_everything_else_pinned(dockerfile: Dockerfile) -> None:
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in dockerfile.args("ARG")
+    install = next(run for run in dockerfile.args("RUN") if "pip install" in run)
+    assert '--index-url "$TORCH_INDEX_URL" -r /tmp/requirements/requirements-torch.txt' in install
+    assert install.index("requirements-torch.txt") < install.index("requirements.txt")
+    for name in ("requirements.txt", "requirements-torch.txt"):
+        for line in (REPO / name).read_text().splitlines():
+            if line and not line.startswith(("#", "-r ")):
+                assert "==" in line, f"{name}: {line} is not pinned"
+
+
+def test_the_image_copies_only_requirements_and_code_never_weights_photos_or_an_index(dockerfile: Dockerfile) -> None:
+    sources = [source.rstrip("/") for sources, _ in dockerfile.copied for source in sources]
+    assert sorted(sources) == sorted(["requirements.txt", "requirements-torch.txt", *ROLES, "lookalike"])
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    assert ignore[ignore.index("*") + 1:], "everything is ignored first, then the needed paths allowed back"
+    allowed = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
+    assert sorted(allowed) == sorted(sources)
+
+
+def test_the_command_picks_the_role_and_every_role_is_in_the_image(dockerfile: Dockerfile) -> None:
+    assert dockerfile.exec_form("ENTRYPOINT") == ["python", "-m"]
+    assert dockerfile.exec_form("CMD")[0] in ROLES
+    for role in ROLES:
+        assert (REPO / role / "__main__.py").is_file()
+
+
+def test_it_runs_as_a_non_root_user_that_owns_the_writable_volumes(dockerfile: Dockerfile) -> None:
+    assert dockerfile.last("USER") not in ("root", "0")
+    assert any("chown lookalike:lookalike /data/index /data/torch" in run for run in dockerfile.args("RUN"))
+
+
+def test_weights_are_strictly_imagenet_and_downloaded_into_a_volume(dockerfile: Dockerfile) -> None:
+    env = dockerfile.env
+    assert env["WEIGHTS"] == "imagenet"
+    assert env["TORCH_HOME"].startswith("/data/") and env["INDEX"].startswith("/data/")
+
+
+def test_every_role_listens_on_all_interfaces_on_the_exposed_port(dockerfile: Dockerfile) -> None:
+    env = dockerfile.env
+    port = dockerfile.last("EXPOSE")
+    for service in ("CLASSIFIER", "SIMILARITY", "GATEWAY"):
+        assert env[f"{service}_HOST"] == "0.0.0.0"
+        assert env[f"{service}_PORT"] == port
+
+
+def test_the_healthcheck_asks_readyz_with_python_since_a_slim_image_has_no_curl(dockerfile: Dockerfile) -> None:
+    check = dockerfile.last("HEALTHCHECK")
+    assert "--start-period=" in check and "--interval=" in check
+    assert f"http://127.0.0.1:{dockerfile.last('EXPOSE')}/readyz" in check
+    assert 'CMD ["python", "-c"' in check

@@ -1,0 +1,122 @@
+"""A job stopped part-way (Ctrl-C, kill -9, a full disk) leaves the serving index as it was and the cache
+valid; the next run picks up what the stopped one had already embedded.
+
+The job runs as a real process (`python -m indexing`), stopped while it is embedding. A full disk is
+played by a per-file size limit (RLIMIT_FSIZE): writes past it fail with EFBIG, as they would with
+ENOSPC, without needing a tiny file system.
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from classifier_service.model import Embedder
+from indexing.build import build_index
+from indexing.cache import CACHE_FILE
+from lookalike.index_layout import IndexLayout
+from tests.indexing.test_incremental import extra_photos, seeded_index
+from tests.support import REPO
+
+NEW_PHOTOS = 24
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder("random", "fp32")
+
+
+@pytest.fixture
+def serving(small_catalog: Path, built_index: Path, tmp_path: Path, embedder: Embedder) -> tuple[Path, Path, str]:
+    """A catalogue with a published version, then 24 new photos that the next run must embed."""
+    catalog = tmp_path / "catalog"
+    shutil.copytree(small_catalog, catalog)
+    root = seeded_index(built_index, tmp_path / "index")
+    version = build_index(catalog, root, embedder=embedder).version
+    for category in ("bed", "chair", "table"):
+        for photo in extra_photos(category, NEW_PHOTOS // 3):
+            shutil.copy(photo, catalog / category / photo.name)
+    return catalog, root, version
+
+
+def start_job(catalog: Path, root: Path, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "indexing", "--catalog", str(catalog), "--index", str(root), "--weights", "random",
+         "--precision", "fp32", "--batch-size", "2", "--workers", "1"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
+
+
+def cached(root: Path) -> int:
+    with sqlite3.connect(f"file:{root / CACHE_FILE}?mode=ro", uri=True) as db:
+        return db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+
+
+def wait_for_cached(root: Path, job: subprocess.Popen[str], at_least: int, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while cached(root) < at_least:
+        assert job.poll() is None, f"the job ended before it could be stopped: {job.communicate()}"
+        assert time.monotonic() < deadline, "the job embedded nothing in time"
+        time.sleep(0.05)
+
+
+def assert_untouched_and_resumable(root: Path, catalog: Path, version: str, embedder: Embedder) -> None:
+    layout = IndexLayout(root)
+    assert layout.current().name == version
+    assert layout.published() == [version]
+    with sqlite3.connect(root / CACHE_FILE) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    already = cached(root) - 30
+    assert already >= 2
+    summary = build_index(catalog, root, embedder=embedder)
+    assert summary.embedded + summary.reused == 30 + NEW_PHOTOS
+    assert summary.reused >= 30 + already and summary.embedded <= NEW_PHOTOS - already
+    assert not list(layout.versions.glob(".build-*"))
+    assert layout.current().name == summary.version
+
+
+def test_kill_9_leaves_the_serving_index_and_the_cache_intact(serving: tuple[Path, Path, str],
+                                                             embedder: Embedder) -> None:
+    catalog, root, version = serving
+    job = start_job(catalog, root)
+    wait_for_cached(root, job, 32)
+    job.send_signal(signal.SIGKILL)
+    job.communicate(timeout=60)
+    assert_untouched_and_resumable(root, catalog, version, embedder)
+
+
+def test_ctrl_c_stops_cleanly_and_says_the_next_run_resumes(serving: tuple[Path, Path, str],
+                                                            embedder: Embedder) -> None:
+    catalog, root, version = serving
+    job = start_job(catalog, root)
+    wait_for_cached(root, job, 32)
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 130
+    assert "interrupted: the serving index is untouched" in err and "Traceback" not in err
+    assert not list(IndexLayout(root).versions.glob(".build-*"))
+    assert_untouched_and_resumable(root, catalog, version, embedder)
+
+
+def test_a_full_disk_fails_the_run_with_a_message_and_loses_nothing(serving: tuple[Path, Path, str],
+                                                                    embedder: Embedder) -> None:
+    catalog, root, version = serving
+    limit = 150_000  # bytes per file: the cache's write-ahead log reaches it after a few batches
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    job = start_job(catalog, root, preexec_fn=small_disk)
+    _, err = job.communicate(timeout=300)
+    assert job.returncode == 1, err
+    assert "The serving index is untouched" in err and "Traceback" not in err
+    assert not list(IndexLayout(root).versions.glob(".build-*"))
+    assert_untouched_and_resumable(root, catalog, version, embedder)
