@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Settings (CATALOG, INDEX, WEIGHTS, PRECISION, *_PORT) reach the services as environment
 # variables: make passes on those set in the shell or on its command line (`make run WEIGHTS=random`).
 
-.PHONY: install run test index rollback clean constraints
+.PHONY: install run test index rollback clean constraints bench bench-index
 
 install: $(STAMP)
 
@@ -34,6 +34,13 @@ constraints: install
 rollback: install
 	$(PY) -m indexing rollback --index $(or $(INDEX),var/index) $(if $(TO),--to $(TO)) \
 		--notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
+
+# Benchmarks, never part of `make test`; reports land in bench/out/. BENCH_ARGS passes flags (see --help).
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-index: install
+	$(PY) -m bench.index_scale $(BENCH_ARGS)
 
 # Quality report for the built index (not part of `make test`): see README, "Measuring quality".
 .PHONY: eval

@@ -31,7 +31,8 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        torch.set_num_threads(settings.threads or len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
+        torch.set_num_threads(settings.threads or cores)
         classifier = Classifier(Embedder(settings.weights, settings.precision), settings.index)
         try:
             classifier.reload()
@@ -45,6 +46,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         metrics.gauge("classifier_queue_length", "Images waiting for a forward pass.", lambda: batcher.queue_length)
         batcher.start()
         app.state.classifier, app.state.batcher = classifier, batcher
+        app.state.decode_limiter = anyio.CapacityLimiter(settings.decode_threads or cores)
         yield
         await batcher.stop()
 
@@ -63,7 +65,8 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         started = time.perf_counter()
         data = await read_body(request, settings.max_upload_bytes)
         image = await anyio.to_thread.run_sync(
-            lambda: load_model_input(data, classifier.embedder.preprocessing, max_pixels=settings.max_pixels))
+            lambda: load_model_input(data, classifier.embedder.preprocessing, max_pixels=settings.max_pixels),
+            limiter=request.app.state.decode_limiter)
         decoded = time.perf_counter()
         result: Classification = await request.app.state.batcher.submit(image)
         done = time.perf_counter()

@@ -19,8 +19,8 @@ from torch import nn
 from classifier_service.head import CategoryHead
 from classifier_service.weights import load_resnet50
 from lookalike.contracts import ModelInfo
-from lookalike.errors import ApiError, NotReady
-from lookalike.index_layout import HEAD, IndexLayout, Manifest, Preprocessing, read_manifest
+from lookalike.errors import ApiError
+from lookalike.index_layout import HEAD, Manifest, Preprocessing, ServedVersion, read_manifest
 
 log = logging.getLogger("lookalike.classifier")
 
@@ -99,6 +99,10 @@ class LoadedHead:
     head: CategoryHead
     manifest: Manifest
 
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
 
 @dataclass(frozen=True)
 class Classification:
@@ -116,37 +120,33 @@ class Classifier:
 
     def __init__(self, embedder: Embedder, index_root: Path) -> None:
         self.embedder = embedder
-        self.layout = IndexLayout(index_root)
-        self.loaded: LoadedHead | None = None
-        self.not_ready_reason: str | None = "the index has not been loaded yet"
+        self.served: ServedVersion[LoadedHead] = ServedVersion(index_root, self._load_head, "classifier")
+
+    @property
+    def loaded(self) -> LoadedHead | None:
+        return self.served.current
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        return self.served.not_ready_reason
 
     def reload(self) -> tuple[str, str | None]:
         """Load the head of the current index version; the old one serves until the swap."""
-        try:
-            version_dir = self.layout.require_current()
-        except NotReady as exc:
-            self.not_ready_reason = exc.message
-            raise
+        return self.served.reload()
+
+    def _load_head(self, version_dir: Path) -> LoadedHead:
         manifest = read_manifest(version_dir)
         if manifest.model.model_id != self.embedder.info.model_id:
-            message = (
+            raise IndexMismatch(
                 f"The index was built with {manifest.model.weights} weights ({manifest.model.model_id}), "
                 f"but this classifier runs {self.embedder.info.weights} ({self.embedder.info.model_id}). "
                 "Re-index with the same WEIGHTS."
             )
-            if self.loaded is None:
-                self.not_ready_reason = message
-            raise IndexMismatch(message)
-        previous = self.loaded.manifest.version if self.loaded else None
-        self.loaded = LoadedHead(CategoryHead.load(version_dir / HEAD), manifest)
-        self.not_ready_reason = None
-        log.info("classifier serving index %s (categories: %s)", manifest.version, ", ".join(manifest.category_names))
-        return manifest.version, previous
+        log.info("classifier loaded index %s (categories: %s)", manifest.version, ", ".join(manifest.category_names))
+        return LoadedHead(CategoryHead.load(version_dir / HEAD), manifest)
 
     def classify_batch(self, images: Sequence[np.ndarray]) -> list[Classification]:
-        loaded = self.loaded  # one snapshot for the whole batch, whatever reload does meanwhile
-        if loaded is None:
-            raise NotReady(f"The classifier is not ready: {self.not_ready_reason}")
+        loaded = self.served.require()  # one snapshot for the whole batch, whatever reload does meanwhile
         embeddings = self.embedder.embed_batch(images)
         probabilities = loaded.head.predict_proba(embeddings)
         names = loaded.head.categories

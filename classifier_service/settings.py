@@ -21,3 +21,4 @@ class ClassifierSettings(BaseSettings):
     max_upload_bytes: int = Field(20_000_000, validation_alias=AliasChoices("CLASSIFIER_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"))
     max_pixels: int = Field(60_000_000, validation_alias=AliasChoices("CLASSIFIER_MAX_PIXELS", "MAX_PIXELS"))
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 means the cores this process may use.")
+    decode_threads: int = Field(0, ge=0, description="Uploads decoded at once, beside the forward pass; 0 means the cores.")

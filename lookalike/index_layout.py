@@ -19,12 +19,12 @@ import os
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
 from lookalike.contracts import ModelInfo
-from lookalike.errors import NotReady
+from lookalike.errors import ApiError, NotReady
 
 MANIFEST = "manifest.json"
 ITEMS = "items.json"
@@ -162,3 +162,44 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class Versioned(Protocol):
+    @property
+    def version(self) -> str: ...
+
+
+Served = TypeVar("Served", bound=Versioned)
+
+
+class ServedVersion(Generic[Served]):
+    """What a service loaded from the index's current version, swapped whole by `reload`.
+
+    A request takes `require()` once and keeps that object, so a reload in the middle of it never
+    mixes two versions; until a new version has loaded completely, the old one keeps serving.
+    """
+
+    def __init__(self, root: Path, load: Callable[[Path], Served], service: str) -> None:
+        self.layout = IndexLayout(root)
+        self._load = load
+        self.service = service
+        self.current: Served | None = None
+        self.not_ready_reason: str | None = "the index has not been loaded yet"
+
+    def reload(self) -> tuple[str, str | None]:
+        """(new version, previous version); on failure the previous version, if any, keeps serving."""
+        try:
+            loaded = self._load(self.layout.require_current())
+        except ApiError as exc:
+            if self.current is None:
+                self.not_ready_reason = exc.message
+            raise
+        previous = self.current.version if self.current is not None else None
+        self.current, self.not_ready_reason = loaded, None
+        return loaded.version, previous
+
+    def require(self) -> Served:
+        current = self.current
+        if current is None:
+            raise NotReady(f"The {self.service} service is not ready: {self.not_ready_reason}")
+        return current

@@ -12,9 +12,9 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from lookalike.contracts import MAX_K, Hit, ReloadResponse, SearchRequest, SearchResponse, SimilarityReadiness
 from lookalike.errors import ApiError, ErrorEnvelope, install_error_handlers
-from lookalike.index_layout import CatalogItem
+from lookalike.index_layout import CatalogItem, ServedVersion
 from lookalike.observability import install_observability
-from similarity_service.catalog_index import ServingIndex
+from similarity_service.catalog_index import CatalogIndex
 from similarity_service.settings import SimilaritySettings
 
 ERRORS = {404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}, 503: {"model": ErrorEnvelope}}
@@ -26,21 +26,21 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.omp_set_num_threads(settings.faiss_threads)
-        serving = ServingIndex(settings.index)
+        serving: ServedVersion[CatalogIndex] = ServedVersion(settings.index, CatalogIndex.load, "similarity")
         try:
             serving.reload()
         except ApiError:
             pass  # not ready; /readyz says why, and /v1/reload retries
         app.state.serving = serving
         metrics.labelled_gauge("similarity_index_items", "Catalogue items in the serving index, per category.",
-                               "category", serving.items_per_category)
+                               "category", lambda: serving.current.items_per_category() if serving.current else {})
         yield
 
     app = FastAPI(title="Lookalike similarity", version="1", lifespan=lifespan)
     install_error_handlers(app)
     metrics = install_observability(app)
 
-    def serving(request: Request) -> ServingIndex:
+    def serving(request: Request) -> ServedVersion[CatalogIndex]:
         return request.app.state.serving
 
     @app.post("/v1/search", response_model=SearchResponse, responses=ERRORS)
@@ -89,7 +89,7 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
             index_version=catalog.version if catalog else None,
             model_id=catalog.manifest.model.model_id if catalog else None,
             weights=catalog.manifest.model.weights if catalog else None,
-            categories=state.items_per_category(),
+            categories=catalog.items_per_category() if catalog else {},
         )
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 

@@ -87,11 +87,17 @@ class CatalogIndex:
         manifest = read_manifest(version_dir)
         items = read_items(version_dir)
         categories = {c.name: CategoryIndex.load(index_file(version_dir, c.name)) for c in manifest.categories}
-        return cls(manifest, version_dir, {i.label: i for i in items}, {i.id: i for i in items}, categories)
+        loaded = cls(manifest, version_dir, {i.label: i for i in items}, {i.id: i for i in items}, categories)
+        log.info("similarity loaded index %s: %s", loaded.version,
+                 ", ".join(f"{name}={count}" for name, count in loaded.items_per_category().items()))
+        return loaded
 
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    def items_per_category(self) -> dict[str, int]:
+        return {name: len(index) for name, index in self.categories.items()}
 
     def item(self, item_id: str) -> CatalogItem:
         try:
@@ -121,35 +127,3 @@ class CatalogIndex:
 
     def thumbnail(self, item_id: str) -> Path:
         return self.version_dir / self.item(item_id).thumbnail
-
-
-class ServingIndex:
-    """The version being served, swapped whole by `reload`; a request keeps the one it started with."""
-
-    def __init__(self, root: Path) -> None:
-        self.layout = IndexLayout(root)
-        self.current: CatalogIndex | None = None
-        self.not_ready_reason: str | None = "the index has not been loaded yet"
-
-    def reload(self) -> tuple[str, str | None]:
-        try:
-            version_dir = self.layout.require_current()
-        except NotReady as exc:
-            self.not_ready_reason = exc.message
-            raise
-        loaded = CatalogIndex.load(version_dir)
-        previous = self.current.version if self.current else None
-        self.current, self.not_ready_reason = loaded, None
-        log.info("similarity serving index %s: %s", loaded.version,
-                 ", ".join(f"{name}={len(idx)}" for name, idx in loaded.categories.items()))
-        return loaded.version, previous
-
-    def items_per_category(self) -> dict[str, int]:
-        catalog = self.current
-        return {name: len(index) for name, index in catalog.categories.items()} if catalog else {}
-
-    def require(self) -> CatalogIndex:
-        catalog = self.current
-        if catalog is None:
-            raise NotReady(f"The similarity service is not ready: {self.not_ready_reason}")
-        return catalog

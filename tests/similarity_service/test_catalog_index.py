@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookalike.index_layout import IndexLayout
+from lookalike.index_layout import IndexLayout, ServedVersion
 from lookalike.errors import NotReady
-from similarity_service.catalog_index import (CatalogIndex, CategoryIndex, ServingIndex, UnknownCategory, UnknownItem,
+from similarity_service.catalog_index import (CatalogIndex, CategoryIndex, UnknownCategory, UnknownItem,
                                               WrongDimension)
 
 
@@ -78,7 +78,7 @@ def test_unknown_categories_items_and_dimensions_are_clear_errors(catalog: Catal
 
 
 def test_without_an_index_the_service_is_not_ready_and_says_how_to_build_one(tmp_path: Path) -> None:
-    serving = ServingIndex(tmp_path / "none")
+    serving = ServedVersion(tmp_path / "none", CatalogIndex.load, "similarity")
     with pytest.raises(NotReady):
         serving.reload()
     assert "make index" in (serving.not_ready_reason or "")

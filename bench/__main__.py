@@ -1,0 +1,224 @@
+"""`make bench`: the bare model and the whole pipeline, measured side by side in one run.
+
+  1. the bare model in this process: images/s at batch 1, 2, 4, 8, 16 (the yardstick);
+  2. bf16 against fp32 for the loaded weights: cosine per image, same top-1 per query;
+  3. an index built from the catalogue with the same weights;
+  4. the three services started as `make run` starts them, then the gateway loaded at each
+     concurrency with catalogue-size and with 12 MP phone-size photos;
+  5. the similarity service's search alone, and each service's peak RSS.
+
+Writes bench/out/report.json and bench/out/report.md. Durations and sizes are flags, so a smoke
+run takes a minute and a full one a few minutes; figures are only worth quoting from a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from bench.load import LoadFigures, multipart_upload, run_load
+from bench.model import ModelFigures, PrecisionAgreement, compare_precisions, measure_throughput
+from bench.photos import catalogue_size, phone_size, query_files
+from bench.report import Report, write_report
+from classifier_service.model import Embedder
+from classifier_service.preprocess import load_model_input
+from indexing.build import build_index
+from indexing.catalog import scan_catalog
+from lookalike.contracts import ClassifyResponse, SearchRequest
+from lookalike.stack import SERVICES, start, stop_all, wait_ready
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "furniture"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--catalog", type=Path, default=SHARED / "catalog")
+    parser.add_argument("--queries", type=Path, default=SHARED / "queries")
+    parser.add_argument("--weights", default=os.environ.get("WEIGHTS") or "auto")
+    parser.add_argument("--precision", default=os.environ.get("PRECISION") or "auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    parser.add_argument("--index", type=Path, default=None,
+                        help="serve this existing index (built with the same weights) instead of building one")
+    parser.add_argument("--catalog-limit", type=int, default=0,
+                        help="use only this many catalogue images per category (0: all)")
+    parser.add_argument("--model-seconds", type=float, default=8.0, help="per batch size")
+    parser.add_argument("--batches", default="1,2,4,8,16")
+    parser.add_argument("--precision-queries", type=int, default=200,
+                        help="queries for the bf16-vs-fp32 check against the catalogue (0 skips it)")
+    parser.add_argument("--photos", type=int, default=16, help="distinct photos uploaded, per kind")
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured time per load level")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured time before each load level")
+    parser.add_argument("--search-requests", type=int, default=300)
+    return parser.parse_args(argv)
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def decode_all(embedder: Embedder, files: list[Path]) -> list[np.ndarray]:
+    prep = embedder.preprocessing
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+        return list(pool.map(lambda f: load_model_input(f.read_bytes(), prep, max_pixels=60_000_000), files))
+
+
+def limited_catalog(catalog: Path, limit: int, out: Path) -> Path:
+    """The first `limit` images of each category, linked into a folder of their own (no copies)."""
+    if not limit:
+        return catalog
+    root = out / "catalog"
+    per_category: dict[str, int] = {}
+    for entry in scan_catalog(catalog).entries:
+        if per_category.get(entry.category, 0) >= limit:
+            continue
+        per_category[entry.category] = per_category.get(entry.category, 0) + 1
+        target = root / entry.file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.symlink_to((catalog / entry.file).resolve())
+    return root
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the most resident memory the process has ever held."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def measure_model(args: argparse.Namespace, embedder: Embedder,
+                  catalog_root: Path) -> tuple[ModelFigures, PrecisionAgreement | None]:
+    photos = decode_all(embedder, query_files(args.queries, 64))
+    batches = [int(b) for b in args.batches.split(",")]
+    say(f"bare model ({embedder.info.weights}, {embedder.precision}, {torch.get_num_threads()} threads): "
+        f"batches {batches}, {args.model_seconds:.0f} s each")
+    figures = measure_throughput(embedder, photos, batches, args.model_seconds)
+    for size, rate in figures.img_s.items():
+        say(f"  batch {size:>2}: {rate:6.1f} img/s")
+    agreement = None
+    if args.precision_queries:
+        scan = scan_catalog(catalog_root)
+        catalog = decode_all(embedder, [scan.root / e.file for e in scan.entries])
+        queries = decode_all(embedder, query_files(args.queries, args.precision_queries))
+        say(f"bf16 vs fp32: {len(queries)} queries against {len(catalog)} catalogue images")
+        agreement = compare_precisions(args.weights, catalog, queries)
+        say(f"  min cosine {agreement.min_cosine:.4f}, same top-1 {agreement.same_top1:.1%}")
+    return figures, agreement
+
+
+async def search_alone(similarity: str, gateway_photo: bytes, classifier: str, requests: int) -> LoadFigures:
+    """POST /v1/search straight to the similarity service with a real embedding, one at a time."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        classified = ClassifyResponse.model_validate_json(
+            (await http.post(f"{classifier}/v1/classify", content=gateway_photo)).content)
+        body = SearchRequest(embedding=classified.embedding, category=classified.category, k=10).model_dump()
+        latencies, errors = [], 0
+        started = time.perf_counter()
+        for _ in range(requests):
+            sent = time.perf_counter()
+            response = await http.post(f"{similarity}/v1/search", json=body)
+            latencies.append((time.perf_counter() - sent) * 1000)
+            errors += response.status_code != 200
+        return LoadFigures(1, time.perf_counter() - started, requests - errors, errors, latencies)
+
+
+def run_pipeline(args: argparse.Namespace, index: Path, model_id: str) -> tuple[dict[str, list[LoadFigures]],
+                                                                                 LoadFigures, dict[str, float]]:
+    files = query_files(args.queries, args.photos)
+    say(f"making {len(files)} phone-size (12 MP) JPEGs from {args.queries}")
+    kinds = {"catalogue-size": catalogue_size(files), "phone-size": phone_size(files)}
+    ports = {s.name: free_port() for s in SERVICES}
+    env = {**os.environ, "INDEX": str(index), "WEIGHTS": args.weights, "PRECISION": args.precision,
+           "LOG_LEVEL": "WARNING", **{s.port_env: str(ports[s.name]) for s in SERVICES}}
+    processes = {}
+    try:
+        for service in SERVICES:
+            processes[service.name] = start(service, env)
+        gateway = f"http://127.0.0.1:{ports['gateway']}"
+        if not wait_ready(f"{gateway}/readyz", processes):
+            raise RuntimeError("the services did not become ready; run `make run` with the same settings to see why")
+        served = httpx.get(f"{gateway}/readyz").json()["classifier"]["model"]
+        if served["model_id"] != model_id:
+            raise RuntimeError(f"the classifier serves {served['model_id']}, the bare model was {model_id}")
+        levels: dict[str, list[LoadFigures]] = {}
+        for kind, images in kinds.items():
+            uploads = [multipart_upload(image) for image in images]
+            for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                figures = asyncio.run(run_load(f"{gateway}/api/v1/search", uploads, concurrency,
+                                               args.seconds, args.warmup))
+                levels.setdefault(kind, []).append(figures)
+                say(f"  {kind:<14} c={concurrency:<3} {figures.img_s:6.1f} img/s  p50 {figures.percentile(50):7.1f} ms"
+                    f"  p99 {figures.percentile(99):7.1f} ms  errors {figures.errors}")
+        search = asyncio.run(search_alone(f"http://127.0.0.1:{ports['similarity']}", kinds["catalogue-size"][0],
+                                          f"http://127.0.0.1:{ports['classifier']}", args.search_requests))
+        say(f"  similarity search alone: p50 {search.percentile(50):.2f} ms, p99 {search.percentile(99):.2f} ms")
+        rss = {name: round(peak_rss_mb(p.pid), 1) for name, p in processes.items()}
+        say(f"  peak RSS (MB): {rss}")
+        return levels, search, rss
+    finally:
+        stop_all(processes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    load_at_start = os.getloadavg()[0]
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # as the classifier service does
+    embedder = Embedder(args.weights, args.precision)
+    args.precision = embedder.precision  # the services then run what `auto` resolved to here
+    catalog = limited_catalog(args.catalog, args.catalog_limit, args.out)
+    model, agreement = measure_model(args, embedder, catalog)
+    index = args.index
+    if index is None:
+        index = args.out / "index"
+        say(f"building an index of {catalog} into {index}")
+        build_index(catalog, index, embedder=embedder)
+    model_id = embedder.info.model_id
+    report = Report(weights=embedder.info.weights, precision=embedder.precision, device=str(embedder.device),
+                    cpu=cpu_name(), cores=len(os.sched_getaffinity(0)),
+                    model=model, agreement=agreement)
+    del embedder
+    gc.collect()
+    report.levels, report.search, report.rss_mb = run_pipeline(args, index, model_id)
+    report.load_average = [round(load_at_start, 2), round(os.getloadavg()[0], 2)]
+    json_path, md_path = write_report(report, args.out)
+    print(md_path.read_text())
+    say(f"wrote {json_path} and {md_path}")
+    if not report.quiet:
+        say(f"!!! load average {report.load_average} on {report.cores} cores: these timings are noise !!!")
+    if report.weights == "random":
+        say("!!! RANDOM WEIGHTS: speed figures are real, but the bf16-vs-fp32 agreement is not for real weights !!!")
+    return 0 if report.errors == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

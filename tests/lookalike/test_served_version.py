@@ -1,0 +1,69 @@
+"""ServedVersion: a service swaps what it serves whole, and a failed reload never leaves it with nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lookalike.errors import ApiError, NotReady
+from lookalike.index_layout import IndexLayout, ServedVersion
+
+
+@dataclass(frozen=True)
+class Loaded:
+    version: str
+
+
+def publish(root: Path, name: str) -> None:
+    layout = IndexLayout(root)
+    build = layout.begin_build()
+    (build / "manifest.json").write_text("{}")
+    layout.publish(build, name)
+
+
+def test_without_an_index_it_is_not_ready_and_says_how_to_build_one(tmp_path: Path) -> None:
+    served = ServedVersion(tmp_path, lambda d: Loaded(d.name), "similarity")
+    with pytest.raises(NotReady):
+        served.reload()
+    assert "make index" in (served.not_ready_reason or "")
+    with pytest.raises(NotReady, match="The similarity service is not ready"):
+        served.require()
+
+
+def test_a_reload_swaps_to_the_current_version_and_reports_the_previous(tmp_path: Path) -> None:
+    served = ServedVersion(tmp_path, lambda d: Loaded(d.name), "classifier")
+    publish(tmp_path, "v1")
+    assert served.reload() == ("v1", None)
+    taken = served.require()
+    publish(tmp_path, "v2")
+    assert served.reload() == ("v2", "v1")
+    assert taken.version == "v1" and served.require().version == "v2"  # a request keeps what it took
+    assert served.not_ready_reason is None
+
+
+def test_a_failed_reload_keeps_the_old_version_serving(tmp_path: Path) -> None:
+    def load(version_dir: Path) -> Loaded:
+        if version_dir.name == "bad":
+            raise ApiError("built with other weights", code="index_model_mismatch", status=409)
+        return Loaded(version_dir.name)
+
+    served = ServedVersion(tmp_path, load, "classifier")
+    publish(tmp_path, "good")
+    served.reload()
+    publish(tmp_path, "bad")
+    with pytest.raises(ApiError):
+        served.reload()
+    assert served.require().version == "good" and served.not_ready_reason is None
+
+
+def test_a_failed_first_load_says_why_it_is_not_ready(tmp_path: Path) -> None:
+    def load(_: Path) -> Loaded:
+        raise ApiError("built with other weights", code="index_model_mismatch", status=409)
+
+    served = ServedVersion(tmp_path, load, "classifier")
+    publish(tmp_path, "v1")
+    with pytest.raises(ApiError):
+        served.reload()
+    assert served.not_ready_reason == "built with other weights"
