@@ -42,5 +42,11 @@ bench: install
 bench-index: install
 	$(PY) -m bench.index_scale $(BENCH_ARGS)
 
+# Quality report for the built index (not part of `make test`): see README, "Measuring quality".
+.PHONY: eval
+eval: install
+	$(PY) -m indexing.eval --index $(or $(INDEX),var/index) --queries $(or $(QUERIES),../shared/furniture/queries) \
+		--out $(or $(EVAL_OUT),eval/out) --weights $(or $(WEIGHTS),auto)
+
 clean:
 	rm -rf var test-output

@@ -95,10 +95,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def to_model_input(img: Image.Image, prep: Preprocessing) -> np.ndarray:
-    """Resize the shorter side to `prep.resize`, centre-crop `prep.crop`: a (crop, crop, 3) uint8 array.
+    """The network's (crop, crop, 3) uint8 input, by `prep.mode`: a centre crop, or the whole image padded.
 
     Normalisation happens on the whole batch in the model, where it is one vector operation.
     """
+    if prep.mode == "pad":
+        return _padded_to_square(img, prep)
     width, height = img.size
     scale = prep.resize / min(width, height)
     size = (max(prep.crop, round(width * scale)), max(prep.crop, round(height * scale)))
@@ -107,6 +109,18 @@ def to_model_input(img: Image.Image, prep: Preprocessing) -> np.ndarray:
     top = (size[1] - prep.crop) // 2
     cropped = resized.crop((left, top, left + prep.crop, top + prep.crop))
     return np.asarray(cropped, dtype=np.uint8)
+
+
+def _padded_to_square(img: Image.Image, prep: Preprocessing) -> np.ndarray:
+    """Longer side to `prep.crop`, centred on the mean colour, which normalises to zero: nothing is cut off."""
+    width, height = img.size
+    scale = prep.crop / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    fill = tuple(round(m * 255) for m in prep.mean)
+    square = Image.new("RGB", (prep.crop, prep.crop), fill)  # type: ignore[arg-type]
+    square.paste(resized, ((prep.crop - size[0]) // 2, (prep.crop - size[1]) // 2))
+    return np.asarray(square, dtype=np.uint8)
 
 
 def load_model_input(data: bytes, prep: Preprocessing, *, max_pixels: int) -> np.ndarray:

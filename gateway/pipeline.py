@@ -21,6 +21,7 @@ from gateway.settings import GatewaySettings
 from lookalike.contracts import (ClassifierReadiness, ClassifyResponse, Hit, SearchRequest, SearchResponse,
                                  SimilarityReadiness)
 from lookalike.errors import ApiError, ErrorEnvelope, ServiceUnavailable, Unprocessable
+from lookalike.hedging import categories_to_search, merge_by_score
 from lookalike.replicas import ReplicaSet, split_urls
 from lookalike.observability import request_id_header
 
@@ -131,12 +132,17 @@ class SearchPipeline:
         self.similarity = Upstream("similarity", settings.similarity_url, settings.search_timeout_s,
                                    settings.replica_refresh_s)
         self.max_upload_bytes = settings.max_upload_bytes
+        self.hedge_below = settings.hedge_below
 
     async def aclose(self) -> None:
         await asyncio.gather(self.classifier.aclose(), self.similarity.aclose())
 
     async def search_image(self, image: bytes, k: int, category: str | None) -> SearchResult:
-        """Classify once, then search the decided (or the requested) category with the same embedding."""
+        """Classify once, then search the decided (or the requested) category with the same embedding.
+
+        An unsure decision (top probability below `hedge_below`) also searches the runner-up, and
+        the two result lists merge by score; a requested category is searched alone.
+        """
         started = time.perf_counter()
         classified = await self.classifier.model(
             "POST", "/v1/classify", ClassifyResponse, content=image,
@@ -146,17 +152,19 @@ class SearchPipeline:
         if chosen not in classified.probabilities:
             raise UnknownCategory(
                 f"Unknown category {chosen!r}. The catalogue has: {', '.join(sorted(classified.probabilities))}.")
-        found = await self.similarity.model(
+        searched = [chosen] if category else categories_to_search(chosen, classified.probabilities, self.hedge_below)
+        found = await asyncio.gather(*(self.similarity.model(
             "POST", "/v1/search", SearchResponse,
-            json=SearchRequest(embedding=classified.embedding, category=chosen, k=k).model_dump())
+            json=SearchRequest(embedding=classified.embedding, category=c, k=k).model_dump()) for c in searched))
         done = time.perf_counter()
         return SearchResult(
             category=chosen,
             confidence=classified.probabilities[chosen],
             probabilities=classified.probabilities,
-            results=_results(found.hits),
+            searched=searched,
+            results=_results(merge_by_score((f.hits for f in found), k)),
             weights=classified.model.weights,
-            index_version=found.index_version,
+            index_version=found[0].index_version,
             timings_ms={"classify": (classify_done - started) * 1000, "search": (done - classify_done) * 1000,
                         "total": (done - started) * 1000},
         )

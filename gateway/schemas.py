@@ -20,6 +20,8 @@ class SearchResult(BaseModel):
     category: str = Field(description="The category searched: the classifier's decision, or the one asked for.")
     confidence: float = Field(description="The classifier's probability for `category`.")
     probabilities: dict[str, float]
+    searched: list[str] = Field(description="Categories searched: `category`, plus the runner-up when the "
+                                            "classifier was unsure (GATEWAY_HEDGE_BELOW).")
     results: list[Result] = Field(description="Most similar first.")
     weights: str = Field(description="`imagenet`, `random` or `file:<name>`. With `random`, results mean nothing.")
     index_version: str

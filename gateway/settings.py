@@ -19,6 +19,9 @@ class GatewaySettings(BaseSettings):
                                 description="Defaults to http://127.0.0.1:$SIMILARITY_PORT")
     classify_timeout_s: float = Field(15.0, gt=0, description="Covers queueing behind other uploads.")
     search_timeout_s: float = Field(5.0, gt=0)
+    hedge_below: float = Field(0.0, ge=0, le=1, description=(
+        "When the classifier's top probability is below this, search the top two categories and merge "
+        "by score. 0 (the default) never hedges; see README, Measuring quality."))
     replica_refresh_s: float = Field(5.0, gt=0, description="How often service names are resolved again to find "
                                      "replicas; CLASSIFIER_URL and SIMILARITY_URL may also list several, comma-separated.")
     max_upload_bytes: int = Field(20_000_000, validation_alias=AliasChoices("GATEWAY_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"))

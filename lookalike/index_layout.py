@@ -19,7 +19,7 @@ import os
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Generic, Protocol, TypeVar
+from typing import Callable, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -38,7 +38,9 @@ class Preprocessing(BaseModel):
 
     resize: int = 232
     crop: int = 224
-    mode: str = Field("center-crop", description="`center-crop` of the resized image.")
+    mode: Literal["center-crop", "pad"] = Field(
+        "center-crop", description="`center-crop`: shorter side to `resize`, then the centre `crop`×`crop`. "
+        "`pad`: longer side to `crop`, the whole image kept, padded to a square with the mean colour.")
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 

@@ -109,3 +109,18 @@ def test_model_input_is_a_centre_crop_of_the_resized_image() -> None:
 def test_bytes_to_model_input_in_one_call() -> None:
     data = encode(Image.new("RGB", (800, 600), (10, 20, 30)), "JPEG")
     assert load_model_input(data, Preprocessing(), max_pixels=MAX_PIXELS).shape == (224, 224, 3)
+
+
+def test_pad_mode_keeps_the_whole_image_and_pads_it_to_a_square_with_the_mean_colour() -> None:
+    prep = Preprocessing(mode="pad")
+    arr = to_model_input(halves(600, 300, (255, 0, 0), (0, 0, 255)), prep)
+    assert arr.shape == (224, 224, 3) and arr.dtype == np.uint8
+    assert arr[112, 2, 0] > 200 and arr[112, 221, 2] > 200  # both ends of the wide image survive
+    mean_colour = [round(m * 255) for m in prep.mean]
+    assert arr[2, 112].tolist() == mean_colour and arr[221, 112].tolist() == mean_colour  # bands above and below
+
+
+def test_the_default_preprocessing_and_so_existing_model_ids_are_unchanged() -> None:
+    assert Preprocessing().mode == "center-crop"
+    assert Preprocessing().model_dump_json() == (
+        '{"resize":232,"crop":224,"mode":"center-crop","mean":[0.485,0.456,0.406],"std":[0.229,0.224,0.225]}')
