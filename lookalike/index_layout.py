@@ -87,7 +87,8 @@ class CatalogItem(BaseModel):
 
 
 def new_version_name() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    """UTC build time to the microsecond, so names sort in build order even within one second."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(3)
 
 
 def index_file(version_dir: Path, category: str) -> Path:
