@@ -28,7 +28,7 @@ index: install
 	$(PY) -m indexing --notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
 
 constraints: install
-	$(PY) tools/pin_constraints.py requirements.txt requirements-dev.txt
+	$(PY) tools/pin_constraints.py requirements-torch.txt requirements.txt requirements-dev.txt
 
 # Serve the version before the current one again (or TO=<version>), and tell running services.
 rollback: install
