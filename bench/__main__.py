@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--catalog-limit", type=int, default=0,
                         help="use only this many catalogue images per category (0: all)")
     parser.add_argument("--model-seconds", type=float, default=8.0, help="per batch size")
-    parser.add_argument("--batches", default="1,2,4,8,16")
+    parser.add_argument("--batches", default="1,2,4,8,16", help="batch sizes for the bare model (1 is always added)")
     parser.add_argument("--precision-queries", type=int, default=200,
                         help="queries for the bf16-vs-fp32 check against the catalogue (0 skips it)")
     parser.add_argument("--photos", type=int, default=16, help="distinct photos uploaded, per kind")
@@ -118,7 +118,7 @@ def cpu_name() -> str:
 def measure_model(args: argparse.Namespace, embedder: Embedder,
                   catalog_root: Path) -> tuple[ModelFigures, PrecisionAgreement | None]:
     photos = decode_all(embedder, query_files(args.queries, 64))
-    batches = [int(b) for b in args.batches.split(",")]
+    batches = sorted({1, *(int(b) for b in args.batches.split(","))})  # batch 1 is the single-request yardstick
     say(f"bare model ({embedder.info.weights}, {embedder.precision}, {torch.get_num_threads()} threads): "
         f"batches {batches}, {args.model_seconds:.0f} s each")
     figures = measure_throughput(embedder, photos, batches, args.model_seconds)

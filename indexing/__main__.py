@@ -17,6 +17,7 @@ from classifier_service.weights import WeightsUnavailable
 from indexing.build import BuildSummary, EmptyCatalog, build_index
 from indexing.catalog import default_catalog
 from indexing.lock import IndexBusy
+from similarity_service.catalog_index import UnusableIndexType
 from indexing.notify import notify_reload
 from indexing.versions import NoSuchVersion, rollback
 from lookalike.index_layout import IndexLayout
@@ -73,7 +74,9 @@ def format_summary(s: BuildSummary) -> str:
              s.changes]
     if s.weights == "random":
         lines.append("  !!! RANDOM WEIGHTS: categories and similarities are meaningless; for tests and demos only !!!")
-    lines += [f"  {name:<16} {count:>6}" for name, count in s.per_category.items()]
+    show_types = set(s.index_types.values()) != {"Flat"}
+    lines += [f"  {name:<16} {count:>6}" + (f"  {s.index_types.get(name, 'Flat')}" if show_types else "")
+              for name, count in s.per_category.items()]
     accuracy = f"{s.cv_accuracy:.3f} ({s.folds}-fold cross-validated)" if s.cv_accuracy is not None else "n/a (too few images)"
     lines.append(f"Category head accuracy: {accuracy}")
     if s.skipped:
@@ -95,7 +98,7 @@ def build_main(argv: list[str]) -> int:
         summary = build_index(args.catalog, args.index, args.weights, precision=args.precision,
                               batch_size=args.batch_size, workers=args.workers, index_type=args.index_type,
                               keep=args.keep)
-    except (EmptyCatalog, WeightsUnavailable, IndexBusy) as exc:
+    except (EmptyCatalog, WeightsUnavailable, IndexBusy, UnusableIndexType) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

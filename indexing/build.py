@@ -15,7 +15,7 @@ import shutil
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -34,7 +34,7 @@ from indexing.versions import prune_versions
 from lookalike.errors import ApiError
 from lookalike.index_layout import (HEAD, INDEXES, ITEMS, MANIFEST, THUMBNAILS, CatalogItem, CategoryStats, HeadStats,
                                     IndexLayout, Manifest, index_file, new_version_name, read_items)
-from similarity_service.catalog_index import CategoryIndex
+from similarity_service.catalog_index import CategoryIndex, check_index_type
 
 log = logging.getLogger("lookalike.indexing")
 
@@ -61,6 +61,7 @@ class BuildSummary:
     embedded: int = 0
     reused: int = 0
     removed: int = 0
+    index_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def changes(self) -> str:
@@ -216,6 +217,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
         raise EmptyCatalog(
             f"No images found in {catalog}. Put photos in {catalog}/<category>/, one folder per category "
             "(e.g. chair/, lamp/), then run the indexing job again.")
+    check_index_type(index_type, EMBEDDING_DIM)
     embedder = embedder or Embedder(weights, precision)
     layout = IndexLayout(index_root)
     with exclusive(layout.root):
@@ -236,18 +238,18 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             accuracy, folds = cross_validated_accuracy(vectors, labels, categories)
             CategoryHead.fit(vectors, labels, categories).save(build_dir / HEAD)
             (build_dir / INDEXES).mkdir()
-            per_category = {}
+            per_category, index_types = {}, {}
             for name in categories:
                 members = labels == categories.index(name)
-                CategoryIndex.build(vectors[members], np.flatnonzero(members), index_type).save(
-                    index_file(build_dir, name))
-                per_category[name] = int(members.sum())
+                built = CategoryIndex.build(vectors[members], np.flatnonzero(members), index_type)
+                built.save(index_file(build_dir, name))
+                per_category[name], index_types[name] = int(members.sum()), built.factory
             (build_dir / ITEMS).write_text(json.dumps([i.model_dump() for i in items], ensure_ascii=False))
             version = new_version_name()
             manifest = Manifest(
                 version=version, created_at=datetime.now(timezone.utc), model=embedder.info,
                 preprocessing=embedder.preprocessing, embedding_dim=int(vectors.shape[1]), index_type=index_type,
-                categories=[CategoryStats(name=n, items=c) for n, c in per_category.items()],
+                categories=[CategoryStats(name=n, items=c, index_type=index_types[n]) for n, c in per_category.items()],
                 head=HeadStats(cv_accuracy=accuracy, folds=folds, train_items=len(items)),
                 catalog=str(catalog),
             )
@@ -264,4 +266,4 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
     return BuildSummary(version=version, version_dir=final, weights=embedder.info.weights, per_category=per_category,
                         skipped=skipped, cv_accuracy=accuracy, folds=folds, indexed=len(items),
                         seconds=time.perf_counter() - started, embed_seconds=embed_seconds,
-                        embedded=done.embedded, reused=done.reused, removed=removed)
+                        embedded=done.embedded, reused=done.reused, removed=removed, index_types=index_types)

@@ -48,6 +48,7 @@ class Preprocessing(BaseModel):
 class CategoryStats(BaseModel):
     name: str
     items: int
+    index_type: str = Field("Flat", description="The Faiss index actually built: Flat where too few vectors train the asked type.")
 
 
 class HeadStats(BaseModel):

@@ -33,21 +33,40 @@ class WrongDimension(Unprocessable):
     code = "wrong_dimension"
 
 
+class UnusableIndexType(ValueError):
+    """A Faiss factory string that Faiss cannot build."""
+
+
+def check_index_type(factory: str, dim: int) -> None:
+    """Refuse a bad `--index-type` before any image is embedded, not after."""
+    try:
+        faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError:
+        raise UnusableIndexType(
+            f"{factory!r} is not a Faiss index factory string; try Flat, HNSW32 or IVF256,Flat.") from None
+
+
 class CategoryIndex:
     """One category's vectors in Faiss, keyed by item label."""
 
-    def __init__(self, index: faiss.Index) -> None:
+    def __init__(self, index: faiss.Index, factory: str = "Flat") -> None:
         self.index = index
+        self.factory = factory
 
     @classmethod
     def build(cls, vectors: np.ndarray, labels: np.ndarray, factory: str = "Flat") -> CategoryIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         base = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
         if not base.is_trained:
-            base.train(vectors)
+            try:
+                base.train(vectors)
+            except RuntimeError as exc:
+                # e.g. IVF256 needs at least 256 vectors to train: a category that small is searched exactly.
+                log.warning("%d vectors cannot train %s (%s); using Flat", len(vectors), factory, exc)
+                return cls.build(vectors, labels, "Flat")
         index = faiss.IndexIDMap2(base)
         index.add_with_ids(vectors, np.ascontiguousarray(labels, dtype=np.int64))
-        return cls(index)
+        return cls(index, factory)
 
     @classmethod
     def load(cls, path: Path) -> CategoryIndex:

@@ -10,7 +10,7 @@ import pytest
 from lookalike.index_layout import IndexLayout, ServedVersion
 from lookalike.errors import NotReady
 from similarity_service.catalog_index import (CatalogIndex, CategoryIndex, UnknownCategory, UnknownItem,
-                                              WrongDimension)
+                                              UnusableIndexType, WrongDimension, check_index_type)
 
 
 def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -84,3 +84,16 @@ def test_without_an_index_the_service_is_not_ready_and_says_how_to_build_one(tmp
     assert "make index" in (serving.not_ready_reason or "")
     with pytest.raises(NotReady):
         serving.require()
+
+
+def test_a_category_too_small_to_train_an_ivf_index_is_searched_exactly() -> None:
+    vectors = unit_vectors(40)
+    index = CategoryIndex.build(vectors, np.arange(40), "IVF256,Flat")
+    assert index.factory == "Flat"
+    assert index.search(vectors[5], 1)[0][0] == 5
+
+
+def test_an_unusable_index_type_is_refused_with_examples() -> None:
+    with pytest.raises(UnusableIndexType, match="try Flat, HNSW32"):
+        check_index_type("NoSuchIndex99", 2048)
+    check_index_type("IVF256,Flat", 2048)
