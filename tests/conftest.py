@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.support import SHARED, Services, free_port
+from tests.support import SHARED, Services, free_port, write_csv
 
 CATEGORIES = ["bed", "chair", "lamp", "sofa", "table"]
 PER_CATEGORY = 6
@@ -59,10 +59,7 @@ def small_catalog(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
             (root / category).mkdir(exist_ok=True)
             shutil.copy(shared / "catalog" / row["file"], root / row["file"])
             kept.append(row)
-    with open(root / "products.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(kept)
+    write_csv(root / "products.csv", kept, list(rows[0]))
     return root
 
 

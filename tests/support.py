@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import socket
@@ -16,6 +17,15 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "furniture"
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], fieldnames: list[str] | None = None) -> Path:
+    """A products.csv or labels.csv, as a store or a query set would have it."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fieldnames or list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.support import REPO, Services, free_port
+from tests.support import REPO, Services, free_port, write_csv
 
 CLASSIFY_TIMEOUT_S = 8.0  # generous: this machine is shared, and re-indexing competes for its cores
 SEARCH_TIMEOUT_S = 2.0
@@ -149,10 +149,7 @@ def catalog_without(small_catalog: Path, root: Path, dropped: Path) -> Path:
     (root / dropped.relative_to(small_catalog)).unlink()
     with open(small_catalog / "products.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if Path(r["file"]).stem != dropped.stem]
-    with open(root / "products.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(root / "products.csv", rows)
     return root
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 from torchvision.models import resnet50
 
 from indexing.eval import main
+from tests.support import write_csv
 
 REPORT_KEYS = {"queries", "category_accuracy", "precision@1", "precision@5", "precision@10",
                "product_recall@1", "product_recall@10", "confusion", "time_per_query_ms", "configurations"}
@@ -24,10 +25,7 @@ REPORT_KEYS = {"queries", "category_accuracy", "precision@1", "precision@5", "pr
 
 def write_query_set(folder: Path, rows: list[dict[str, str]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "labels.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["file", "category", "product_id"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(folder / "labels.csv", rows, ["file", "category", "product_id"])
     return folder
 
 

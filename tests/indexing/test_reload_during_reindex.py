@@ -20,7 +20,7 @@ import pytest
 
 from lookalike.index_layout import IndexLayout
 from tests.indexing.test_incremental import extra_photos
-from tests.support import REPO, Services, free_port
+from tests.support import REPO, Services, free_port, write_csv
 
 
 @pytest.fixture
@@ -50,10 +50,7 @@ def add_priced_products(catalog: Path) -> list[str]:
         ids.append(f"new-lamp-{n}")
         rows.append({"id": ids[-1], "category": "lamp", "name": f"New lamp {n}", "file": f"lamp/{photo.name}",
                      "price": f"{49 + n}.00", "url": f"https://shop.example/new-lamp-{n}"})
-    with open(catalog / "products.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(catalog / "products.csv", rows, fields)
     return ids
 
 

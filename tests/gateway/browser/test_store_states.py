@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support import Services, free_port
+from tests.support import Services, free_port, write_csv
 
 ScreenShot = Callable[[Page, str], Path]
 PER_CATEGORY = 2
@@ -60,10 +60,7 @@ def priced_catalog(small_catalog: Path, tmp_path_factory: pytest.TempPathFactory
         row["url"] = f"https://shop.example/products/{row['id']}"
     # One chair carries a script instead of a web address: it must never become a link.
     next(row for row in kept if row["category"] == "chair")["url"] = "javascript:alert(1)"
-    with open(root / "products.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(kept[0]))
-        writer.writeheader()
-        writer.writerows(kept)
+    write_csv(root / "products.csv", kept)
     return root
 
 
