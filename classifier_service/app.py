@@ -33,7 +33,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cores = len(os.sched_getaffinity(0))
         torch.set_num_threads(settings.threads or cores)
-        classifier = Classifier(Embedder(settings.weights, settings.precision), settings.index)
+        classifier = Classifier(Embedder(settings.weights, settings.precision, fused=settings.fused), settings.index)
         try:
             classifier.reload()
         except ApiError:

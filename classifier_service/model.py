@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +26,9 @@ from lookalike.index_layout import HEAD, Manifest, Preprocessing, ServedVersion,
 log = logging.getLogger("lookalike.classifier")
 
 EMBEDDING_DIM = 2048
+# A fused graph profiles each new input shape on its first two passes (~100 ms each at batch 1);
+# the embedder pays that for batch 1 up front, so a shopper's first search does not.
+WARMUP_PASSES = 2
 
 
 def resolve_device() -> torch.device:
@@ -51,14 +55,33 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+def fuse_for_cpu(network: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """The network as one frozen TorchScript graph, which oneDNN Graph runs as fused kernels.
+
+    Each convolution takes its batch norm, ReLU and residual add into one kernel, with weights
+    packed once rather than on every call: on 2 AVX-512 cores, bf16 at batch 1 drops from
+    46 ms to 22 ms. TorchScript is deprecated upstream, but torch.compile measured slower here
+    (25 against 43 img/s at batch 1) and compiles for half a minute per batch size.
+    """
+    torch.jit.enable_onednn_fusion(True)  # a process-wide switch; only frozen TorchScript graphs use it
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        return torch.jit.freeze(torch.jit.trace(network, example, check_trace=False))
+
+
 def preprocessing_digest(prep: Preprocessing) -> str:
     return hashlib.sha256(prep.model_dump_json().encode()).hexdigest()[:8]
 
 
 class Embedder:
-    """Images in, L2-normalised pool5 embeddings out."""
+    """Images in, L2-normalised pool5 embeddings out.
 
-    def __init__(self, weights: str, precision: str = "auto", preprocessing: Preprocessing | None = None) -> None:
+    `fused` (the default) runs the network through oneDNN Graph on a CPU (see `fuse_for_cpu`);
+    its embeddings match eager PyTorch's to within rounding, so an index serves either.
+    """
+
+    def __init__(self, weights: str, precision: str = "auto", preprocessing: Preprocessing | None = None,
+                 fused: bool = True) -> None:
         self.preprocessing = preprocessing or Preprocessing()
         resolved = load_resnet50(weights)
         network = resolved.network
@@ -66,10 +89,17 @@ class Embedder:
         self.device = resolve_device()
         self.precision = resolve_precision(precision, self.device)
         self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-        self.network = network.eval().to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
+        network = network.eval().to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
         prep = self.preprocessing
         self._mean = torch.tensor(prep.mean, device=self.device).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(prep.std, device=self.device).view(1, 3, 1, 1) * 255
+        self.fused = fused and self.device.type == "cpu"
+        self.network: nn.Module | torch.jit.ScriptModule = network
+        if self.fused:
+            self.network = fuse_for_cpu(network, self._input(np.zeros((1, prep.crop, prep.crop, 3), np.uint8)))
+            blank = [np.zeros((prep.crop, prep.crop, 3), np.uint8)]
+            for _ in range(WARMUP_PASSES):
+                self.embed_batch(blank)
         self.info = ModelInfo(
             weights=resolved.label,
             model_id=f"{resolved.identity}-{preprocessing_digest(prep)}",
@@ -77,16 +107,20 @@ class Embedder:
         )
         if self.info.weights == "random":
             log.warning("!!! RANDOM WEIGHTS: this model recognises nothing; results are for testing only. !!!")
-        log.info("model ready: weights=%s precision=%s device=%s", self.info.weights, self.precision, self.device)
+        log.info("model ready: weights=%s precision=%s device=%s graph=%s", self.info.weights, self.precision,
+                 self.device, "onednn-fused" if self.fused else "eager")
+
+    def _input(self, images: np.ndarray) -> torch.Tensor:
+        """(N, crop, crop, 3) uint8 to the network's normalised (N, 3, crop, crop) input, channels_last."""
+        batch = torch.from_numpy(images).to(self.device)
+        # NHWC memory seen as NCHW is exactly channels_last: no copy before the first conv.
+        x = (batch.permute(0, 3, 1, 2).float() - self._mean) / self._std
+        return x.to(self.dtype).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(crop, crop, 3) uint8 arrays to an (N, 2048) float32 array of unit vectors."""
-        batch = torch.from_numpy(np.stack(images)).to(self.device)
-        # NHWC memory seen as NCHW is exactly channels_last: no copy before the first conv.
-        x = (batch.permute(0, 3, 1, 2).float() - self._mean) / self._std
-        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        features = self.network(x).float()
+        features = self.network(self._input(np.stack(images))).float()
         return nn.functional.normalize(features, dim=1).cpu().numpy()
 
 

@@ -15,6 +15,7 @@ class ClassifierSettings(BaseSettings):
     weights: str = Field("auto", validation_alias=AliasChoices("CLASSIFIER_WEIGHTS", "WEIGHTS"),
                          description="imagenet, random, auto, or a path to a .pth state dict")
     precision: str = Field("auto", validation_alias=AliasChoices("CLASSIFIER_PRECISION", "PRECISION"))
+    fused: bool = Field(True, description="Run the network through oneDNN Graph on a CPU; false runs eager PyTorch.")
     max_batch: int = Field(16, ge=1, description="Largest batch: 16 is the bare model's best on 2 AVX-512 cores.")
     max_wait_ms: float = Field(5.0, ge=0)
     max_queue: int = Field(64, ge=1, description="Requests waiting beyond this get 503 with Retry-After.")

@@ -36,6 +36,15 @@ def test_an_image_embeds_the_same_alone_or_in_a_batch(embedder: Embedder, photos
     np.testing.assert_allclose(alone[0], together[0], atol=1e-4)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_fused_graph_gives_the_eager_networks_embeddings(precision: str, photos: list[np.ndarray]) -> None:
+    fused = Embedder("random", precision)
+    eager = Embedder("random", precision, fused=False)
+    assert fused.fused and not eager.fused
+    assert fused.info.model_id == eager.info.model_id  # an index built by one serves the other
+    np.testing.assert_allclose(fused.embed_batch(photos), eager.embed_batch(photos), atol=1e-4)
+
+
 def test_random_weights_are_the_same_in_every_process(embedder: Embedder, photos: list[np.ndarray]) -> None:
     again = Embedder("random", "fp32")
     assert again.info.model_id == embedder.info.model_id
