@@ -64,11 +64,13 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         classifier: Classifier = request.app.state.classifier
         started = time.perf_counter()
         data = await read_body(request, settings.max_upload_bytes)
-        image = await anyio.to_thread.run_sync(
-            lambda: load_model_input(data, classifier.embedder.preprocessing, max_pixels=settings.max_pixels),
-            limiter=request.app.state.decode_limiter)
+        batcher: MicroBatcher[np.ndarray, Classification] = request.app.state.batcher
+        with batcher.on_the_way():
+            image = await anyio.to_thread.run_sync(
+                lambda: load_model_input(data, classifier.embedder.preprocessing, max_pixels=settings.max_pixels),
+                limiter=request.app.state.decode_limiter)
         decoded = time.perf_counter()
-        result: Classification = await request.app.state.batcher.submit(image)
+        result = await batcher.submit(image)
         done = time.perf_counter()
         return ClassifyResponse(
             category=result.category,

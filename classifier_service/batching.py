@@ -1,8 +1,9 @@
 """Micro-batching: concurrent requests share one forward pass on a single inference thread.
 
-A forward pass over 4 images costs much less than 4 passes over 1 on a CPU. Requests wait at
-most `max_wait_ms` for company; past `max_queue` waiting, new ones are refused with 503 rather
-than piling up until every one of them times out.
+A forward pass over 4 images costs much less than 4 passes over 1 on a CPU. A batch waits at
+most `max_wait_ms` for company, and only while some other request is on its way (being
+decoded): a lone shopper's photo goes straight through. Past `max_queue` waiting, new
+requests are refused with 503 rather than piling up until every one of them times out.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import asyncio
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Generic, Sequence, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
 from lookalike.errors import ServiceUnavailable
 
@@ -35,11 +37,21 @@ class MicroBatcher(Generic[Item, Result]):
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Result]]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._worker: asyncio.Task[None] | None = None
+        self._on_the_way = 0
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent batches, for metrics and tests
 
     @property
     def queue_length(self) -> int:
         return self._queue.qsize()
+
+    @contextmanager
+    def on_the_way(self) -> Iterator[None]:
+        """Marks a request that will `submit` soon, such as one being decoded: a batch may wait for it."""
+        self._on_the_way += 1
+        try:
+            yield
+        finally:
+            self._on_the_way -= 1
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self._serve(), name="micro-batcher")
@@ -63,6 +75,8 @@ class MicroBatcher(Generic[Item, Result]):
             batch = [await self._queue.get()]
             deadline = time.monotonic() + self.max_wait
             while len(batch) < self.max_batch:
+                if self._queue.empty() and not self._on_the_way:
+                    break  # nobody else is coming: waiting would only add latency
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

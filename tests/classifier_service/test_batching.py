@@ -75,3 +75,32 @@ async def test_past_the_queue_limit_requests_get_503_with_retry_after() -> None:
     finally:
         release.set()
         await batcher.stop()
+
+
+async def test_a_lone_request_does_not_wait_for_company() -> None:
+    batcher: MicroBatcher[int, int] = MicroBatcher(list, max_batch=8, max_wait_ms=5_000, max_queue=10)
+    batcher.start()
+    try:
+        started = time.monotonic()
+        assert await batcher.submit(7) == 7
+        assert time.monotonic() - started < 1  # not the 5 s max_wait
+    finally:
+        await batcher.stop()
+
+
+async def test_a_batch_waits_for_a_request_that_is_on_its_way() -> None:
+    batcher: MicroBatcher[int, int] = MicroBatcher(list, max_batch=8, max_wait_ms=5_000, max_queue=10)
+    batcher.start()
+
+    async def decoded_later(item: int) -> int:
+        with batcher.on_the_way():
+            await asyncio.sleep(0.1)  # being decoded
+        return await batcher.submit(item)
+
+    try:
+        later = asyncio.create_task(decoded_later(2))
+        await asyncio.sleep(0.01)
+        assert await asyncio.gather(batcher.submit(1), later) == [1, 2]
+        assert list(batcher.batch_sizes) == [2]
+    finally:
+        await batcher.stop()
