@@ -238,18 +238,21 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             accuracy, folds = cross_validated_accuracy(vectors, labels, categories)
             CategoryHead.fit(vectors, labels, categories).save(build_dir / HEAD)
             (build_dir / INDEXES).mkdir()
-            per_category, index_types = {}, {}
+            stats = []
             for name in categories:
                 members = labels == categories.index(name)
                 built = CategoryIndex.build(vectors[members], np.flatnonzero(members), index_type)
                 built.save(index_file(build_dir, name))
-                per_category[name], index_types[name] = int(members.sum()), built.factory
+                stats.append(CategoryStats(name=name, items=len(built), index_type=built.factory,
+                                           search_parameters=built.search_parameters))
+            per_category = {c.name: c.items for c in stats}
+            index_types = {c.name: c.index_type for c in stats}
             (build_dir / ITEMS).write_text(json.dumps([i.model_dump() for i in items], ensure_ascii=False))
             version = new_version_name()
             manifest = Manifest(
                 version=version, created_at=datetime.now(timezone.utc), model=embedder.info,
                 preprocessing=embedder.preprocessing, embedding_dim=int(vectors.shape[1]), index_type=index_type,
-                categories=[CategoryStats(name=n, items=c, index_type=index_types[n]) for n, c in per_category.items()],
+                categories=stats,
                 head=HeadStats(cv_accuracy=accuracy, folds=folds, train_items=len(items)),
                 catalog=str(catalog),
             )

@@ -49,6 +49,8 @@ class CategoryStats(BaseModel):
     name: str
     items: int
     index_type: str = Field("Flat", description="The Faiss index actually built: Flat where too few vectors train the asked type.")
+    search_parameters: dict[str, int] = Field(default_factory=dict,
+                                              description="Faiss search-time settings saved with it, e.g. IVF's nprobe.")
 
 
 class HeadStats(BaseModel):

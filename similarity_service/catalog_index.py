@@ -33,6 +33,31 @@ class WrongDimension(Unprocessable):
     code = "wrong_dimension"
 
 
+# HNSW's search breadth; Faiss's default of 16 loses neighbours that 64 finds for a fraction of a millisecond.
+HNSW_EF_SEARCH = 64
+
+
+def ivf_nprobe(nlist: int) -> int:
+    """Lists an IVF search visits: nlist/64, at least 16. `make bench-index` measured recall@10 of
+    0.97 with IVF1024 at 10^5 vectors (nprobe 16) and 0.99 with IVF4096 at 10^6 (nprobe 64)."""
+    return min(nlist, max(16, nlist // 64))
+
+
+def set_search_parameters(index: faiss.Index, factory: str) -> dict[str, int]:
+    """Search-time settings, saved with the index: Faiss's defaults (nprobe 1, efSearch 16) give away recall."""
+    parameters = {}
+    try:
+        parameters["nprobe"] = ivf_nprobe(faiss.extract_index_ivf(index).nlist)
+    except RuntimeError:
+        pass  # not an IVF index
+    if "HNSW" in factory:
+        parameters["efSearch"] = HNSW_EF_SEARCH
+    space = faiss.ParameterSpace()  # reaches through IndexIDMap2 and PCA pre-transforms
+    for name, value in parameters.items():
+        space.set_index_parameter(index, name, value)
+    return parameters
+
+
 class UnusableIndexType(ValueError):
     """A Faiss factory string that Faiss cannot build."""
 
@@ -49,9 +74,10 @@ def check_index_type(factory: str, dim: int) -> None:
 class CategoryIndex:
     """One category's vectors in Faiss, keyed by item label."""
 
-    def __init__(self, index: faiss.Index, factory: str = "Flat") -> None:
+    def __init__(self, index: faiss.Index, factory: str = "Flat", search_parameters: dict[str, int] | None = None) -> None:
         self.index = index
         self.factory = factory
+        self.search_parameters = search_parameters or {}
 
     @classmethod
     def build(cls, vectors: np.ndarray, labels: np.ndarray, factory: str = "Flat") -> CategoryIndex:
@@ -66,7 +92,7 @@ class CategoryIndex:
                 return cls.build(vectors, labels, "Flat")
         index = faiss.IndexIDMap2(base)
         index.add_with_ids(vectors, np.ascontiguousarray(labels, dtype=np.int64))
-        return cls(index, factory)
+        return cls(index, factory, set_search_parameters(index, factory))
 
     @classmethod
     def load(cls, path: Path) -> CategoryIndex:

@@ -137,5 +137,8 @@ def test_the_index_type_is_chosen_per_catalogue_and_recorded(catalog: Path, buil
                                                              embedder: Embedder) -> None:
     summary = build_index(catalog, seeded_index(built_index, tmp_path / "index"), embedder=embedder,
                           index_type="HNSW32")
-    assert read_manifest(summary.version_dir).index_type == "HNSW32"
+    manifest = read_manifest(summary.version_dir)
+    assert manifest.index_type == "HNSW32"
+    assert {c.index_type for c in manifest.categories} == {"HNSW32"}
+    assert all(c.search_parameters == {"efSearch": 64} for c in manifest.categories)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -39,6 +40,29 @@ def test_an_approximate_index_type_can_be_chosen_by_factory_string() -> None:
     vectors = unit_vectors(300)
     index = CategoryIndex.build(vectors, np.arange(300), "HNSW32")
     assert index.search(vectors[3], 1)[0][0] == 3
+
+
+def recall_at_10(index: CategoryIndex, vectors: np.ndarray, queries: np.ndarray) -> float:
+    exact = CategoryIndex.build(vectors, np.arange(len(vectors)))
+    found = [len({label for label, _ in index.search(q, 10)} & {label for label, _ in exact.search(q, 10)})
+             for q in queries]
+    return sum(found) / (10 * len(queries))
+
+
+def test_an_ivf_index_is_saved_with_an_nprobe_that_keeps_recall_high(tmp_path: Path) -> None:
+    vectors, queries = unit_vectors(4000, 64), unit_vectors(50, 64, seed=1)
+    built = CategoryIndex.build(vectors, np.arange(4000), "IVF64,Flat")
+    assert built.search_parameters == {"nprobe": 16}  # Faiss's own default is 1
+    built.save(tmp_path / "ivf.faiss")
+    loaded = CategoryIndex.load(tmp_path / "ivf.faiss")
+    assert faiss.extract_index_ivf(loaded.index).nprobe == 16
+    assert recall_at_10(loaded, vectors, queries) >= 0.6
+    faiss.extract_index_ivf(loaded.index).nprobe = 1
+    assert recall_at_10(loaded, vectors, queries) < 0.2  # what serving with the default would give
+
+
+def test_an_hnsw_index_searches_wider_than_faiss_default() -> None:
+    assert CategoryIndex.build(unit_vectors(300), np.arange(300), "HNSW32").search_parameters == {"efSearch": 64}
 
 
 def test_saved_and_loaded_indexes_answer_the_same(tmp_path: Path) -> None:
