@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lookalike.observability import REQUEST_ID_HEADER, request_id_of
+
 log = logging.getLogger("lookalike.errors")
 
 
@@ -118,5 +120,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "Something went wrong on our side. Please try again.")
+        request_id = request_id_of(request)
+        log.exception("unhandled error on %s %s", request.method, request.url.path, extra={"request_id": request_id})
+        return error_response(500, "internal_error", "Something went wrong on our side. Please try again.",
+                              {REQUEST_ID_HEADER: request_id} if request_id else None)

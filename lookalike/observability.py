@@ -45,6 +45,15 @@ def request_id_header() -> dict[str, str]:
     return {REQUEST_ID_HEADER: request_id} if request_id else {}
 
 
+def request_id_of(request: Request) -> str | None:
+    """The id the middleware gave this request, readable even where its context has ended.
+
+    Starlette answers an unhandled exception outside every user middleware, so the 500
+    handler finds the id here rather than in the context variable.
+    """
+    return getattr(request.state, "request_id", None)
+
+
 def _accepted_request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
@@ -63,7 +72,8 @@ class _ContextFields(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
-        record.request_id = _request_id.get()
+        # An id passed in `extra` stands when no request context is left, e.g. in the 500 handler.
+        record.request_id = _request_id.get() or getattr(record, "request_id", None)
         return True
 
 
@@ -132,6 +142,7 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = _accepted_request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id  # `request.state.request_id`
         token = _request_id.set(request_id)
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering

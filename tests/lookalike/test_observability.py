@@ -10,9 +10,12 @@ from typing import Iterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from classifier_service.settings import ClassifierSettings
 from gateway.settings import GatewaySettings
+from lookalike.errors import install_error_handlers
+from lookalike.observability import install_observability
 from similarity_service.settings import SimilaritySettings
 from tests.support import Services, free_port
 
@@ -55,6 +58,25 @@ def test_a_missing_or_malformed_request_id_is_replaced_by_a_fresh_one(services: 
 def test_errors_carry_the_request_id_too(services: Services) -> None:
     response = httpx.get(services.gateway + "/api/v1/items/nope/image", headers={"X-Request-ID": "err-1"})
     assert response.status_code == 404 and response.headers["x-request-id"] == "err-1"
+
+
+@pytest.mark.anyio
+async def test_an_unexpected_failure_is_a_plain_500_that_still_carries_the_request_id(
+        caplog: pytest.LogCaptureFixture) -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    install_observability(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # Starlette re-raises after answering
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        response = await client.get("/boom", headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500 and response.headers["x-request-id"] == "boom-1"
+    assert response.json()["error"]["code"] == "internal_error" and "secret" not in response.text
+    assert any(getattr(r, "request_id", None) == "boom-1" for r in caplog.records if r.levelname == "ERROR")
 
 
 def test_every_log_line_of_every_service_is_one_json_object(services: Services) -> None:
