@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import shutil
+import sqlite3
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -186,6 +187,17 @@ def embed_catalog(scan: CatalogScan, embedder: Embedder, cache: EmbeddingCache, 
     return Embedded(items, vectors, counts["embedded"], counts["reused"])
 
 
+def forget_departed(cache: EmbeddingCache, items: list[CatalogItem]) -> None:
+    """Drop cached embeddings the published catalogue no longer holds; a failure here only costs disk."""
+    try:
+        forgotten = cache.retain({i.sha256 for i in items if i.sha256})
+    except sqlite3.Error as exc:
+        log.warning("could not prune the embedding cache (%s); the new index is published all the same", exc)
+        return
+    if forgotten:
+        log.info("embedding cache: forgot %d photos no longer in the catalogue", forgotten)
+
+
 def removed_since(previous: Path | None, items: list[CatalogItem]) -> int:
     """Images the serving version had that this one has not, by content (a rename removes nothing)."""
     if previous is None:
@@ -258,6 +270,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             )
             (build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
             final = layout.publish(build_dir, version)
+            forget_departed(cache, items)
         except BaseException:
             shutil.rmtree(build_dir, ignore_errors=True)
             raise

@@ -63,6 +63,21 @@ class EmbeddingCache:
                 [(sha, self.model_id, np.ascontiguousarray(v, dtype=EMBEDDING_DTYPE).tobytes(), thumb)
                  for sha, v, thumb in rows])
 
+    def retain(self, sha256s: set[str]) -> int:
+        """Forget every embedding but this model's of `sha256s`, the photos just published.
+
+        Run after each build, so the cache never outgrows the catalogue: photos that left it,
+        and other weights' embeddings, are dropped. Returns how many rows went.
+        """
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS retained (sha256 TEXT PRIMARY KEY)")
+            self.db.execute("DELETE FROM retained")
+            self.db.executemany("INSERT OR IGNORE INTO retained VALUES (?)", ((sha,) for sha in sha256s))
+            return self.db.execute(
+                "DELETE FROM embeddings WHERE model_id != ? OR sha256 NOT IN (SELECT sha256 FROM retained)",
+                (self.model_id,)).rowcount
+
     def __len__(self) -> int:
         return self.db.execute("SELECT count(*) FROM embeddings WHERE model_id = ?", (self.model_id,)).fetchone()[0]
 

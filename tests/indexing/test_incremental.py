@@ -86,6 +86,15 @@ def test_changed_bytes_are_embedded_again_deleted_files_leave_and_renamed_files_
     assert new_hash[f"sofa/{changed.name}"] != old_hash[f"sofa/{changed.name}"]
 
 
+def test_the_cache_forgets_photos_that_left_the_catalogue(catalog: Path, built_index: Path, tmp_path: Path,
+                                                          embedder: Embedder) -> None:
+    root = seeded_index(built_index, tmp_path / "index")
+    for photo in sorted((catalog / "lamp").iterdir())[:2]:
+        photo.unlink()
+    build_index(catalog, root, embedder=embedder)
+    assert len(EmbeddingCache(root / CACHE_FILE, embedder.info.model_id)) == 28
+
+
 def test_a_second_job_on_the_same_index_is_refused_while_one_runs(catalog: Path, tmp_path: Path,
                                                                  embedder: Embedder,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
