@@ -13,7 +13,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from classifier_service.batching import MicroBatcher
+from classifier_service.batching import MicroBatcher, power_of_two_sizes
 from classifier_service.model import Classification, Classifier, Embedder
 from classifier_service.preprocess import load_model_input
 from classifier_service.settings import ClassifierSettings
@@ -39,11 +39,13 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         except ApiError:
             pass  # not ready; /readyz says why, and /v1/reload retries
         batcher: MicroBatcher[np.ndarray, Classification] = MicroBatcher(
-            classifier.classify_batch, max_batch=settings.max_batch,
+            classifier.classify_batch, max_batch=settings.max_batch, sizes=power_of_two_sizes(settings.max_batch),
             max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
             on_batch=metrics.histogram("classifier_batch_size", "Images per forward pass.",
                                        range(1, settings.max_batch + 1)).observe)
         metrics.gauge("classifier_queue_length", "Images waiting for a forward pass.", lambda: batcher.queue_length)
+        # About 3 s, so that no shopper waits for a compilation and memory stays flat from here on.
+        await batcher.on_inference_thread(lambda: classifier.embedder.warm_up(batcher.sizes))
         batcher.start()
         app.state.classifier, app.state.batcher = classifier, batcher
         app.state.decode_limiter = anyio.CapacityLimiter(settings.decode_threads or cores)

@@ -7,6 +7,7 @@ the head turns that same embedding into category probabilities. ResNet50 never r
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import warnings
 from dataclasses import dataclass
@@ -26,9 +27,6 @@ from lookalike.index_layout import HEAD, Manifest, Preprocessing, ServedVersion,
 log = logging.getLogger("lookalike.classifier")
 
 EMBEDDING_DIM = 2048
-# A fused graph profiles each new input shape on its first two passes (~100 ms each at batch 1);
-# the embedder pays that for batch 1 up front, so a shopper's first search does not.
-WARMUP_PASSES = 2
 
 
 def resolve_device() -> torch.device:
@@ -97,9 +95,6 @@ class Embedder:
         self.network: nn.Module | torch.jit.ScriptModule = network
         if self.fused:
             self.network = fuse_for_cpu(network, self._input(np.zeros((1, prep.crop, prep.crop, 3), np.uint8)))
-            blank = [np.zeros((prep.crop, prep.crop, 3), np.uint8)]
-            for _ in range(WARMUP_PASSES):
-                self.embed_batch(blank)
         self.info = ModelInfo(
             weights=resolved.label,
             model_id=f"{resolved.identity}-{preprocessing_digest(prep)}",
@@ -109,6 +104,20 @@ class Embedder:
             log.warning("!!! RANDOM WEIGHTS: this model recognises nothing; results are for testing only. !!!")
         log.info("model ready: weights=%s precision=%s device=%s graph=%s", self.info.weights, self.precision,
                  self.device, "onednn-fused" if self.fused else "eager")
+
+    def warm_up(self, batch_sizes: Sequence[int]) -> None:
+        """Run every size after every other once, so serving compiles nothing new.
+
+        A fused graph profiles and compiles each input shape on first sight (a few hundred ms),
+        and again for each change from one shape to another, and keeps some state per thread:
+        call this on the thread that will serve, and memory stays flat afterwards.
+        """
+        if not self.fused:
+            return
+        blank = np.zeros((max(batch_sizes), self.preprocessing.crop, self.preprocessing.crop, 3), np.uint8)
+        for first, then in itertools.product(batch_sizes, repeat=2):
+            self.embed_batch(blank[:first])
+            self.embed_batch(blank[:then])
 
     def _input(self, images: np.ndarray) -> torch.Tensor:
         """(N, crop, crop, 3) uint8 to the network's normalised (N, 3, crop, crop) input, channels_last."""

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import pytest
 
-from classifier_service.batching import MicroBatcher, Overloaded
+from classifier_service.batching import MicroBatcher, Overloaded, power_of_two_sizes
 
 pytestmark = pytest.mark.anyio
 
@@ -103,4 +103,32 @@ async def test_a_batch_waits_for_a_request_that_is_on_its_way() -> None:
         assert await asyncio.gather(batcher.submit(1), later) == [1, 2]
         assert list(batcher.batch_sizes) == [2]
     finally:
+        await batcher.stop()
+
+
+def test_batch_sizes_are_powers_of_two_and_the_maximum() -> None:
+    assert power_of_two_sizes(8) == [1, 2, 4, 8]
+    assert power_of_two_sizes(6) == [1, 2, 4, 6]
+    assert power_of_two_sizes(1) == [1]
+
+
+async def test_batches_keep_to_the_allowed_sizes_and_the_rest_go_next() -> None:
+    release = threading.Event()
+
+    def held(items: Sequence[int]) -> list[int]:
+        release.wait(5)
+        return list(items)
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(held, max_batch=8, sizes=[1, 2, 4, 8], max_wait_ms=0, max_queue=100)
+    batcher.start()
+    try:
+        first = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.05)  # 0 alone is in the forward pass; 7 more gather meanwhile
+        rest = [asyncio.create_task(batcher.submit(i)) for i in range(1, 8)]
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await asyncio.gather(first, *rest) == list(range(8))
+        assert list(batcher.batch_sizes) == [1, 4, 2, 1]
+    finally:
+        release.set()
         await batcher.stop()
