@@ -32,6 +32,7 @@ def replicated(built_index: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     try:
         for name in ("classifier", "classifier_b", "gateway"):
             stack.wait_ready(name)
+        stack.wait_ready("classifier_empty", path="/healthz")  # up, though it can never be ready
         yield stack
     finally:
         for name in list(stack.processes):
