@@ -32,7 +32,7 @@ import torch
 from bench.load import LoadFigures, multipart_upload, run_load
 from bench.model import ModelFigures, PrecisionAgreement, compare_precisions, measure_throughput
 from bench.photos import catalogue_size, phone_size, query_files
-from bench.report import Report, write_report
+from bench.report import LOAD_GENERATOR, Report, write_report
 from classifier_service.model import Embedder
 from classifier_service.preprocess import load_model_input
 from indexing.build import build_index
@@ -108,6 +108,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -169,12 +175,16 @@ def run_pipeline(args: argparse.Namespace, index: Path, model_id: str) -> tuple[
         served = httpx.get(f"{gateway}/readyz").json()["classifier"]["model"]
         if served["model_id"] != model_id:
             raise RuntimeError(f"the classifier serves {served['model_id']}, the bare model was {model_id}")
+        def cpu_by_process() -> dict[str, float]:
+            return {**{name: cpu_seconds(p.pid) for name, p in processes.items()},
+                    LOAD_GENERATOR: time.process_time()}
+
         levels: dict[str, list[LoadFigures]] = {}
         for kind, images in kinds.items():
             uploads = [multipart_upload(image) for image in images]
             for concurrency in [int(c) for c in args.concurrency.split(",")]:
                 figures = asyncio.run(run_load(f"{gateway}/api/v1/search", uploads, concurrency,
-                                               args.seconds, args.warmup))
+                                               args.seconds, args.warmup, cpu_by_process))
                 levels.setdefault(kind, []).append(figures)
                 say(f"  {kind:<14} c={concurrency:<3} {figures.img_s:6.1f} img/s  p50 {figures.percentile(50):7.1f} ms"
                     f"  p99 {figures.percentile(99):7.1f} ms  errors {figures.errors}")

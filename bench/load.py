@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 import httpx
 import numpy as np
@@ -38,6 +39,8 @@ class LoadFigures:
     errors: int
     latencies_ms: list[float] = field(repr=False)
     error_kinds: dict[str, int] = field(default_factory=dict)
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+    """CPU milliseconds per answered request, by process, inside the measured window."""
 
     @property
     def img_s(self) -> float:
@@ -50,12 +53,17 @@ class LoadFigures:
         return {"concurrency": self.concurrency, "img_s": round(self.img_s, 2), "requests": self.completed,
                 "errors": self.errors, "error_kinds": self.error_kinds,
                 "p50_ms": round(self.percentile(50), 1), "p95_ms": round(self.percentile(95), 1),
-                "p99_ms": round(self.percentile(99), 1)}
+                "p99_ms": round(self.percentile(99), 1),
+                "cpu_ms_per_request": {k: round(v, 2) for k, v in self.cpu_ms.items()}}
 
 
 async def run_load(url: str, uploads: list[Upload], concurrency: int, seconds: float,
-                   warmup_s: float) -> LoadFigures:
-    """POST uploads round robin to `url`; throughput and latency count the answers inside the window."""
+                   warmup_s: float, cpu_seconds: Callable[[], dict[str, float]] | None = None) -> LoadFigures:
+    """POST uploads round robin to `url`; throughput and latency count the answers inside the window.
+
+    `cpu_seconds`, if given, is read at the window's start and end: each process's CPU time,
+    so the figures say where a request's CPU goes.
+    """
     started = time.perf_counter()
     window = (started + warmup_s, started + warmup_s + seconds)
     latencies: list[float] = []
@@ -81,7 +89,17 @@ async def run_load(url: str, uploads: list[Upload], concurrency: int, seconds: f
                 completed += 1
                 latencies.append((answered - sent) * 1000)
 
+    async def cpu_in_window() -> dict[str, float]:
+        if cpu_seconds is None:
+            return {}
+        await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
+        start = cpu_seconds()
+        await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
+        end = cpu_seconds()
+        return {name: end[name] - start[name] for name in end}
+
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        await asyncio.gather(*(client(w, http) for w in range(concurrency)))
-    return LoadFigures(concurrency, seconds, completed, sum(errors.values()), latencies, dict(errors))
+        cpu, *_ = await asyncio.gather(cpu_in_window(), *(client(w, http) for w in range(concurrency)))
+    per_request = {name: 1000 * used / completed for name, used in cpu.items()} if completed else {}
+    return LoadFigures(concurrency, seconds, completed, sum(errors.values()), latencies, dict(errors), per_request)

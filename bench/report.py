@@ -12,6 +12,7 @@ from bench.load import LoadFigures
 from bench.model import ModelFigures, PrecisionAgreement
 
 HEADLINE_KIND = "phone-size"
+LOAD_GENERATOR = "load generator"  # the bench's own process, which shares the cores with the services
 SINGLE_REQUEST_SLACK_MS = 25.0
 RATIO_TARGET = 0.85
 
@@ -104,6 +105,7 @@ class Report:
             s = self.search
             lines.append(f"| similarity search alone (HTTP, k=10) | | {s.percentile(50):.2f} | {s.percentile(95):.2f} "
                          f"| {s.percentile(99):.2f} | {s.errors} | |")
+        lines += self._cpu_lines()
         lines += ["", "| service | peak RSS MB |", "|---|---:|"]
         lines += [f"| {name} | {mb:.0f} |" for name, mb in self.rss_mb.items()]
         if self.agreement:
@@ -114,6 +116,29 @@ class Report:
         for name, t in self.targets().items():
             lines.append(f"| {name} | {t['value']} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
         return "\n".join(lines) + "\n"
+
+
+    def model_cpu_ms(self) -> float:
+        """CPU the bare model spends on one image at its best batch, with every core busy."""
+        return 1000 * self.cores / self.model.best_img_s
+
+    def _cpu_lines(self) -> list[str]:
+        """Where a search's CPU goes at the highest concurrency: the ceiling on the ratio, explained."""
+        busiest = {kind: max(figures, key=lambda f: f.concurrency) for kind, figures in self.levels.items()}
+        busiest = {kind: f for kind, f in busiest.items() if f.cpu_ms}
+        if not busiest:
+            return []
+        first = next(iter(busiest.values()))
+        names = list(first.cpu_ms)
+        lines = ["", f"CPU per search in core-ms, at concurrency {first.concurrency} (the bare model needs "
+                     f"{self.model_cpu_ms():.1f} per image at its best batch on {self.cores} cores):", "",
+                 "| photos | " + " | ".join(names) + " | all | bare model ÷ all |",
+                 "|---|" + "---:|" * (len(names) + 2)]
+        for kind, f in busiest.items():
+            total = sum(f.cpu_ms.values())
+            lines.append(f"| {kind} | " + " | ".join(f"{f.cpu_ms[n]:.1f}" for n in names)
+                         + f" | {total:.1f} | {self.model_cpu_ms() / total:.2f} |")
+        return lines
 
 
 def write_report(report: Report, out: Path) -> tuple[Path, Path]:
