@@ -33,7 +33,8 @@ class WrongDimension(Unprocessable):
     code = "wrong_dimension"
 
 
-# HNSW's search breadth; Faiss's default of 16 loses neighbours that 64 finds for a fraction of a millisecond.
+# HNSW's search breadth. On 20,000 random 256-d vectors (the hard case) Faiss's default of 16 gave
+# recall@10 0.18 and 64 gave 0.48, for 0.19 ms more per query.
 HNSW_EF_SEARCH = 64
 
 
