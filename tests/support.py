@@ -34,6 +34,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_ok(url: str, processes: dict[str, subprocess.Popen[bytes]], logs: Path, timeout_s: float) -> None:
+    """Until `url` answers 200; if one of `processes` exits meanwhile, fail at once with its log's tail."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for service, process in processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{service} exited: {(logs / f'{service}.log').read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not 200 in {timeout_s} s; logs in {logs}")
+
+
 @dataclass
 class Services:
     """The three services as real processes; tests may stop and restart one."""
@@ -92,15 +108,4 @@ class Services:
 
     def wait_ready(self, name: str = "gateway", timeout_s: float = 120, path: str = "/readyz") -> None:
         """Until `name` answers 200 on `path`; `path="/healthz"` waits for a service that cannot be ready."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for service, process in self.processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{service} exited; see {self.logs / service}.log")
-            try:
-                if httpx.get(self.url(name) + path, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{name} not ready in {timeout_s} s; logs in {self.logs}")
+        wait_until_ok(self.url(name) + path, self.processes, self.logs, timeout_s)

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.deploy.dockerfile import Dockerfile, parse_dockerfile
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, wait_until_ok
 
 SERVING = ["classifier", "similarity", "gateway"]
 INSTALL_TIMEOUT_S = 1800
@@ -144,17 +144,7 @@ class Roles:
         return subprocess.run(argv, cwd=self.app, env=self.env(service), capture_output=True, text=True, timeout=30)
 
     def wait(self, service: str, path: str, timeout_s: float = 180) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.processes[service].poll() is not None:
-                raise RuntimeError(f"{service} exited: {(self.logs / f'{service}.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url(service) + path, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"{service}{path} not 200 in {timeout_s} s; logs in {self.logs}")
+        wait_until_ok(self.url(service) + path, {service: self.processes[service]}, self.logs, timeout_s)
 
     def stop_all(self) -> None:
         for process in self.processes.values():
