@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.support import SHARED, Services, free_port, write_csv
+from tests.support import SHARED, Services, write_csv
 
 CATEGORIES = ["bed", "chair", "lamp", "sofa", "table"]
 PER_CATEGORY = 6
@@ -74,13 +74,5 @@ def built_index(small_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="session")
 def services(built_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    stack = Services(built_index, tmp_path_factory.mktemp("logs"))
-    stack.ports = {name: free_port() for name in Services.modules}
-    for name in ("classifier", "similarity", "gateway"):
-        stack.start(name)
-    try:
-        stack.wait_ready()
+    with Services(built_index, tmp_path_factory.mktemp("logs")).running() as stack:
         yield stack
-    finally:
-        for name in list(stack.processes):
-            stack.stop(name)

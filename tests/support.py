@@ -9,9 +9,10 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 import httpx
 
@@ -105,6 +106,18 @@ class Services:
         for name in list(self.processes):
             self.resume(name)  # a paused process can't handle SIGTERM
             self.stop(name)
+
+    @contextmanager
+    def running(self) -> Iterator[Services]:
+        """The three services on free ports, started and ready; all stopped afterwards."""
+        self.ports = {name: free_port() for name in self.modules}
+        for name in self.modules:
+            self.start(name)
+        try:
+            self.wait_ready()
+            yield self
+        finally:
+            self.stop_all()
 
     def wait_ready(self, name: str = "gateway", timeout_s: float = 120, path: str = "/readyz") -> None:
         """Until `name` answers 200 on `path`; `path="/healthz"` waits for a service that cannot be ready."""

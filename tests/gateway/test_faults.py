@@ -19,7 +19,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.support import REPO, Services, free_port, write_csv
+from tests.support import REPO, Services, write_csv
 
 CLASSIFY_TIMEOUT_S = 8.0  # generous: this machine is shared, and re-indexing competes for its cores
 SEARCH_TIMEOUT_S = 2.0
@@ -30,17 +30,10 @@ MAX_QUEUE = 4
 def stack(built_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     index = tmp_path_factory.mktemp("fault-index") / "index"
     shutil.copytree(built_index, index, symlinks=True)
-    services = Services(index, tmp_path_factory.mktemp("fault-logs"), extra_env={
-        "GATEWAY_CLASSIFY_TIMEOUT_S": str(CLASSIFY_TIMEOUT_S), "GATEWAY_SEARCH_TIMEOUT_S": str(SEARCH_TIMEOUT_S),
-        "CLASSIFIER_MAX_QUEUE": str(MAX_QUEUE), "CLASSIFIER_MAX_BATCH": "2"})
-    services.ports = {name: free_port() for name in Services.modules}
-    for name in ("classifier", "similarity", "gateway"):
-        services.start(name)
-    try:
-        services.wait_ready()
+    with Services(index, tmp_path_factory.mktemp("fault-logs"), extra_env={
+            "GATEWAY_CLASSIFY_TIMEOUT_S": str(CLASSIFY_TIMEOUT_S), "GATEWAY_SEARCH_TIMEOUT_S": str(SEARCH_TIMEOUT_S),
+            "CLASSIFIER_MAX_QUEUE": str(MAX_QUEUE), "CLASSIFIER_MAX_BATCH": "2"}).running() as services:
         yield services
-    finally:
-        services.stop_all()
 
 
 @pytest.fixture
