@@ -1,23 +1,67 @@
-"""The one error shape every service answers with, and the exception types that produce it.
+"""Every error Lookalike reports, defined once: what the API answers and what the batch jobs print.
 
-Every error a user can cause is an `ApiError` subclass with a 4xx status and a message a
-person understands. Unexpected failures become a 500 whose message leaks no internals.
+An `ApiError` becomes `{"error": {"code": ..., "message": ...}}` with its status (see
+`lookalike.service`). A user-caused one is a 4xx whose message a person understands; anything
+unexpected becomes a 500 that leaks no internals. A `JobError` stops a batch job (indexing,
+rollback, eval) or a service's start-up with a message that says what to do; each CLI catches
+that one type.
+
+    ApiError                     500 internal_error
+    ├── BadRequest               400 bad_request
+    │   ├── MissingField             missing_field        the multipart form lacks `image`
+    │   └── EmptyUpload              empty_upload
+    ├── Unauthorized             401 unauthorized
+    │   └── AdminTokenRequired       admin_token_required a missing or wrong LOOKALIKE_ADMIN_TOKEN
+    ├── NotFound                 404 not_found
+    │   └── UnknownItem              unknown_item
+    ├── UploadTimedOut           408 upload_timeout       a body too slow, or stalled
+    ├── IndexMismatch            409 index_model_mismatch the index was built with other weights
+    │   └── QuantisedModelInvalid    quantised_model_invalid  the version's int8 model is unusable
+    ├── PayloadTooLarge          413 payload_too_large
+    │   ├── UploadTooLarge           upload_too_large     more bytes than MAX_UPLOAD_BYTES
+    │   └── TooManyPixels            too_many_pixels      (an ImageRejected)
+    ├── UnsupportedMediaType     415 unsupported_media_type
+    │   └── NotAnImage               not_an_image         (an ImageRejected)
+    ├── Unprocessable            422 unprocessable
+    │   ├── BrokenImage              broken_image         (an ImageRejected)
+    │   ├── ImageTooSmall            image_too_small      (an ImageRejected)
+    │   ├── UnknownCategory          unknown_category
+    │   ├── BadTextQuery             bad_text_query       empty, over 200 characters, or only stop words
+    │   ├── WrongDimension           wrong_dimension
+    │   ├── BadBox                   bad_box              `box` is not x0,y0,x1,y1 in 0..1, or is inverted
+    │   │   └── BoxTooSmall              box_too_small        the region holds fewer pixels than the model's input
+    │   ├── BadFilter                bad_filter           a `where` that is not column<op>value
+    │   │   └── UnknownColumn            unknown_column       a `where` on a column the catalogue lacks
+    │   ├── NotInCatalog             not_in_catalog       a vote, like or unlike names no catalogue product
+    │   └── MissingSession           missing_session      feedback without X-Session-ID or the cookie
+    ├── TooManyRequests          429 too_many_requests    (with Retry-After)
+    │   ├── FeedbackRateLimited      feedback_rate_limited   too many votes from one session this minute
+    │   └── FeedbackCapReached       feedback_cap_reached    a session's votes reached the cap
+    └── ServiceUnavailable       503 service_unavailable  (also: another service is down or slow)
+        ├── NotReady                 not_ready            no index loaded yet
+        ├── Overloaded               overloaded           the classifier's queue is full
+        ├── Busy                     busy                 too many upload bytes in flight
+        └── FeedbackUnavailable      feedback_unavailable the feedback database can't be reached
+
+    ImageRejected: mixed into the four image errors above, so the indexing job skips a
+    photo for the reason a shopper would be given, without catching HTTP errors.
+
+    JobError
+    ├── WeightsUnavailable       the requested weights cannot be loaded
+    ├── EmptyCatalog             no usable image in the catalogue folder
+    ├── IndexBusy                another indexing job holds the index root
+    ├── NoSuchVersion            rollback to a version that is not there
+    ├── UnusableIndexType        a Faiss factory string Faiss cannot build
+    ├── QuerySetError            a query set's labels.csv is unusable
+    ├── SynonymsError            a store's synonyms.txt has a line that is not Solr synonym syntax
+    ├── QuantisationFailed       the int8 model could not be exported or quantised
+    ├── EvalError                the evaluation cannot run
+    └── FeedbackDatabaseError    the gateway can't open or migrate FEEDBACK_DB_URL at start-up
 """
 
 from __future__ import annotations
 
-import logging
-from http import HTTPStatus
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from lookalike.observability import REQUEST_ID_HEADER, request_id_of
-
-log = logging.getLogger("lookalike.errors")
 
 
 class ErrorDetail(BaseModel):
@@ -53,20 +97,57 @@ class ApiError(Exception):
             self.status = status
         self.headers = headers or {}
 
-    def envelope(self) -> ErrorEnvelope:
-        return ErrorEnvelope(error=ErrorDetail(code=self.code, message=self.message))
-
 
 class BadRequest(ApiError):
     status, code = 400, "bad_request"
+
+
+class MissingField(BadRequest):
+    code = "missing_field"
+
+
+class EmptyUpload(BadRequest):
+    code = "empty_upload"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class AdminTokenRequired(Unauthorized):
+    """An operator endpoint called without the right `Authorization: Bearer $LOOKALIKE_ADMIN_TOKEN`."""
+
+    code = "admin_token_required"
 
 
 class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
+class UnknownItem(NotFound):
+    code = "unknown_item"
+
+
+class UploadTimedOut(ApiError):
+    status, code = 408, "upload_timeout"
+
+
+class IndexMismatch(ApiError):
+    status, code = 409, "index_model_mismatch"
+
+
+class QuantisedModelInvalid(IndexMismatch):
+    """The index version's int8 model is missing, altered since indexing, or not loadable."""
+
+    code = "quantised_model_invalid"
+
+
 class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
+
+
+class UploadTooLarge(PayloadTooLarge):
+    code = "upload_too_large"
 
 
 class UnsupportedMediaType(ApiError):
@@ -75,6 +156,58 @@ class UnsupportedMediaType(ApiError):
 
 class Unprocessable(ApiError):
     status, code = 422, "unprocessable"
+
+
+class UnknownCategory(Unprocessable):
+    code = "unknown_category"
+
+
+class BadTextQuery(Unprocessable):
+    """Words to search by that hold nothing searchable, or too much."""
+
+    code = "bad_text_query"
+
+
+class WrongDimension(Unprocessable):
+    code = "wrong_dimension"
+
+
+class BadBox(Unprocessable):
+    code = "bad_box"
+
+
+class BoxTooSmall(BadBox):
+    code = "box_too_small"
+
+
+class BadFilter(Unprocessable):
+    code = "bad_filter"
+
+
+class UnknownColumn(BadFilter):
+    code = "unknown_column"
+
+
+class NotInCatalog(Unprocessable):
+    """A vote, `like` or `unlike` names a product the serving index does not hold."""
+
+    code = "not_in_catalog"
+
+
+class MissingSession(Unprocessable):
+    code = "missing_session"
+
+
+class TooManyRequests(ApiError):
+    status, code = 429, "too_many_requests"
+
+
+class FeedbackRateLimited(TooManyRequests):
+    code = "feedback_rate_limited"
+
+
+class FeedbackCapReached(TooManyRequests):
+    code = "feedback_cap_reached"
 
 
 class ServiceUnavailable(ApiError):
@@ -87,40 +220,77 @@ class NotReady(ServiceUnavailable):
     code = "not_ready"
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorEnvelope(error=ErrorDetail(code=code, message=message))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+class Overloaded(ServiceUnavailable):
+    code = "overloaded"
 
 
-def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
-        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
-    return "Invalid request. " + "; ".join(parts)
+class Busy(ServiceUnavailable):
+    code = "busy"
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Make every error, including FastAPI's own, answer with `ErrorEnvelope`."""
+class FeedbackUnavailable(ServiceUnavailable):
+    code = "feedback_unavailable"
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", _validation_message(exc))
+class ImageRejected(ApiError):
+    """A photo that can't be used, for a reason a person understands; the indexing job skips it."""
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        phrase = HTTPStatus(exc.status_code).phrase
-        code = phrase.lower().replace(" ", "_").replace("-", "_")
-        message = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else f"{phrase}."
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = request_id_of(request)
-        log.exception("unhandled error on %s %s", request.method, request.url.path, extra={"request_id": request_id})
-        return error_response(500, "internal_error", "Something went wrong on our side. Please try again.",
-                              {REQUEST_ID_HEADER: request_id} if request_id else None)
+class TooManyPixels(ImageRejected, PayloadTooLarge):
+    code = "too_many_pixels"
+
+
+class NotAnImage(ImageRejected, UnsupportedMediaType):
+    code = "not_an_image"
+
+
+class BrokenImage(ImageRejected, Unprocessable):
+    code = "broken_image"
+
+
+class ImageTooSmall(ImageRejected, Unprocessable):
+    code = "image_too_small"
+
+
+class JobError(Exception):
+    """Stops a batch job, or a service's start-up; the message says what to do."""
+
+
+class WeightsUnavailable(JobError):
+    """The requested weights cannot be loaded."""
+
+
+class EmptyCatalog(JobError):
+    """No usable image in the catalogue folder."""
+
+
+class IndexBusy(JobError):
+    """Another indexing job holds the index root."""
+
+
+class NoSuchVersion(JobError):
+    """A rollback to a version that is not published."""
+
+
+class UnusableIndexType(JobError):
+    """A Faiss factory string that Faiss cannot build."""
+
+
+class QuerySetError(JobError):
+    """A query set whose labels.csv can't be used."""
+
+
+class SynonymsError(JobError):
+    """A synonyms.txt line that is not `a, b, c` or `a => b`."""
+
+
+class QuantisationFailed(JobError):
+    """The int8 model could not be exported or quantised."""
+
+
+class EvalError(JobError):
+    """The evaluation cannot run."""
+
+
+class FeedbackDatabaseError(JobError):
+    """The gateway can't open or migrate its feedback database at start-up."""

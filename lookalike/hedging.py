@@ -6,8 +6,8 @@ functions, so what the evaluation measures is what the product does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain
-from typing import Iterable, Mapping, Sequence
 
 from lookalike.contracts import Hit
 

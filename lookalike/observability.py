@@ -12,8 +12,8 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import Callable, Iterable
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -34,11 +34,6 @@ _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 log = logging.getLogger("lookalike.requests")
 
 
-def current_request_id() -> str | None:
-    """The id of the request being handled in this task, if any."""
-    return _request_id.get()
-
-
 def request_id_header() -> dict[str, str]:
     """The header that carries the current request id on to another service."""
     request_id = _request_id.get()
@@ -57,7 +52,7 @@ def request_id_of(request: Request) -> str | None:
 def _accepted_request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             if _WELL_FORMED_ID.fullmatch(text):
                 return text
     return uuid.uuid4().hex

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import uvicorn
 
 from lookalike import observability
+from lookalike.http_protocol import with_head_limits
+from lookalike.settings import ConnectionLimits, LoggingSettings
 
 
-def configure_logging(service: str = "indexing") -> None:
+def configure_logging(program: str = "indexing") -> None:
     """JSON lines on stderr (`LOG_FORMAT=text` for people); `LOG_LEVEL` picks the level."""
-    observability.configure_logging(service, os.environ.get("LOG_LEVEL", "INFO"),
-                                    os.environ.get("LOG_FORMAT", "json").lower())
+    settings = LoggingSettings()
+    observability.configure_logging(program, settings.level, settings.format)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per internal call is noise
 
 
-def serve(app_factory: str, host: str, port: int) -> None:
+def serve(app_factory: str, host: str, port: int, limits: ConnectionLimits | None = None) -> None:
     """Run `module:create_app` on host:port; SIGINT and SIGTERM shut it down gracefully.
 
     uvicorn's access log is off: the observability middleware writes one line per request,
-    with its request id, status and duration.
+    with its request id, status and duration. `limits` (from the environment by default) caps
+    connections, idle keep-alive and the request head; see lookalike/settings.py.
     """
+    limits = limits or ConnectionLimits()
     configure_logging(app_factory.split(".", 1)[0].removesuffix("_service"))
     uvicorn.run(app_factory, factory=True, host=host, port=port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=10, http=with_head_limits(limits.header_timeout_s, limits.max_header_bytes),
+                limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive_s)

@@ -6,23 +6,22 @@ file), and a 50 MB upload is refused after `max_bytes`, not after it has all arr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from lookalike.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
-
-class UploadTooLarge(PayloadTooLarge):
-    code = "upload_too_large"
-
-
-class MissingField(BadRequest):
-    code = "missing_field"
-
-
-class EmptyUpload(BadRequest):
-    code = "empty_upload"
+from lookalike.errors import (
+    BadRequest,
+    EmptyUpload,
+    MissingField,
+    UnsupportedMediaType,
+    UploadTooLarge,
+)
 
 
 def _too_large(max_bytes: int) -> UploadTooLarge:
@@ -61,7 +60,7 @@ class _FieldCollector:
         self._disposition = b""
         self._in_field = False
 
-    def callbacks(self) -> dict[str, object]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_part_data": self._part_data,

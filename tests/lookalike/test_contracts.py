@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from lookalike.contracts import SearchRequest, decode_embedding, encode_embedding
+from lookalike.contracts import Box, SearchRequest, decode_embedding, encode_embedding
+from lookalike.errors import BadBox
 
 
 def test_an_embedding_survives_the_wire_exactly() -> None:
@@ -27,3 +28,18 @@ def test_a_search_request_validates_its_embedding_and_k() -> None:
         SearchRequest(embedding="???", category="bed")
     with pytest.raises(ValidationError):
         SearchRequest(embedding=ok, category="bed", k=101)
+
+
+def test_a_box_is_four_fractions_and_survives_its_wire_form() -> None:
+    box = Box.parse("0.1,0.2,0.30000000000000004,1")
+    assert (box.x0, box.y0, box.x1, box.y1) == (0.1, 0.2, 0.30000000000000004, 1.0)
+    assert Box.parse(str(box)) == box
+    assert box.pixels(1000, 500) == (100, 100, 300, 500)
+
+
+@pytest.mark.parametrize("text, says", [("0,0,1", "four numbers"), ("0,0,1,x", "four numbers"),
+                                        ("0,0,nan,1", "four numbers"), ("0,0,1,1.5", "from 0 to 1"),
+                                        ("0.5,0,0.5,1", "inverted"), ("0,0.9,1,0.1", "inverted")])
+def test_a_malformed_out_of_range_or_inverted_box_says_why(text: str, says: str) -> None:
+    with pytest.raises(BadBox, match=says):
+        Box.parse(text)

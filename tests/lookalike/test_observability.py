@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -14,10 +14,10 @@ from fastapi import FastAPI
 
 from classifier_service.settings import ClassifierSettings
 from gateway.settings import GatewaySettings
-from lookalike.errors import install_error_handlers
 from lookalike.observability import install_observability
+from lookalike.service import install_error_handlers
 from similarity_service.settings import SimilaritySettings
-from tests.support import Services, free_port
+from tests.support import Services
 
 
 def log_events(services: Services, name: str) -> list[dict[str, object]]:
@@ -124,20 +124,8 @@ def gateway_with_cors(built_index: Path, tmp_path_factory: pytest.TempPathFactor
     """A gateway alone (its services need not run to answer CORS) with an allow-list of one shop."""
     stack = Services(built_index, tmp_path_factory.mktemp("cors-logs"),
                      extra_env={"GATEWAY_CORS_ALLOW_ORIGINS": "https://shop.example, https://www.shop.example"})
-    stack.ports = {name: free_port() for name in Services.modules}
-    stack.start("gateway")
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(stack.gateway + "/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.2)
+    with stack.running(["gateway"], ready=(), alive=("gateway",)):
         yield stack
-    finally:
-        stack.stop_all()
 
 
 @pytest.mark.parametrize("origin, allowed", [("https://shop.example", True), ("https://www.shop.example", True),

@@ -1,4 +1,4 @@
-"""`make run`: build the index when it is missing, start the three services, stop them together.
+"""`make run`, one machine's stack: build the index when it is missing, start the three services, stop them together.
 
 Each service runs in its own process group, so Ctrl-C reaches only this supervisor, which
 stops them in order. They also get SIGTERM from the kernel if the supervisor itself dies
@@ -14,11 +14,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 
 from indexing.catalog import default_catalog
+from supervisor.settings import StackSettings
 
 PR_SET_PDEATHSIG = 1
 
@@ -28,17 +28,12 @@ class Service:
     name: str
     module: str
     port_env: str
-    default_port: int
-
-    @property
-    def port(self) -> int:
-        return int(os.environ.get(self.port_env, self.default_port))
 
 
 SERVICES = [
-    Service("classifier", "classifier_service", "CLASSIFIER_PORT", 8001),
-    Service("similarity", "similarity_service", "SIMILARITY_PORT", 8002),
-    Service("gateway", "gateway", "GATEWAY_PORT", 8000),
+    Service("classifier", "classifier_service", "CLASSIFIER_PORT"),
+    Service("similarity", "similarity_service", "SIMILARITY_PORT"),
+    Service("gateway", "gateway", "GATEWAY_PORT"),
 ]
 
 
@@ -87,11 +82,11 @@ def wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], timeout_
 
 
 def main() -> int:
-    index = Path(os.environ.get("INDEX") or "var/index")
-    weights = os.environ.get("WEIGHTS") or "auto"
+    settings = StackSettings()
+    index, weights = settings.index, settings.weights
     env = {**os.environ, "INDEX": str(index), "WEIGHTS": weights}
     if not (index / "current").exists():
-        catalog, note = default_catalog()
+        catalog, note = default_catalog(settings.catalog)
         if note:
             say(note)
         say(f"no index at {index}; building it from {catalog} (weights={weights})")
@@ -112,7 +107,7 @@ def main() -> int:
     try:
         for service in SERVICES:
             processes[service.name] = start(service, env)
-        gateway = f"http://127.0.0.1:{SERVICES[-1].port}"
+        gateway = f"http://127.0.0.1:{settings.gateway_port}"
         if wait_ready(f"{gateway}/readyz", processes):
             say(f"ready: open {gateway}/  (API docs: {gateway}/docs). Ctrl-C stops all three.")
         while not stopping:

@@ -19,7 +19,7 @@ def test_it_builds_the_index_serves_and_stops_everything_on_ctrl_c(small_catalog
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "CATALOG": str(small_catalog),
            "INDEX": str(tmp_path / "index"), "WEIGHTS": "random", "PRECISION": "fp32"}
     log = open(tmp_path / "stack.log", "wb")
-    stack = subprocess.Popen([sys.executable, "-m", "lookalike.stack"], cwd=REPO, env=env, stdout=log,
+    stack = subprocess.Popen([sys.executable, "-m", "supervisor.stack"], cwd=REPO, env=env, stdout=log,
                              stderr=subprocess.STDOUT)
     gateway = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
     try:

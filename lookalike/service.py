@@ -1,0 +1,143 @@
+"""The skeleton every service is built on: errors, observability, health, readiness and reload.
+
+`create_service` gives each service the same outside: every error answers with `ErrorEnvelope`,
+every request gets an id, a log line and metrics, `/healthz` says the process is alive, `/readyz`
+answers 200 or 503 from the service's readiness model, and `POST /v1/reload` (where a service
+serves an index) switches to the index's current version. A service's `app.py` adds only its
+own routes, and reads what its lifespan put on `app.state` through `from_state` dependencies.
+"""
+
+
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from http import HTTPStatus
+from typing import Annotated, Any, Protocol, TypeVar, cast
+
+import anyio
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lookalike.contracts import Readiness, ReloadResponse
+from lookalike.errors import ApiError, ErrorDetail, ErrorEnvelope
+from lookalike.observability import REQUEST_ID_HEADER, Metrics, install_observability, request_id_of
+
+log = logging.getLogger("lookalike.errors")
+
+State = TypeVar("State")
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class Reloadable(Protocol):
+    def reload(self) -> tuple[str, str | None]:
+        """Switch to the index's current version: (new version, previous version)."""
+        ...
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries saying that these statuses answer with `ErrorEnvelope`."""
+    return {status: {"model": ErrorEnvelope} for status in statuses}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorEnvelope(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+    return "Invalid request. " + "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error, including FastAPI's own, answer with `ErrorEnvelope`."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        phrase = HTTPStatus(exc.status_code).phrase
+        code = phrase.lower().replace(" ", "_").replace("-", "_")
+        message = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else f"{phrase}."
+        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    # Starlette calls a handler registered for Exception only for what nothing else handled,
+    # then re-raises it for the server to log: this is the 500's body, not a catch-all.
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = request_id_of(request)
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc,
+                  extra={"request_id": request_id})
+        return error_response(500, "internal_error", "Something went wrong on our side. Please try again.",
+                              {REQUEST_ID_HEADER: request_id} if request_id else None)
+
+
+def state_getter(name: str, kind: type[State]) -> Callable[[Request], State]:
+    """The dependency function that hands a route what the lifespan put on `app.state` under `name`."""
+
+    def dependency(request: Request) -> State:
+        return cast(State, getattr(request.app.state, name))
+
+    dependency.__name__ = f"state_{name}"
+    return dependency
+
+
+def from_state(name: str, kind: type[State]) -> Any:
+    """`Annotated[Kind, from_state("name", Kind)]`: a route parameter filled from `app.state.name`."""
+    return Depends(state_getter(name, kind))
+
+
+def metrics_of(app: FastAPI) -> Metrics:
+    return cast(Metrics, app.state.metrics)
+
+
+def create_service(
+    title: str,
+    *,
+    lifespan: Lifespan,
+    readiness: Callable[..., Awaitable[Readiness]],
+    readiness_model: type[Readiness],
+    readiness_doc: str,
+    reload: Callable[..., Reloadable] | None = None,
+    description: str | None = None,
+) -> FastAPI:
+    """A FastAPI app with the shared outside; the service adds its own routes to it.
+
+    `readiness` and `reload` are FastAPI dependencies: the first returns the service's readiness
+    model, the second what `/v1/reload` reloads (e.g. the `ServedVersion`).
+    """
+    app = FastAPI(title=title, version="1", lifespan=lifespan, description=description or "")
+    install_error_handlers(app)
+    install_observability(app)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    async def readyz(body: Annotated[Readiness, Depends(readiness)]) -> JSONResponse:
+        return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+    app.add_api_route("/readyz", readyz, methods=["GET"], response_model=readiness_model,
+                      responses={503: {"model": readiness_model}}, summary="Readyz", description=readiness_doc)
+
+    if reload is not None:
+
+        @app.post("/v1/reload", response_model=ReloadResponse, responses=error_responses(404, 409, 422, 503))
+        async def reload_index(target: Annotated[Reloadable, Depends(reload)]) -> ReloadResponse:
+            """Switch to the index's current version; requests in flight finish on the old one."""
+            version, previous = await anyio.to_thread.run_sync(target.reload)
+            return ReloadResponse(index_version=version, previous_version=previous)
+
+    return app
