@@ -15,18 +15,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Callable, Generic, Iterator, Sequence, TypeVar
+from typing import Generic, TypeVar
 
-from lookalike.errors import ServiceUnavailable
+from lookalike.errors import Overloaded
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-
-class Overloaded(ServiceUnavailable):
-    code = "overloaded"
 
 
 def power_of_two_sizes(max_batch: int) -> list[int]:
@@ -112,7 +110,7 @@ class MicroBatcher(Generic[Item, Result]):
                 self._on_batch(len(live))
             try:
                 results = await loop.run_in_executor(self._executor, self._run_batch, [item for item, _ in live])
-            except Exception as exc:  # a failed batch fails its requests, not the worker
+            except Exception as exc:  # noqa: BLE001 - any failure is handed to the requests that wait on the batch
                 for _, fut in live:
                     if not fut.done():
                         fut.set_exception(exc)

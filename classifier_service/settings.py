@@ -5,22 +5,30 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lookalike import settings as shared
+from lookalike.settings import UploadLimits
+
 
 class ClassifierSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLASSIFIER_", extra="ignore", env_ignore_empty=True)
 
     host: str = "127.0.0.1"
     port: int = 8001
-    index: Path = Field(Path("var/index"), validation_alias=AliasChoices("CLASSIFIER_INDEX", "INDEX"))
-    weights: str = Field("auto", validation_alias=AliasChoices("CLASSIFIER_WEIGHTS", "WEIGHTS"),
+    index: Path = Field(shared.INDEX_ROOT, validation_alias=AliasChoices("CLASSIFIER_INDEX", "INDEX"))
+    weights: str = Field(shared.MODEL_WEIGHTS, validation_alias=AliasChoices("CLASSIFIER_WEIGHTS", "WEIGHTS"),
                          description="imagenet, random, auto, or a path to a .pth state dict")
-    precision: str = Field("auto", validation_alias=AliasChoices("CLASSIFIER_PRECISION", "PRECISION"))
+    precision: str = Field(shared.PRECISION, validation_alias=AliasChoices("CLASSIFIER_PRECISION", "PRECISION"),
+                           description="auto, fp32, bf16 or int8 (the serving index version's quantised model; "
+                           "auto serves it where its gate passed)")
     fused: bool = Field(True, description="Run the network through oneDNN Graph on a CPU; false runs eager PyTorch.")
     max_batch: int = Field(8, ge=1, description="Largest batch. On 2 AVX-512 cores the fused model runs 8 as fast "
                            "per image as 16, and smaller batches leave room to decode the next ones meanwhile.")
     max_wait_ms: float = Field(5.0, ge=0)
     max_queue: int = Field(64, ge=1, description="Requests waiting beyond this get 503 with Retry-After.")
-    max_upload_bytes: int = Field(20_000_000, validation_alias=AliasChoices("CLASSIFIER_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"))
-    max_pixels: int = Field(60_000_000, validation_alias=AliasChoices("CLASSIFIER_MAX_PIXELS", "MAX_PIXELS"))
+    max_upload_bytes: int = Field(shared.MAX_UPLOAD_BYTES,
+                                  validation_alias=AliasChoices("CLASSIFIER_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"))
+    max_pixels: int = Field(shared.MAX_PIXELS, validation_alias=AliasChoices("CLASSIFIER_MAX_PIXELS", "MAX_PIXELS"))
+    upload_limits: UploadLimits = Field(default_factory=UploadLimits, description="MAX_INFLIGHT_UPLOAD_BYTES, "
+                                        "UPLOAD_TIMEOUT_S, ...: see lookalike/settings.py.")
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 means the cores this process may use.")
     decode_threads: int = Field(0, ge=0, description="Uploads decoded at once, beside the forward pass; 0 means the cores.")

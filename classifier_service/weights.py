@@ -15,14 +15,13 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
+from lookalike.errors import WeightsUnavailable
+
 log = logging.getLogger("lookalike.weights")
 
 RANDOM_SEED = 0
 IMAGENET = ResNet50_Weights.IMAGENET1K_V2
 
-
-class WeightsUnavailable(RuntimeError):
-    """The requested weights cannot be loaded; the message says what to do."""
 
 
 @dataclass(frozen=True)

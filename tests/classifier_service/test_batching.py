@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 
-from classifier_service.batching import MicroBatcher, Overloaded, power_of_two_sizes
+from classifier_service.batching import MicroBatcher, power_of_two_sizes
+from lookalike.errors import Overloaded
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,8 @@ import torch
 
 from classifier_service.model import EMBEDDING_DIM, Embedder
 from classifier_service.preprocess import load_model_input
-from classifier_service.weights import WeightsUnavailable, load_resnet50
+from classifier_service.weights import load_resnet50
+from lookalike.errors import WeightsUnavailable
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier_service.preprocess import (BrokenImage, ImageTooSmall, NotAnImage, TooManyPixels, decode_image,
-                                           load_model_input, to_model_input)
-from lookalike.index_layout import Preprocessing
-
-MAX_PIXELS = 60_000_000
+from classifier_service.preprocess import decode_image, load_model_input, to_model_input
+from lookalike.contracts import Box
+from lookalike.errors import BoxTooSmall, BrokenImage, ImageTooSmall, NotAnImage, TooManyPixels
+from lookalike.manifest import Preprocessing
+from lookalike.settings import MAX_PIXELS
 
 
 def encode(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
@@ -124,3 +124,28 @@ def test_the_default_preprocessing_and_so_existing_model_ids_are_unchanged() -> 
     assert Preprocessing().mode == "center-crop"
     assert Preprocessing().model_dump_json() == (
         '{"resize":232,"crop":224,"mode":"center-crop","mean":[0.485,0.456,0.406],"std":[0.229,0.224,0.225]}')
+
+
+def test_a_box_crops_the_upright_photo_before_preprocessing() -> None:
+    sideways = halves(600, 400, (255, 0, 0), (0, 0, 255))  # red left, blue right; upright: red top, blue bottom
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    data = encode(sideways, "PNG", exif=exif)
+    bottom = decode_image(data, min_side=200, max_pixels=MAX_PIXELS, box=Box.parse("0,0.5,1,1"))
+    assert bottom.size == (400, 300)
+    r, g, b = np.asarray(bottom).reshape(-1, 3).mean(axis=0)
+    assert b > 250 and r < 5
+
+
+def test_a_box_keeps_a_large_jpeg_sharp_enough_for_the_model() -> None:
+    data = encode(Image.new("RGB", (4000, 3000), (120, 80, 40)), "JPEG")
+    quarter = decode_image(data, min_side=232, max_pixels=MAX_PIXELS, box=Box.parse("0,0,0.1,0.1"))
+    assert min(quarter.size) >= 232  # the draft scale is chosen for the box, not the whole photo
+
+
+def test_a_box_holding_fewer_pixels_than_the_model_input_is_refused() -> None:
+    data = encode(Image.new("RGB", (1000, 800), (10, 10, 10)), "PNG")
+    with pytest.raises(BoxTooSmall, match="224"):
+        load_model_input(data, Preprocessing(), max_pixels=MAX_PIXELS, box=Box.parse("0,0,0.2,0.2"))
+    assert load_model_input(data, Preprocessing(), max_pixels=MAX_PIXELS, box=Box.parse("0,0,0.3,0.3")).shape == (
+        224, 224, 3)
