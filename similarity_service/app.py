@@ -2,95 +2,104 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import Annotated
 
-import anyio
 import faiss
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import FastAPI, Query
+from fastapi.responses import FileResponse
 
-from lookalike.contracts import MAX_K, Hit, ReloadResponse, SearchRequest, SearchResponse, SimilarityReadiness
-from lookalike.errors import ApiError, ErrorEnvelope, install_error_handlers
-from lookalike.index_layout import CatalogItem, ServedVersion
-from lookalike.observability import install_observability
+from lookalike.contracts import MAX_K, CatalogColumns, SearchRequest, SearchResponse, SimilarityReadiness, TextSearchResponse
+from lookalike.manifest import CatalogItem
+from lookalike.served_version import ServedVersion
+from lookalike.service import create_service, error_responses, from_state, metrics_of, state_getter
 from similarity_service.catalog_index import CatalogIndex
+from similarity_service.refine import RocchioWeights, rocchio
 from similarity_service.settings import SimilaritySettings
 
-ERRORS = {404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}, 503: {"model": ErrorEnvelope}}
+ERRORS = error_responses(404, 422, 503)
+Serving = ServedVersion[CatalogIndex]
+ServingDep = Annotated[Serving, from_state("serving", ServedVersion)]
+Where = Annotated[list[str] | None, Query(description="Filters `column<op>value`; see /v1/columns.")]
 
 
 def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
     settings = settings or SimilaritySettings()
+    weights = RocchioWeights(alpha=settings.rocchio_alpha, beta=settings.rocchio_beta, gamma=settings.rocchio_gamma)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.omp_set_num_threads(settings.faiss_threads)
-        serving: ServedVersion[CatalogIndex] = ServedVersion(settings.index, CatalogIndex.load, "similarity")
-        try:
-            serving.reload()
-        except ApiError:
-            pass  # not ready; /readyz says why, and /v1/reload retries
+        serving: Serving = ServedVersion(settings.index, CatalogIndex.load, "similarity")
+        serving.load_at_start()
         app.state.serving = serving
-        metrics.labelled_gauge("similarity_index_items", "Catalogue items in the serving index, per category.",
-                               "category", lambda: serving.current.items_per_category() if serving.current else {})
+        metrics_of(app).labelled_gauge(
+            "similarity_index_items", "Catalogue items in the serving index, per category.", "category",
+            lambda: {name: float(n) for name, n in serving.current.items_per_category().items()} if serving.current else {})
         yield
 
-    app = FastAPI(title="Lookalike similarity", version="1", lifespan=lifespan)
-    install_error_handlers(app)
-    metrics = install_observability(app)
-
-    def serving(request: Request) -> ServedVersion[CatalogIndex]:
-        return request.app.state.serving
-
-    @app.post("/v1/search", response_model=SearchResponse, responses=ERRORS)
-    async def search(body: SearchRequest, request: Request) -> SearchResponse:
-        """The k catalogue items of `category` nearest to the embedding, by cosine similarity."""
-        catalog = serving(request).require()
-        hits = catalog.search(body.category, body.vector(), body.k, frozenset(body.exclude_ids))
-        return SearchResponse(category=body.category, hits=hits, index_version=catalog.version)
-
-    @app.get("/v1/items/{item_id}", response_model=CatalogItem, responses=ERRORS)
-    async def item(item_id: str, request: Request) -> CatalogItem:
-        return serving(request).require().item(item_id)
-
-    @app.get("/v1/items/{item_id}/similar", response_model=SearchResponse, responses=ERRORS)
-    async def similar(item_id: str, request: Request, k: int = Query(10, ge=1, le=MAX_K)) -> SearchResponse:
-        """More like this catalogue item, without an upload."""
-        catalog = serving(request).require()
-        hits: list[Hit] = catalog.similar_to(item_id, k)
-        return SearchResponse(category=catalog.item(item_id).category, hits=hits, index_version=catalog.version)
-
-    @app.get("/v1/items/{item_id}/image", response_class=FileResponse, responses=ERRORS)
-    async def image(item_id: str, request: Request) -> FileResponse:
-        """The item's thumbnail. Only catalogue items are served, looked up by id, never by path."""
-        path = serving(request).require().thumbnail(item_id)
-        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=3600"})
-
-    @app.post("/v1/reload", response_model=ReloadResponse, responses=ERRORS)
-    async def reload(request: Request) -> ReloadResponse:
-        """Switch to the index's current version; requests in flight finish on the old one."""
-        version, previous = await anyio.to_thread.run_sync(serving(request).reload)
-        return ReloadResponse(index_version=version, previous_version=previous)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """The process is alive."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", response_model=SimilarityReadiness, responses={503: {"model": SimilarityReadiness}})
-    async def readyz(request: Request) -> JSONResponse:
-        """Ready when an index version is loaded."""
-        state = serving(request)
-        catalog = state.current
-        body = SimilarityReadiness(
+    async def readiness(serving: ServingDep) -> SimilarityReadiness:
+        catalog = serving.current
+        return SimilarityReadiness(
             ready=catalog is not None,
-            reason=state.not_ready_reason,
+            reason=serving.not_ready_reason,
             index_version=catalog.version if catalog else None,
             model_id=catalog.manifest.model.model_id if catalog else None,
             weights=catalog.manifest.model.weights if catalog else None,
             categories=catalog.items_per_category() if catalog else {},
         )
-        return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+    app = create_service(
+        "Lookalike similarity", lifespan=lifespan, readiness=readiness, readiness_model=SimilarityReadiness,
+        readiness_doc="Ready when an index version is loaded.", reload=state_getter("serving", ServedVersion))
+
+    @app.post("/v1/search", response_model=SearchResponse, responses=ERRORS)
+    async def search(body: SearchRequest, serving: ServingDep) -> SearchResponse:
+        """The k product groups of `category` nearest to the embedding, by cosine similarity, that pass `where`.
+
+        With `like` or `unlike`, the embedding first moves by Rocchio's rule, and unliked products are left out.
+        """
+        catalog = serving.require()
+        vector = body.vector()
+        if body.like or body.unlike:
+            vector = rocchio(vector, catalog.product_vectors(body.like), catalog.product_vectors(body.unlike), weights)
+        hits = catalog.search(body.category, vector, body.k, frozenset(body.exclude_ids) | frozenset(body.unlike),
+                              exclude_groups=frozenset(body.exclude_groups), where=body.where,
+                              min_score=body.min_score, q=body.q)
+        return SearchResponse(category=body.category, hits=hits, index_version=catalog.version)
+
+    @app.get("/v1/columns", response_model=CatalogColumns, responses=ERRORS)
+    async def columns(serving: ServingDep) -> CatalogColumns:
+        """The products.csv columns that `where` filters on, with their kind and range or common values."""
+        catalog = serving.require()
+        return CatalogColumns(columns=catalog.filterable_columns(), index_version=catalog.version)
+
+    @app.get("/v1/search/text", response_model=TextSearchResponse, responses=ERRORS)
+    async def search_text(serving: ServingDep, q: str = Query("", description="Words to search for."),
+                          k: int = Query(10, ge=1, le=MAX_K), category: str | None = None,
+                          where: Where = None) -> TextSearchResponse:
+        """The k products best matching the words (bm25 over names, categories, text columns, tags), passing `where`."""
+        catalog = serving.require()
+        hits = catalog.text_search(q, k, category or None, where)
+        return TextSearchResponse(query=q, category=category or None, hits=hits, index_version=catalog.version)
+
+    @app.get("/v1/items/{item_id}", response_model=CatalogItem, responses=ERRORS)
+    async def item(item_id: str, serving: ServingDep) -> CatalogItem:
+        return serving.require().item(item_id)
+
+    @app.get("/v1/items/{item_id}/similar", response_model=SearchResponse, responses=ERRORS)
+    async def similar(item_id: str, serving: ServingDep, k: int = Query(10, ge=1, le=MAX_K),
+                      where: Where = None, min_score: float = Query(0.0, ge=0, le=1)) -> SearchResponse:
+        """More like this product: all its photos as the query, its variant group left out."""
+        catalog = serving.require()
+        hits = catalog.similar_to(item_id, k, where=where, min_score=min_score)
+        return SearchResponse(category=catalog.item(item_id).category, hits=hits, index_version=catalog.version)
+
+    @app.get("/v1/items/{item_id}/image", response_class=FileResponse, responses=ERRORS)
+    async def image(item_id: str, serving: ServingDep, photo: int = Query(0, ge=0, le=10_000)) -> FileResponse:
+        """A product photo's thumbnail (its first by default). Only catalogue photos are served, by id, never by path."""
+        path = serving.require().thumbnail(item_id, photo)
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=3600"})
 
     return app

@@ -5,11 +5,16 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lookalike import settings as shared
+
 
 class SimilaritySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIMILARITY_", extra="ignore", env_ignore_empty=True)
 
     host: str = "127.0.0.1"
     port: int = 8002
-    index: Path = Field(Path("var/index"), validation_alias=AliasChoices("SIMILARITY_INDEX", "INDEX"))
+    index: Path = Field(shared.INDEX_ROOT, validation_alias=AliasChoices("SIMILARITY_INDEX", "INDEX"))
     faiss_threads: int = Field(1, ge=1, description="One query at a time needs no OpenMP team.")
+    rocchio_alpha: float = Field(1.0, ge=0, description="Refining: weight of the original query.")
+    rocchio_beta: float = Field(0.75, ge=0, description="Refining: weight of the liked products' mean vector.")
+    rocchio_gamma: float = Field(0.25, ge=0, description="Refining: weight of the unliked products' mean, subtracted.")

@@ -8,10 +8,11 @@ import faiss
 import numpy as np
 import pytest
 
-from lookalike.index_layout import IndexLayout, ServedVersion
-from lookalike.errors import NotReady
-from similarity_service.catalog_index import (CatalogIndex, CategoryIndex, UnknownCategory, UnknownItem,
-                                              UnusableIndexType, WrongDimension, check_index_type)
+from lookalike.errors import NotReady, UnknownCategory, UnknownItem, UnusableIndexType, WrongDimension
+from lookalike.index_layout import IndexLayout
+from lookalike.manifest import CatalogItem
+from lookalike.served_version import ServedVersion
+from similarity_service.catalog_index import CatalogIndex, CategoryIndex, check_index_type
 
 
 def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -121,3 +122,38 @@ def test_an_unusable_index_type_is_refused_with_examples() -> None:
     with pytest.raises(UnusableIndexType, match="try Flat, HNSW32"):
         check_index_type("NoSuchIndex99", 2048)
     check_index_type("IVF256,Flat", 2048)
+
+
+def test_a_selector_filters_inside_every_index_type_and_k_come_back_from_a_small_allowed_set() -> None:
+    vectors = unit_vectors(4000)
+    allowed = np.arange(0, 4000, 100)  # 1%
+    for factory in ("Flat", "IVF64,Flat", "HNSW32"):
+        found = CategoryIndex.build(vectors, np.arange(4000), factory).search(vectors[7], 10, allowed)
+        assert len(found) == 10 and {label for label, _ in found} <= set(allowed.tolist()), factory
+
+
+def test_several_query_rows_score_each_label_by_its_best_row() -> None:
+    vectors = unit_vectors(50)
+    found = dict(CategoryIndex.build(vectors, np.arange(50)).search(vectors[[3, 9]], 5))
+    assert found[3] == pytest.approx(1.0, abs=1e-5) and found[9] == pytest.approx(1.0, abs=1e-5)
+
+
+def photos(products: list[tuple[str, str | None]], per_product: int = 2) -> list[CatalogItem]:
+    return [CatalogItem(label=per_product * n + i, id=product, category="chair", name=product,
+                        file=f"chair/{product}-{i}.jpg", group_id=group, extra={"price": str(10 * (n + 1))})
+            for n, (product, group) in enumerate(products) for i in range(per_product)]
+
+
+def test_a_search_returns_product_groups_represented_by_their_best_photo(catalog: CatalogIndex) -> None:
+    items = photos([("a", "ab"), ("b", "ab"), ("c", None), ("d", None), ("e", None)])
+    vectors = unit_vectors(len(items))
+    grouped = CatalogIndex.of(catalog.manifest, catalog.version_dir, items,
+                              {"chair": CategoryIndex.build(vectors, np.arange(len(items)))})
+    hits = grouped.search("chair", vectors[5], k=10)  # the second photo of product c
+    assert hits[0].id == "c" and hits[0].photo == 1 and hits[0].photos == 2
+    assert [h.group_id for h in hits].count("ab") == 1 and len(hits) == 4
+    assert next(h for h in hits if h.group_id == "ab").variants == 2
+    assert len(grouped.search("chair", vectors[5], k=2)) == 2
+    assert {h.id for h in grouped.similar_to("a", 10)} == {"c", "d", "e"}  # its variant b is left out too
+    assert [h.id for h in grouped.search("chair", vectors[5], k=10, where=["price>=40"])] in (["d", "e"], ["e", "d"])
+    assert [h.id for h in grouped.search("chair", vectors[5], k=10, min_score=0.9999)] == ["c"]
