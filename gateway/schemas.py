@@ -2,18 +2,29 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from lookalike.contracts import ClassifierReadiness, SimilarityReadiness
+from gateway.feedback_store import normalise_query
+from lookalike.contracts import ClassifierReadiness, FilterableColumn, Readiness, SimilarityReadiness
 
 
 class Result(BaseModel):
-    id: str
+    """One product, standing for its variant group, shown by the photo of it that matched best."""
+
+    id: str = Field(description="The product's id.")
     name: str
     category: str
-    score: float = Field(description="Cosine similarity to the query, from -1 to 1.")
-    image_url: str
+    score: float = Field(description="Cosine similarity to the query photo, from -1 to 1; for a search by words "
+                                     "alone, the bm25 relevance squashed to 0-1.")
+    image_url: str = Field(description="The product's photo that matched.")
     extra: dict[str, str] = Field(default_factory=dict, description="Further products.csv columns, e.g. price, url.")
+    group_id: str = Field(description="Its variant group (`item_group_id`, else its id); one result per group.")
+    photos: int = Field(description="How many photos the product has.")
+    variants: int = Field(description="How many products its variant group has, itself included.")
+    learned: bool = Field(False, description="Shoppers' votes for these words moved this result, or brought it in "
+                                             "(text searches only).")
+    matched: list[str] = Field(default_factory=list, description=(
+        "Fields the search words matched (name, category, a products.csv column, imagenet_tags); empty without words."))
 
 
 class SearchResult(BaseModel):
@@ -22,16 +33,29 @@ class SearchResult(BaseModel):
     probabilities: dict[str, float]
     searched: list[str] = Field(description="Categories searched: `category`, plus the runner-up when the "
                                             "classifier was unsure (GATEWAY_HEDGE_BELOW).")
-    results: list[Result] = Field(description="Most similar first.")
+    results: list[Result] = Field(description="Most similar first; one per product group.")
+    min_score: float = Field(description="The cutoff applied: results scoring below it were left out.")
     weights: str = Field(description="`imagenet`, `random` or `file:<name>`. With `random`, results mean nothing.")
     index_version: str
     timings_ms: dict[str, float] = Field(description="`classify`, `search` and `total`.")
+    q: str | None = Field(None, description="The words the photo's results were narrowed by, if any.")
+
+
+class TextSearchResult(BaseModel):
+    """Products found by words alone: the same results as a photo search, ranked by bm25."""
+
+    q: str
+    category: str | None = Field(description="The category searched, or None for all of them.")
+    results: list[Result] = Field(description="Best match first.")
+    index_version: str
+    timings_ms: dict[str, float] = Field(description="`search` and `total`.")
 
 
 class SimilarItems(BaseModel):
     item_id: str
     category: str
     results: list[Result]
+    min_score: float
     index_version: str
 
 
@@ -44,11 +68,57 @@ class CatalogInfo(BaseModel):
                              "`unavailable`: a service is down or not ready (see `reason`).")
     reason: str | None = Field(None, description="Why the state is not `ready`, in words.")
     max_upload_bytes: int | None = Field(None, description="Largest upload accepted, so a page can check first.")
+    columns: list[FilterableColumn] = Field(default_factory=list, description="The products.csv columns that "
+                                            "`where` filters on, with their kind and range or most common values.")
 
 
-class GatewayReadiness(BaseModel):
-    ready: bool
-    reason: str | None = None
+class GatewayReadiness(Readiness):
     weights: str | None = None
     classifier: ClassifierReadiness | None = None
     similarity: SimilarityReadiness | None = None
+
+
+class FeedbackVote(BaseModel):
+    """One shopper's opinion of one result. Stored without the photo, its embedding or the raw session id."""
+
+    query: str | None = Field(max_length=200, description="The words searched; null for a photo search.")
+    item_id: str = Field(min_length=1, max_length=200)
+    vote: Literal["like", "unlike"]
+    category: str | None = Field(None, max_length=200,
+                                 description="The decided category of a photo search; required when `query` is null.")
+
+    @model_validator(mode="after")
+    def _photo_votes_name_the_category(self) -> "FeedbackVote":
+        if self.query is None and not self.category:
+            raise ValueError("a photo search's vote (query null) needs the decided `category`")
+        if self.query is not None and not normalise_query(self.query):
+            raise ValueError("`query` holds no words; send the words searched, or null for a photo search")
+        return self
+
+
+class FeedbackStored(BaseModel):
+    query: str = Field(description="What the vote is stored under: the normalised words, or `photo`.")
+    item_id: str
+    vote: Literal["like", "unlike"]
+
+
+class FeedbackForgotten(BaseModel):
+    forgotten: int = Field(description="Votes deleted.")
+
+
+class FeedbackStats(BaseModel):
+    votes: int
+    sessions: int
+    oldest: float | None = Field(description="Unix time of the oldest vote kept.")
+    retention_days: float
+
+
+class LearntItem(BaseModel):
+    id: str
+    net_sessions: int = Field(description="Sessions that liked it for the query, minus those that unliked it.")
+    prior: float = Field(description="What it adds to a text score (0 to 1), bounded by GATEWAY_LEARNT_WEIGHT.")
+
+
+class LearntForQuery(BaseModel):
+    query: str = Field(description="The normalised query the votes are stored under.")
+    items: list[LearntItem] = Field(description="Highest prior first.")

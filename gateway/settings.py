@@ -1,9 +1,13 @@
 """Everything the gateway reads from the environment, in one place."""
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from lookalike import settings as shared
+from lookalike.settings import UploadLimits
 
 
 class GatewaySettings(BaseSettings):
@@ -22,12 +26,38 @@ class GatewaySettings(BaseSettings):
     hedge_below: float = Field(0.0, ge=0, le=1, description=(
         "When the classifier's top probability is below this, search the top two categories and merge "
         "by score. 0 (the default) never hedges; see README, Measuring quality."))
+    min_score: float = Field(0.0, ge=0, le=1, description=(
+        "Results scoring below this are left out when a request names no `min_score`; the page then says "
+        "there is no close match. Never applied while the weights are `random`, whose scores mean nothing."))
     replica_refresh_s: float = Field(5.0, gt=0, description="How often service names are resolved again to find "
                                      "replicas; CLASSIFIER_URL and SIMILARITY_URL may also list several, comma-separated.")
-    max_upload_bytes: int = Field(20_000_000, validation_alias=AliasChoices("GATEWAY_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"))
+    max_upload_bytes: int = Field(shared.MAX_UPLOAD_BYTES,
+                                  validation_alias=AliasChoices("GATEWAY_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"))
+    upload_limits: UploadLimits = Field(default_factory=UploadLimits, description="MAX_INFLIGHT_UPLOAD_BYTES, "
+                                        "UPLOAD_TIMEOUT_S, ...: see lookalike/settings.py.")
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=AliasChoices("GATEWAY_CORS_ALLOW_ORIGINS", "CORS_ALLOW_ORIGINS"),
         description="Comma-separated origins allowed to call the API from a browser; empty (default) means CORS is off.")
+
+    index: Path = Field(shared.INDEX_ROOT, validation_alias=AliasChoices("GATEWAY_INDEX", "INDEX"),
+                        description="The index root; the default feedback database lives in it.")
+    feedback_db_url: str = Field("", validation_alias=AliasChoices("GATEWAY_FEEDBACK_DB_URL", "FEEDBACK_DB_URL"),
+                                 description="postgresql://user:password@host:port/db for several replicas; empty "
+                                 "(default) is an SQLite file, $INDEX/feedback.sqlite3.")
+    feedback_retention_days: float = Field(180, gt=0, validation_alias=AliasChoices(
+        "GATEWAY_FEEDBACK_RETENTION_DAYS", "FEEDBACK_RETENTION_DAYS"), description="Votes older than this are pruned.")
+    feedback_per_minute: int = Field(30, ge=1, validation_alias=AliasChoices(
+        "GATEWAY_FEEDBACK_PER_MINUTE", "FEEDBACK_PER_MINUTE"), description="Votes one session may send per minute.")
+    feedback_per_session: int = Field(1000, ge=1, validation_alias=AliasChoices(
+        "GATEWAY_FEEDBACK_PER_SESSION", "FEEDBACK_PER_SESSION"), description="Votes one session may keep in all.")
+    feedback_prune_every_s: float = Field(3600, gt=0, description="How often expired votes are deleted.")
+    learnt_weight: float = Field(1.0, ge=0, description=(
+        "The most that shoppers' votes can add to (or take from) an item's text score: the weight of a strong "
+        "text match (scores run 0 to 1): however many sessions vote, an item rises by at most one strong match."))
+    learnt_full_at: int = Field(3, ge=1, description="Sessions agreeing on an item for the learnt weight to be full.")
+    admin_token: SecretStr | None = Field(None, validation_alias=AliasChoices("LOOKALIKE_ADMIN_TOKEN"),
+                                          description="Bearer token for operator endpoints; unset refuses them all.")
+    session_cookie_secure: bool = Field(False, description="Mark the session cookie Secure (behind HTTPS).")
 
     @field_validator("cors_allow_origins", mode="before")
     @classmethod

@@ -1,7 +1,12 @@
 // Lookalike's page: a photo in (picked, dropped, pasted or taken), the decided category and similar products out.
+// The shopper may draw a region of the photo to search, and narrow the results by the catalogue's own columns.
 "use strict";
 
 const RESULTS = 12;
+const MIN_BOX = 0.05;       // the smallest region, as a fraction of the photo's side, a drag makes
+const KEY_STEP = 0.02;      // how far an arrow key moves or resizes the region
+const KEY_SETTLE_MS = 350;  // after the last arrow key is released, search again
+const MAX_TEXT_CHOICES = 12; // a text column with more values than this gets no select
 // Phone photos are 12+ megapixels; the model looks at 224 px. Keep enough for a sharp preview and fast uploads.
 const MAX_LONG_SIDE = 1280;
 const JPEG_QUALITY = 0.9;
@@ -10,10 +15,14 @@ const $ = (id) => document.getElementById(id);
 const els = {
   banner: $("weights-banner"), notice: $("notice"), dropzone: $("dropzone"), dropzoneTitle: $("dropzone-title"),
   dropzoneHint: $("dropzone-hint"), preview: $("preview"), inputs: [$("photo"), $("camera")],
+  regionWrap: $("region-wrap"), region: $("region"), box: $("box"), regionStart: $("region-start"),
+  regionClear: $("region-clear"), filters: $("filters"), filterFields: $("filter-fields"), noMatch: $("no-match"),
   status: $("status"), retry: $("retry"),
   decision: $("decision"), decisionTitle: $("decision-title"), decisionNote: $("decision-note"), chips: $("chips"),
   resultsSection: $("results-section"), resultsTitle: $("results-title"), results: $("results"), back: $("back"),
-  summary: $("catalog-summary"),
+  refine: $("refine"), refineButton: $("refine-button"), refineCount: $("refine-count"), summary: $("catalog-summary"),
+  wordsForm: $("words-form"), words: $("words"), wordsChipRow: $("words-chip-row"), wordsChip: $("words-chip"),
+  wordsChipText: $("words-chip-text"),
 };
 
 const state = {
@@ -24,7 +33,14 @@ const state = {
   retry: null,        // what "Try again" repeats
   notice: null,       // "empty" or "unavailable" while the notice shows
   requestId: 0,       // answers to superseded requests are dropped
+  marks: new Map(),   // product id -> "like" | "unlike", for this photo: what "Refine" sends
+  box: null,          // the region of the photo to search, {x0, y0, x1, y1} as fractions, or null: all of it
+  category: null,     // the category the shopper chose for the photo, or null: the classifier's
+  similarTo: null,    // the product shown by "more like this", so a filter change searches it again
+  minScore: new URLSearchParams(window.location.search).get("min_score"), // e.g. /?min_score=0.9 to try a cutoff
+  words: "",          // the words searched by, shown as a removable chip; with a photo they narrow its matches
 };
+const MAX_MARKS = 20; // per kind, as the API allows
 
 /** An error whose message is for the shopper. */
 class ShopperError extends Error {}
@@ -161,7 +177,8 @@ function showPrompt(hasPhoto) {
 function showPreview(upload) {
   if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
   state.previewUrl = upload.previewable ? URL.createObjectURL(upload.blob) : null;
-  els.preview.hidden = !state.previewUrl;
+  els.regionWrap.hidden = !state.previewUrl;
+  setBox(null);
   if (state.previewUrl) {
     els.preview.src = state.previewUrl;
     els.preview.alt = "Your photo";
@@ -186,6 +203,9 @@ async function acceptFile(file) {
   // A new photo: what was shown for the last one goes, so nothing on screen belongs to another photo.
   state.photo = upload.blob;
   state.photoResult = null;
+  state.marks.clear();
+  state.category = null;
+  state.similarTo = null;
   els.decision.hidden = true;
   els.resultsSection.hidden = true;
   showPreview(upload);
@@ -194,17 +214,105 @@ async function acceptFile(file) {
 
 // ---- searching ------------------------------------------------------------------------------------------------
 
-async function searchPhoto(category) {
+function marked(kind) {
+  return [...state.marks].filter(([, mark]) => mark === kind).map(([id]) => id);
+}
+
+/** The query string every search sends: k, the filters, and the cutoff when the page's own address names one. */
+function searchParams() {
+  const params = new URLSearchParams({ k: String(RESULTS) });
+  for (const where of filterExpressions()) params.append("where", where);
+  if (state.minScore !== null) params.set("min_score", state.minScore);
+  return params;
+}
+
+async function searchPhoto(category, refine = false) {
+  if (!state.photo) return;
+  state.category = category;
+  state.similarTo = null;
   const data = new FormData();
   data.append("image", state.photo, state.photo.name || "photo.jpg");
-  const params = new URLSearchParams({ k: String(RESULTS) });
+  const params = searchParams();
   if (category) params.set("category", category);
-  const busyText = category ? `Searching ${label(category)} products…` : "Searching for similar products…";
+  if (state.box) params.set("box", [state.box.x0, state.box.y0, state.box.x1, state.box.y1].map((v) => v.toFixed(4)).join(","));
+  if (state.words) params.set("q", state.words);
+  if (refine) {
+    for (const id of marked("like")) params.append("like", id);
+    for (const id of marked("unlike")) params.append("unlike", id);
+  }
+  const busyText = refine ? "Refining your results…"
+    : category ? `Searching ${label(category)} products…`
+    : state.box ? "Searching for products like the part you marked…" : "Searching for similar products…";
   const body = await callApi(`/api/v1/search?${params}`, { method: "POST", body: data }, busyText,
-    () => searchPhoto(category));
+    () => searchPhoto(category, refine));
   if (!body) return;
   state.photoResult = { body, chosen: category };
   showPhotoResult();
+}
+
+// ---- marking results: "like" and "not like this" ---------------------------------------------------------------
+
+/** Tell the server, for later shoppers; the search itself is refined from `state.marks` alone. */
+function sendVote(item, vote) {
+  const category = state.photoResult ? state.photoResult.body.category : item.category;
+  fetch("/api/v1/feedback", {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ query: null, category, item_id: item.id, vote }),
+  }).catch(() => {}); // a vote that is not saved loses nothing on this page
+}
+
+function updateRefine() {
+  const likes = marked("like").length;
+  const unlikes = marked("unlike").length;
+  els.refineButton.disabled = likes + unlikes === 0;
+  els.refineCount.textContent = likes + unlikes === 0 ? "Mark results you like or don't, then refine."
+    : `${likes} liked, ${unlikes} not like this.`;
+}
+
+function markButtons(item) {
+  const group = element("div", { className: "marks", role: "group" });
+  group.setAttribute("aria-label", `Your opinion of ${item.name}`);
+  const buttons = [["like", "Like"], ["unlike", "Not like this"]].map(([kind, text]) => {
+    const check = element("span", { className: "check", textContent: "\u2713 " });
+    check.setAttribute("aria-hidden", "true"); // aria-pressed says it; the check mark shows it without colour
+    const button = element("button", { type: "button", className: `mark mark-${kind}` },
+      check, text, element("span", { className: "visually-hidden", textContent: `: ${item.name}` }));
+    button.dataset.mark = kind;
+    button.setAttribute("aria-pressed", String(state.marks.get(item.id) === kind));
+    button.addEventListener("click", () => {
+      const was = state.marks.get(item.id);
+      if (was === kind) {
+        state.marks.delete(item.id);
+      } else {
+        if (marked(kind).length >= MAX_MARKS) {
+          showStatus(`You can mark at most ${MAX_MARKS} products each way.`, "error");
+          return;
+        }
+        state.marks.set(item.id, kind);
+        sendVote(item, kind);
+      }
+      for (const other of buttons) other.setAttribute("aria-pressed", String(state.marks.get(item.id) === other.dataset.mark));
+      updateRefine();
+    });
+    return button;
+  });
+  group.append(...buttons);
+  return group;
+
+}
+
+/** Search again for what is on screen: the photo, or the product "more like this" was asked for. */
+function searchAgain() {
+  if (state.similarTo) moreLikeThis(state.similarTo);
+  else if (state.photo) searchPhoto(state.category);
+}
+
+/** What to say when a search found nothing, or "" when it found something. */
+function noMatchText(body) {
+  if (body.results.length) return "";
+  if (body.min_score > 0) return "No close match in this category.";
+  if (filterExpressions().length) return "No products here match your filters. Try widening them.";
+  return "No products in this category yet.";
 }
 
 function showPhotoResult() {
@@ -220,8 +328,39 @@ function showPhotoResult() {
   renderChips(body.probabilities, body.category);
   els.decision.hidden = false;
   els.back.hidden = true;
-  renderResults("Similar products", body.results);
-  showStatus(body.results.length ? `Found ${body.results.length} similar products.` : "No products in this category yet.");
+  const words = body.q ? ` matching “${body.q}”` : "";
+  renderResults(`Similar products${words}`, body.results, noMatchText(body), true);
+  const none = body.q && !body.results.length && !filterExpressions().length && !(body.min_score > 0)
+    ? `No ${label(body.category)} products match “${body.q}”.` : noMatchText(body);
+  showStatus(body.results.length ? `Found ${body.results.length} similar products${words}.` : none);
+}
+
+// ---- words ------------------------------------------------------------------------------------------------------
+
+function showWordsChip() {
+  els.wordsChipText.textContent = `“${state.words}”`;
+  els.wordsChip.setAttribute("aria-label", `Remove the words ${state.words}`);
+  els.wordsChipRow.hidden = !state.words;
+}
+
+async function searchWords() {
+  const params = new URLSearchParams({ q: state.words, k: String(RESULTS) });
+  const body = await callApi(`/api/v1/search/text?${params}`, {}, `Searching for “${state.words}”…`, searchWords);
+  if (!body) return;
+  els.decision.hidden = true;
+  els.back.hidden = true;
+  renderResults(`Products matching “${body.q}”`, body.results, "", false, "match");
+  showStatus(body.results.length ? `Found ${body.results.length} products for “${body.q}”.`
+    : `No products match “${body.q}”. Try fewer or other words.`);
+}
+
+/** Words alone search by words; words with a photo narrow the photo's matches. */
+function search() {
+  if (state.photo) return searchPhoto(null);
+  if (state.words) return searchWords();
+  els.resultsSection.hidden = true;
+  showStatus("");
+  return null;
 }
 
 function renderChips(probabilities, current) {
@@ -251,11 +390,13 @@ function productLink(url) {
   }
 }
 
-function renderCard(item) {
+function renderCard(item, markable = false, scoreWord = "similar") {
   const image = element("img", { src: item.image_url, alt: item.name, loading: "lazy", width: 400, height: 400 });
   const meta = element("p", { className: "meta" },
-    element("span", { className: "score", textContent: `${percent(item.score)} similar` }));
+    element("span", { className: "score", textContent: `${percent(item.score)} ${scoreWord}` }));
   if (item.extra && item.extra.price) meta.append(element("span", { className: "price", textContent: item.extra.price }));
+  const counts = [item.photos > 1 ? `${item.photos} photos` : "", item.variants > 1 ? `${item.variants} variants` : ""];
+  if (counts.some(Boolean)) meta.append(element("span", { className: "counts", textContent: counts.filter(Boolean).join(", ") }));
   const actions = element("div", { className: "card-actions" });
   const href = item.extra && item.extra.url ? productLink(item.extra.url) : null;
   if (href) {
@@ -267,25 +408,185 @@ function renderCard(item) {
     "More like this", element("span", { className: "visually-hidden", textContent: `: ${item.name}` }));
   more.addEventListener("click", () => moreLikeThis(item));
   actions.append(more);
-  return element("li", { className: "card" }, image,
-    element("div", { className: "card-body" },
-      element("h3", { className: "name", textContent: item.name }), meta, actions));
+  const body = element("div", { className: "card-body" },
+    element("h3", { className: "name", textContent: item.name }), meta, actions);
+  if (markable) body.append(markButtons(item));
+  const card = element("li", { className: "card" }, image, body);
+  card.dataset.id = item.id;
+  return card;
 }
 
-function renderResults(title, items) {
+function renderResults(title, items, noMatch = "", markable = false, scoreWord = "similar") {
   els.resultsTitle.textContent = title;
-  els.results.replaceChildren(...items.map(renderCard));
+  els.results.replaceChildren(...items.map((item) => renderCard(item, markable, scoreWord)));
+  els.noMatch.textContent = noMatch;
+  els.noMatch.hidden = !noMatch;
+  els.refine.hidden = !markable;
+  updateRefine();
   els.resultsSection.hidden = false;
 }
 
 async function moreLikeThis(item) {
-  const url = `/api/v1/items/${encodeURIComponent(item.id)}/similar?k=${RESULTS}`;
+  state.similarTo = item;
+  const url = `/api/v1/items/${encodeURIComponent(item.id)}/similar?${searchParams()}`;
   const body = await callApi(url, {}, `Finding products like ${item.name}…`, () => moreLikeThis(item));
   if (!body) return;
-  renderResults(`More like ${item.name}`, body.results);
+  renderResults(`More like ${item.name}`, body.results, noMatchText(body));
   els.back.hidden = !state.photoResult;
-  showStatus(`Found ${body.results.length} products like ${item.name}.`);
+  showStatus(body.results.length ? `Found ${body.results.length} products like ${item.name}.` : noMatchText(body));
   els.resultsTitle.focus();
+}
+
+// ---- a region of the photo ------------------------------------------------------------------------------------
+
+const clamp = (value, low = 0, high = 1) => Math.min(high, Math.max(low, value));
+
+function setBox(box) {
+  state.box = box;
+  els.box.hidden = !box;
+  els.regionClear.hidden = !box;
+  els.regionStart.hidden = Boolean(box);
+  if (!box) return;
+  Object.assign(els.box.style, {
+    left: `${box.x0 * 100}%`, top: `${box.y0 * 100}%`,
+    width: `${(box.x1 - box.x0) * 100}%`, height: `${(box.y1 - box.y0) * 100}%`,
+  });
+  els.box.setAttribute("aria-valuetext",
+    `from ${percent(box.x0)} to ${percent(box.x1)} across, ${percent(box.y0)} to ${percent(box.y1)} down`);
+}
+
+/** The pointer's place on the photo, as fractions of its width and height. */
+function pointOnPhoto(event) {
+  const rect = els.preview.getBoundingClientRect();
+  return { x: clamp((event.clientX - rect.left) / rect.width), y: clamp((event.clientY - rect.top) / rect.height) };
+}
+
+/** `box` moved by (dx, dy), or its far corner moved when resizing, kept inside the photo and not below MIN_BOX. */
+function shifted(box, dx, dy, resize) {
+  if (resize) {
+    return { ...box, x1: clamp(box.x1 + dx, box.x0 + MIN_BOX, 1), y1: clamp(box.y1 + dy, box.y0 + MIN_BOX, 1) };
+  }
+  const mx = clamp(dx, -box.x0, 1 - box.x1);
+  const my = clamp(dy, -box.y0, 1 - box.y1);
+  return { x0: box.x0 + mx, y0: box.y0 + my, x1: box.x1 + mx, y1: box.y1 + my };
+}
+
+let drag = null; // {mode: "draw" | "move" | "resize", start, box, moved}
+
+els.region.addEventListener("pointerdown", (event) => {
+  if (!state.photo || event.button > 0) return;
+  event.preventDefault();
+  const mode = event.target.classList.contains("box-handle") ? "resize" : els.box.contains(event.target) ? "move" : "draw";
+  drag = { mode, start: pointOnPhoto(event), box: state.box, moved: false };
+  els.region.setPointerCapture(event.pointerId);
+});
+
+els.region.addEventListener("pointermove", (event) => {
+  if (!drag) return;
+  const point = pointOnPhoto(event);
+  const dx = point.x - drag.start.x;
+  const dy = point.y - drag.start.y;
+  if (!drag.moved && Math.abs(dx) < 0.01 && Math.abs(dy) < 0.01) return;
+  drag.moved = true;
+  if (drag.mode === "draw") {
+    setBox({ x0: Math.min(point.x, drag.start.x), y0: Math.min(point.y, drag.start.y),
+             x1: Math.max(point.x, drag.start.x), y1: Math.max(point.y, drag.start.y) });
+  } else {
+    setBox(shifted(drag.box, dx, dy, drag.mode === "resize"));
+  }
+});
+
+function endDrag() {
+  if (!drag) return;
+  const { moved, box } = drag;
+  drag = null;
+  if (!moved) return;
+  if (state.box.x1 - state.box.x0 < MIN_BOX || state.box.y1 - state.box.y0 < MIN_BOX) {
+    setBox(box); // too small to mean anything: a slip, not a region
+    return;
+  }
+  searchPhoto(state.category); // released: search the region
+}
+els.region.addEventListener("pointerup", endDrag);
+els.region.addEventListener("pointercancel", endDrag);
+
+let keySettle = null;
+const ARROWS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+els.box.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") {
+    event.preventDefault();
+    clearRegion();
+    return;
+  }
+  const arrow = ARROWS[event.key];
+  if (!arrow || !state.box) return;
+  event.preventDefault();
+  clearTimeout(keySettle);
+  setBox(shifted(state.box, arrow[0] * KEY_STEP, arrow[1] * KEY_STEP, event.shiftKey));
+});
+els.box.addEventListener("keyup", (event) => {
+  if (!ARROWS[event.key]) return;
+  clearTimeout(keySettle);
+  keySettle = setTimeout(() => searchPhoto(state.category), KEY_SETTLE_MS); // released: search the region
+});
+
+function clearRegion() {
+  if (!state.box) return;
+  setBox(null);
+  els.regionStart.focus();
+  searchPhoto(state.category);
+}
+
+els.regionStart.addEventListener("click", () => {
+  setBox({ x0: 0.2, y0: 0.2, x1: 0.8, y1: 0.8 });
+  els.box.focus();
+  searchPhoto(state.category);
+});
+els.regionClear.addEventListener("click", clearRegion);
+
+// ---- filters on the catalogue's columns -----------------------------------------------------------------------
+
+/** The `where` expressions the filter controls say, e.g. ["price>=100", "in_stock=yes"]. */
+function filterExpressions() {
+  const expressions = [];
+  for (const control of els.filterFields.querySelectorAll("[data-column]")) {
+    const value = control.type === "checkbox" ? (control.checked ? control.dataset.value : "") : control.value.trim();
+    if (value !== "") expressions.push(`${control.dataset.column}${control.dataset.op}${value}`);
+  }
+  return expressions;
+}
+
+function filterControl(tag, column, op, props, text) {
+  const control = element(tag, { id: `filter-${column.name}-${op === ">=" ? "min" : op === "<=" ? "max" : "is"}`, ...props });
+  control.dataset.column = column.name;
+  control.dataset.op = op;
+  control.addEventListener("change", searchAgain);
+  return element("label", {}, element("span", { textContent: text }), control);
+}
+
+function renderFilters(columns) {
+  const fields = [];
+  for (const column of columns) {
+    const name = label(column.name);
+    if (column.kind === "number") {
+      const range = { type: "number", step: "any", inputMode: "decimal", min: String(column.min), max: String(column.max) };
+      fields.push(element("fieldset", {}, element("legend", { textContent: name }),
+        filterControl("input", column, ">=", { ...range, placeholder: String(column.min) }, "From"),
+        filterControl("input", column, "<=", { ...range, placeholder: String(column.max) }, "To")));
+    } else if (column.values.length === 2 && column.values.includes("yes")) {
+      const toggle = filterControl("input", column, "=", { type: "checkbox" }, `Only ${name}`);
+      toggle.querySelector("input").dataset.value = "yes";
+      toggle.classList.add("toggle");
+      fields.push(toggle);
+    } else if (column.values.length > 1 && (column.distinct || 0) <= MAX_TEXT_CHOICES) {
+      const select = filterControl("select", column, "=", {}, name);
+      select.querySelector("select").append(element("option", { value: "", textContent: "Any" }),
+        ...column.values.map((value) => element("option", { value, textContent: value })));
+      fields.push(select);
+    }
+  }
+  els.filterFields.replaceChildren(...fields);
+  els.filters.hidden = fields.length === 0;
 }
 
 // ---- the catalogue --------------------------------------------------------------------------------------------
@@ -316,7 +617,8 @@ async function loadCatalog() {
   if (info.max_upload_bytes) state.maxUploadBytes = info.max_upload_bytes;
   const counts = Object.values(info.categories);
   const total = counts.reduce((a, b) => a + b, 0);
-  els.summary.textContent = total ? `Searching ${total} products in ${counts.length} categories.` : "";
+  els.summary.textContent = total ? `Searching ${total} photos in ${counts.length} categories.` : "";
+  renderFilters(info.columns || []);
   if (info.state === "empty") {
     showNotice("empty", "This store has no products to search yet",
       ["To add them, put product photos in ", element("code", { textContent: "reference_images/<category>/" }),
@@ -340,7 +642,23 @@ for (const input of els.inputs) {
 }
 
 els.dropzone.addEventListener("submit", (event) => event.preventDefault()); // a photo searches as soon as it is chosen
+els.wordsForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.words = els.words.value.trim();
+  showWordsChip();
+  search();
+});
+els.wordsChip.addEventListener("click", () => {
+  state.words = "";
+  els.words.value = "";
+  showWordsChip();
+  search();
+  els.words.focus();
+});
 els.retry.addEventListener("click", () => state.retry && state.retry());
+els.refineButton.addEventListener("click", () => {
+  if (state.photo && state.photoResult) searchPhoto(state.photoResult.chosen, true);
+});
 els.back.addEventListener("click", () => {
   showPhotoResult();
   els.resultsTitle.focus();

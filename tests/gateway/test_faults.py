@@ -13,12 +13,13 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 
+from tests.indexing.test_incremental import extra_photos
 from tests.support import REPO, Services, write_csv
 
 CLASSIFY_TIMEOUT_S = 8.0  # generous: this machine is shared, and re-indexing competes for its cores
@@ -136,13 +137,20 @@ async def test_past_the_queue_limit_the_classifier_answers_503_with_retry_after(
     assert 200 in statuses
 
 
-def catalog_without(small_catalog: Path, root: Path, dropped: Path) -> Path:
-    """A copy of the catalogue with one item taken out: the next version must not return it."""
+def changed_catalog(small_catalog: Path, root: Path, dropped: Path) -> Path:
+    """A copy of the catalogue with one item taken out, and two new lamps with price and url columns.
+
+    The next version must not return the dropped item, and must return the new ones with their columns.
+    """
     shutil.copytree(small_catalog, root)
     (root / dropped.relative_to(small_catalog)).unlink()
     with open(small_catalog / "products.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if Path(r["file"]).stem != dropped.stem]
-    write_csv(root / "products.csv", rows)
+    for n, photo in enumerate(extra_photos("lamp", 2)):
+        shutil.copy(photo, root / "lamp" / photo.name)
+        rows.append({"id": f"new-lamp-{n}", "category": "lamp", "name": f"New lamp {n}", "file": f"lamp/{photo.name}",
+                     "price": f"{49 + n}.00", "url": f"https://shop.example/new-lamp-{n}"})
+    write_csv(root / "products.csv", rows, [*rows[0], "price", "url"])
     return root
 
 
@@ -150,7 +158,7 @@ def catalog_without(small_catalog: Path, root: Path, dropped: Path) -> Path:
 async def test_searches_keep_succeeding_while_the_index_is_rebuilt_and_switch_atomically(
         ready: Services, small_catalog: Path, tmp_path: Path) -> None:
     dropped = sorted((small_catalog / "lamp").iterdir())[0]
-    catalog = catalog_without(small_catalog, tmp_path / "catalog", dropped)
+    catalog = changed_catalog(small_catalog, tmp_path / "catalog", dropped)
     old_version = httpx.get(ready.url("similarity") + "/readyz").json()["index_version"]
     query = dropped.read_bytes()
     answers: list[tuple[int, str | None, list[str]]] = []
@@ -173,11 +181,14 @@ async def test_searches_keep_succeeding_while_the_index_is_rebuilt_and_switch_at
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         output, _ = await job.communicate()
         assert job.returncode == 0, output.decode()
+        summary = output.decode()
         rebuilt.set()
         await asyncio.gather(*searchers)
 
     new_version = httpx.get(ready.url("similarity") + "/readyz").json()["index_version"]
     assert new_version != old_version
+    assert "embedded 2, reused" in summary and "removed 1" in summary, summary  # only the new photos embedded
+    assert f"now serving {new_version}" in summary
     assert [a for a in answers if a[0] != 200] == [], "no search may fail while the index is rebuilt"
     assert {version for _, version, _ in answers} <= {old_version, new_version}
     for _, version, ids in answers:  # every answer comes whole from one version
@@ -186,3 +197,9 @@ async def test_searches_keep_succeeding_while_the_index_is_rebuilt_and_switch_at
         else:
             assert dropped.stem not in ids
     assert all(version == new_version for _, version, _ in answers[-3:])
+
+    lamps = httpx.post(f"{ready.gateway}/api/v1/search", params={"category": "lamp", "k": 100},
+                       files={"image": ("lamp.jpg", query)}, timeout=60).json()["results"]
+    assert {r["id"]: r["extra"] for r in lamps if r["id"].startswith("new-lamp-")} == {
+        "new-lamp-0": {"price": "49.00", "url": "https://shop.example/new-lamp-0"},
+        "new-lamp-1": {"price": "50.00", "url": "https://shop.example/new-lamp-1"}}

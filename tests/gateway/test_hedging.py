@@ -6,8 +6,8 @@ runs beside the suite's own, in front of the same classifier and similarity proc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -19,12 +19,8 @@ from tests.support import Services, free_port
 def hedging_gateway(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stack = Services(services.index, tmp_path_factory.mktemp("hedging-logs"),
                      ports={**services.ports, "gateway": free_port()}, extra_env={"GATEWAY_HEDGE_BELOW": "1"})
-    stack.start("gateway")
-    try:
-        stack.wait_ready()
+    with stack.running(["gateway"]):  # a second gateway on the same two services
         yield stack.gateway
-    finally:
-        stack.stop("gateway")
 
 
 def search(gateway: str, photo: Path, **params: object) -> dict:

@@ -6,14 +6,13 @@ comma-separated CLASSIFIER_URL, plus a third that has no index and so is not rea
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 
-from tests.support import Services, free_port
+from tests.support import Replica, Services, free_port
 
 SEARCHES = 8
 
@@ -23,20 +22,13 @@ def replicated(built_index: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     stack = Services(built_index, tmp_path_factory.mktemp("replica-logs"))
     stack.ports = {name: free_port() for name in ("classifier", "classifier_b", "classifier_empty", "similarity", "gateway")}
     replicas = ",".join(stack.url(name) for name in ("classifier", "classifier_b", "classifier_empty"))
-    stack.start("classifier")
-    stack.start("classifier_b", "classifier_service", {"CLASSIFIER_PORT": str(stack.ports["classifier_b"])})
-    stack.start("classifier_empty", "classifier_service", {"CLASSIFIER_PORT": str(stack.ports["classifier_empty"]),
-                                                           "INDEX": str(tmp_path_factory.mktemp("no-index"))})
-    stack.start("similarity")
-    stack.start("gateway", env={"CLASSIFIER_URL": replicas})
-    try:
-        for name in ("classifier", "classifier_b", "gateway"):
-            stack.wait_ready(name)
-        stack.wait_ready("classifier_empty", path="/healthz")  # up, though it can never be ready
+    with stack.running(replicas={"classifier_b": Replica("classifier_service"),
+                                 "classifier_empty": Replica("classifier_service",
+                                                             {"INDEX": str(tmp_path_factory.mktemp("no-index"))})},
+                       env={"gateway": {"CLASSIFIER_URL": replicas}},
+                       ready=("classifier", "classifier_b", "gateway"),
+                       alive=("classifier_empty",)):  # up, though it can never be ready
         yield stack
-    finally:
-        for name in list(stack.processes):
-            stack.stop(name)
 
 
 def classify_requests(stack: Services, name: str) -> int:
@@ -82,31 +74,16 @@ def test_searches_go_on_when_a_replica_stops(replicated: Services, query_photos:
             response = search(replicated, photo.read_bytes())
             assert response.status_code == 200, response.text
     finally:
-        replicated.start("classifier_b", "classifier_service", {"CLASSIFIER_PORT": str(replicated.ports["classifier_b"])})
+        replicated.start("classifier_b", "classifier_service")
         replicated.wait_ready("classifier_b")
-
-
-def wait_alive(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not come up in {timeout_s} s")
 
 
 def test_when_no_replica_can_be_reached_the_upload_gets_a_503_that_says_so(
         built_index: Path, tmp_path: Path, query_photos: list[tuple[Path, str]]) -> None:
-    stack = Services(built_index, tmp_path)
-    stack.ports = {"classifier": free_port(), "similarity": free_port(), "gateway": free_port()}
-    stack.start("gateway", env={"CLASSIFIER_URL": f"http://127.0.0.1:{free_port()},http://127.0.0.1:{free_port()}"})
-    try:
-        wait_alive(stack.gateway)
+    nowhere = f"http://127.0.0.1:{free_port()},http://127.0.0.1:{free_port()}"
+    with Services(built_index, tmp_path).running(["gateway"], env={"gateway": {"CLASSIFIER_URL": nowhere}},
+                                                 ready=(), alive=("gateway",)) as stack:
         response = search(stack, query_photos[0][0].read_bytes())
         assert response.status_code == 503
         assert "classifier" in response.json()["error"]["message"]
         assert response.headers["retry-after"] == "5"
-    finally:
-        stack.stop("gateway")

@@ -27,7 +27,7 @@ def assert_error(response: httpx.Response, status: int) -> str:
 def test_a_query_photo_gets_a_category_and_similar_items(services: Services,
                                                           query_photos: list[tuple[Path, str]]) -> None:
     photo, _ = query_photos[0]
-    response = search(services, photo.read_bytes(), k=5)
+    response = search(services, photo.read_bytes(), k=3)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["category"] in body["probabilities"]
@@ -37,7 +37,7 @@ def test_a_query_photo_gets_a_category_and_similar_items(services: Services,
     assert body["weights"] == "random"
     assert set(body["timings_ms"]) == {"classify", "search", "total"}
     results = body["results"]
-    assert len(results) == 5
+    assert len(results) == 3  # products: six photos a category, some of them variants of one group
     assert all(r["category"] == body["category"] for r in results)
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
     assert {"id", "name", "category", "score", "image_url"} <= set(results[0])

@@ -7,8 +7,8 @@ No browser is downloaded (`playwright install` is never run): Playwright drives 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -40,7 +40,7 @@ def browser() -> Iterator[Browser]:
 
 
 def _page(browser: Browser, options: dict[str, object]) -> Iterator[Page]:
-    context = browser.new_context(**options)  # type: ignore[arg-type]
+    context = browser.new_context(**options)
     page = context.new_page()
     page.set_default_timeout(30_000)
     errors: list[str] = []

@@ -6,43 +6,26 @@ from __future__ import annotations
 import csv
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support import Services, free_port, write_csv
+from tests.support import Services, write_csv
 
 ScreenShot = Callable[[Page, str], Path]
 PER_CATEGORY = 2
 FOUND = re.compile(r"Found \d+ similar products")
 
 
-def start(index: Path, logs: Path, names: tuple[str, ...]) -> Services:
-    stack = Services(index, logs)
-    stack.ports = {name: free_port() for name in Services.modules}  # one never started is simply down
-    for name in names:
-        stack.start(name)
-    return stack
-
-
-def stop(stack: Services) -> None:
-    for name in list(stack.processes):
-        stack.stop(name)
-
-
 @pytest.fixture(scope="module")
 def bare_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     """A fresh install: no index built yet, so the similarity service is up but has nothing to search."""
-    stack = start(tmp_path_factory.mktemp("no-index"), tmp_path_factory.mktemp("logs"), ("similarity", "gateway"))
-    try:
-        stack.wait_ready("gateway", path="/healthz")
-        stack.wait_ready("similarity", path="/healthz")
+    stack = Services(tmp_path_factory.mktemp("no-index"), tmp_path_factory.mktemp("logs"))
+    with stack.running(["similarity", "gateway"], ready=(), alive=("similarity", "gateway")):  # no classifier: down
         yield stack
-    finally:
-        stop(stack)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +41,7 @@ def priced_catalog(small_catalog: Path, tmp_path_factory: pytest.TempPathFactory
         shutil.copy(small_catalog / row["file"], root / row["file"])
         row["price"] = f"€{100 + number},00"
         row["url"] = f"https://shop.example/products/{row['id']}"
+        row["item_group_id"] = ""  # each photo a product of its own, so each shows its own price and link
     # One chair carries a script instead of a web address: it must never become a link.
     next(row for row in kept if row["category"] == "chair")["url"] = "javascript:alert(1)"
     write_csv(root / "products.csv", kept)
@@ -70,12 +54,8 @@ def priced_store(priced_catalog: Path, tmp_path_factory: pytest.TempPathFactory)
 
     index = tmp_path_factory.mktemp("priced-index")
     build_index(priced_catalog, index, "random", precision="fp32")
-    stack = start(index, tmp_path_factory.mktemp("logs"), ("classifier", "similarity", "gateway"))
-    try:
-        stack.wait_ready()
+    with Services(index, tmp_path_factory.mktemp("logs")).running() as stack:
         yield stack
-    finally:
-        stop(stack)
 
 
 def test_an_empty_catalogue_tells_the_store_how_to_add_images(

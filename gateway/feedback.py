@@ -1,0 +1,138 @@
+"""The gateway's feedback job: who is voting, on what, and what the votes taught.
+
+The session is anonymous: the `X-Session-ID` header an API client sends, or the random
+`lookalike_session` cookie the gateway gives the page. Nothing about it is kept in the gateway:
+votes go to the `FeedbackStore`, so any replica answers any request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import secrets
+from urllib.parse import quote
+
+import anyio
+from fastapi import Request
+
+from gateway.feedback_store import PHOTO_QUERY, FeedbackStore, normalise_query
+from gateway.learnt import blend, learnt_prior
+from gateway.schemas import FeedbackStats, FeedbackStored, FeedbackVote, LearntForQuery, LearntItem, Result
+from gateway.search import image_url
+from gateway.upstream import Upstream
+from lookalike.errors import AdminTokenRequired, ApiError, MissingSession, NotInCatalog
+from lookalike.manifest import CatalogItem
+
+SESSION_HEADER = "X-Session-ID"
+SESSION_COOKIE = "lookalike_session"
+SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{8,128}")
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def has_session(request: Request) -> bool:
+    """Whether the caller sent a usable session id (a malformed cookie is replaced, not refused)."""
+    session = request.headers.get(SESSION_HEADER) or request.cookies.get(SESSION_COOKIE)
+    return session is not None and SESSION_ID.fullmatch(session) is not None
+
+
+def session_of(request: Request, required: bool = True) -> str | None:
+    """The caller's session id, from the header, else the cookie; MissingSession when there is none."""
+    session = request.headers.get(SESSION_HEADER) or request.cookies.get(SESSION_COOKIE)
+    if session is not None and SESSION_ID.fullmatch(session):
+        return session
+    if session is None and not required:
+        return None
+    raise MissingSession(
+        f"Feedback needs an anonymous session: send an {SESSION_HEADER} header of 8 to 128 letters, digits or "
+        f"'-._~' (any random string), or load the page first, which sets the {SESSION_COOKIE} cookie.")
+
+
+def require_admin(request: Request, token: str | None) -> None:
+    """Bearer auth for operator endpoints, compared in constant time; refused when no token is configured."""
+    challenge = {"WWW-Authenticate": 'Bearer realm="lookalike-admin"'}
+    if not token:
+        raise AdminTokenRequired(
+            "Operator endpoints are off until the gateway has an admin token: set LOOKALIKE_ADMIN_TOKEN to a long "
+            "random string, restart the gateway, and send `Authorization: Bearer <token>`.", headers=challenge)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise AdminTokenRequired(
+            "This needs the admin token: send `Authorization: Bearer <token>` with the value of the gateway's "
+            "LOOKALIKE_ADMIN_TOKEN.", headers=challenge)
+
+
+class Feedback:
+    """Votes checked against the catalogue and stored; the learnt prior for a text query."""
+
+    def __init__(self, store: FeedbackStore, similarity: Upstream, weight: float = 1.0, full_at: int = 3) -> None:
+        self.store = store
+        self.similarity = similarity
+        self.weight = weight
+        self.full_at = full_at
+
+    async def check_item(self, item_id: str) -> None:
+        """NotInCatalog (422) unless the serving index holds this product."""
+        try:
+            await self.similarity.request("GET", f"/v1/items/{quote(item_id, safe='')}")
+        except ApiError as exc:
+            if exc.status == 404:
+                raise NotInCatalog(f"There is no catalogue product with the id {item_id!r}.") from None
+            raise
+
+    async def vote(self, session: str, vote: FeedbackVote) -> FeedbackStored:
+        await self.check_item(vote.item_id)
+        await anyio.to_thread.run_sync(
+            lambda: self.store.record(session, vote.query, vote.category, vote.item_id, vote.vote))
+        stored = PHOTO_QUERY if vote.query is None else normalise_query(vote.query)
+        return FeedbackStored(query=stored, item_id=vote.item_id, vote=vote.vote)
+
+    async def forget(self, session: str) -> int:
+        return await anyio.to_thread.run_sync(self.store.forget, session)
+
+    async def prune(self) -> int:
+        return await anyio.to_thread.run_sync(self.store.prune)
+
+    async def stats(self) -> FeedbackStats:
+        counts = await anyio.to_thread.run_sync(self.store.stats)
+        return FeedbackStats(votes=int(counts["votes"] or 0), sessions=int(counts["sessions"] or 0),
+                             oldest=counts["oldest"], retention_days=self.store.limits.retention_s / 86400)
+
+    async def learnt(self, query: str) -> dict[str, float]:
+        """Item id -> bounded prior for these words: the hook a text search blends into its ranking (`learnt.blend`)."""
+        net = await anyio.to_thread.run_sync(self.store.net_votes, query)
+        return learnt_prior(net, self.weight, self.full_at)
+
+    async def learnt_for(self, query: str) -> LearntForQuery:
+        """The operator's view of what shoppers taught these words."""
+        net = await anyio.to_thread.run_sync(self.store.net_votes, query)
+        prior = learnt_prior(net, self.weight, self.full_at)
+        items = [LearntItem(id=item, net_sessions=n, prior=prior[item]) for item, n in net.items()]
+        return LearntForQuery(query=normalise_query(query), items=sorted(items, key=lambda i: (-i.prior, i.id)))
+
+    async def rerank(self, query: str, text_results: list[Result], k: int) -> list[Result]:
+        """Text results (score 0..1, best first) with what shoppers taught these words blended in (`learnt.blend`).
+
+        The hook for the text search: items only the votes found are fetched from the similarity
+        service; one that has left the catalogue since is dropped.
+        """
+        ranked = blend([(r.id, r.score) for r in text_results], await self.learnt(query), k, self.weight)
+        known = {r.id: r for r in text_results}
+        missing = [b.id for b in ranked if b.id not in known]
+        for item_id, found in zip(missing, await asyncio.gather(*(self._catalog_item(i) for i in missing))):
+            if found is not None:
+                known[item_id] = Result(id=found.id, name=found.name, category=found.category, score=0.0,
+                                        image_url=image_url(found.id), extra=found.extra,
+                                        group_id=found.group, photos=1, variants=1)
+        return [known[b.id].model_copy(update={"score": b.score, "learned": b.learned}) for b in ranked if b.id in known]
+
+    async def _catalog_item(self, item_id: str) -> CatalogItem | None:
+        try:
+            return await self.similarity.model("GET", f"/v1/items/{quote(item_id, safe='')}", CatalogItem)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise

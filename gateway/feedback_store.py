@@ -1,0 +1,215 @@
+"""Shoppers' votes, kept in a real database: SQLite by default, PostgreSQL for several gateway replicas.
+
+One code path for both, through SQLAlchemy Core. What is stored, per vote: the normalised query
+(or "photo" and the decided category), the item id, +1 or -1, the time, and a SHA-256 of the
+anonymous session id. Never the photo, never its embedding, never the raw session id.
+
+Every limit is read from the database, not from memory, so replicas stay interchangeable: the
+per-minute rate and the per-session cap count the session's rows. The schema is migrated by the
+code at start-up (`migrate`), under a lock, so replicas starting together don't race.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from lookalike.errors import FeedbackCapReached, FeedbackDatabaseError, FeedbackRateLimited, FeedbackUnavailable
+
+Vote = Literal["like", "unlike"]
+PHOTO_QUERY = "photo"
+MAX_QUERY_CHARS = 200
+SQLITE_FILE = "feedback.sqlite3"
+
+metadata = sa.MetaData()
+schema_version = sa.Table("feedback_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
+events = sa.Table(
+    "feedback_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.Float, nullable=False, doc="Unix time, seconds."),
+    sa.Column("session", sa.String(64), nullable=False, doc="SHA-256 (hex) of the session id."),
+    sa.Column("query", sa.String(MAX_QUERY_CHARS), nullable=False, doc="Normalised words, or 'photo'."),
+    sa.Column("category", sa.String(200), nullable=True, doc="The decided category of a photo search."),
+    sa.Column("item_id", sa.String(200), nullable=False),
+    sa.Column("vote", sa.SmallInteger, nullable=False, doc="+1 like, -1 unlike."),
+    sa.Index("feedback_by_query", "query", "item_id"),
+    sa.Index("feedback_by_session", "session", "created_at"),
+    sa.Index("feedback_by_time", "created_at"),
+)
+
+
+def _migration_1(connection: Connection) -> None:
+    """The events table and its indexes. A later step alters it with explicit DDL (`ALTER TABLE ...`)."""
+    events.create(connection)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+"""Schema steps in order; version N means the first N have run. Append, never edit one that shipped."""
+
+
+def normalise_query(words: str) -> str:
+    """The form a query is stored and looked up by: case-folded, without diacritics or punctuation."""
+    decomposed = unicodedata.normalize("NFKD", words.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^\w]+", " ", plain).split())[:MAX_QUERY_CHARS]
+
+
+def session_key(session_id: str) -> str:
+    """What is stored instead of the session id, so the table alone can't be joined to a browser."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def engine_url(url: str, index_root: Path) -> str:
+    """FEEDBACK_DB_URL as SQLAlchemy wants it: postgresql:// through psycopg 3; empty is the SQLite file."""
+    if not url:
+        return f"sqlite:///{index_root / SQLITE_FILE}"
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """pysqlite's own transaction handling skips BEGIN for DDL; take the write lock up front instead.
+
+    SQLAlchemy's documented recipe: hand transactions to SQLite, and BEGIN IMMEDIATE so two
+    writers (two processes at start-up, or a rate check and its insert) queue instead of interleaving.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA busy_timeout=10000")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_minute: int = 30
+    per_session: int = 1000
+    retention_s: float = 180 * 86400
+
+
+class FeedbackStore:
+    """Votes in, learnt associations out; every method is one short transaction (call it off the event loop)."""
+
+    def __init__(self, url: str, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            database = url.removeprefix("sqlite:///")
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = sa.create_engine(url, pool_pre_ping=not self.is_sqlite)
+        if self.is_sqlite:
+            _sqlite_transactions(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def migrate(self) -> int:
+        """Bring the schema to the newest version; returns it. A FeedbackDatabaseError says what went wrong."""
+        try:
+            with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Replicas starting together: one migrates, the others wait, then find nothing to do.
+                    connection.execute(sa.text("SELECT pg_advisory_xact_lock(1506)"))
+                schema_version.create(connection, checkfirst=True)
+                current = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+                for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
+                    step(connection)
+                    connection.execute(schema_version.insert().values(version=number))
+                return max(len(MIGRATIONS), int(current))
+        except sa.exc.SQLAlchemyError as exc:
+            cause = getattr(exc, "orig", None) or exc
+            raise FeedbackDatabaseError(
+                f"The feedback database ({self.engine.url.render_as_string(hide_password=True)}) can't be opened or "
+                f"migrated: {type(cause).__name__}: {cause}. Check FEEDBACK_DB_URL.") from None
+
+    def _run(self, work: Callable[[Connection], Any]) -> Any:
+        try:
+            with self.engine.begin() as connection:
+                return work(connection)
+        except sa.exc.OperationalError:
+            raise FeedbackUnavailable("Votes can't be saved or read right now. Please try again shortly.",
+                                      headers={"Retry-After": "5"}) from None
+
+    def record(self, session_id: str, query: str | None, category: str | None, item_id: str, vote: Vote,
+               now: float | None = None) -> None:
+        """Store one vote, unless the session is over its rate or its cap (FeedbackRateLimited, FeedbackCapReached)."""
+        now = time.time() if now is None else now
+        session = session_key(session_id)
+        stored_query = PHOTO_QUERY if query is None else normalise_query(query)
+
+        def work(connection: Connection) -> None:
+            mine = events.c.session == session
+            recent = connection.execute(
+                sa.select(sa.func.count(), sa.func.min(events.c.created_at))
+                .where(mine, events.c.created_at > now - 60)).one()
+            if recent[0] >= self.limits.per_minute:
+                wait = max(1, math.ceil(recent[1] + 60 - now))
+                raise FeedbackRateLimited(
+                    f"Too many votes from this session: at most {self.limits.per_minute} a minute. "
+                    f"Try again in {wait} s.", headers={"Retry-After": str(wait)})
+            kept = connection.execute(sa.select(sa.func.count(), sa.func.min(events.c.created_at))
+                                      .where(mine, events.c.created_at > now - self.limits.retention_s)).one()
+            if kept[0] >= self.limits.per_session:
+                wait = max(1, math.ceil(kept[1] + self.limits.retention_s - now))
+                raise FeedbackCapReached(
+                    f"This session has sent {self.limits.per_session} votes, the most one session may keep. "
+                    "Older votes expire with the retention period.", headers={"Retry-After": str(wait)})
+            connection.execute(events.insert().values(
+                created_at=now, session=session, query=stored_query, category=None if query is not None else category,
+                item_id=item_id, vote=1 if vote == "like" else -1))
+
+        self._run(work)
+
+    def net_votes(self, query: str, now: float | None = None) -> dict[str, int]:
+        """Per item, the sessions that liked it for this query minus those that unliked it.
+
+        A session counts once per item, however often it voted: +1 if it liked more than it
+        unliked, -1 for the reverse, nothing for a tie. Votes past the retention period don't count.
+        """
+        now = time.time() if now is None else now
+        term = normalise_query(query)
+        per_session = (
+            sa.select(events.c.item_id, sa.func.sum(events.c.vote).label("net"))
+            .where(events.c.query == term, events.c.created_at > now - self.limits.retention_s)
+            .group_by(events.c.item_id, events.c.session).subquery())
+        sign = sa.case((per_session.c.net > 0, 1), (per_session.c.net < 0, -1), else_=0)
+        statement = sa.select(per_session.c.item_id, sa.func.sum(sign)).group_by(per_session.c.item_id)
+        rows = self._run(lambda connection: connection.execute(statement).all())
+        return {item_id: int(net) for item_id, net in rows if net}
+
+    def forget(self, session_id: str) -> int:
+        """Delete every vote of this session; returns how many."""
+        statement = events.delete().where(events.c.session == session_key(session_id))
+        return int(self._run(lambda connection: connection.execute(statement).rowcount))
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete votes older than the retention period; returns how many."""
+        now = time.time() if now is None else now
+        statement = events.delete().where(events.c.created_at <= now - self.limits.retention_s)
+        return int(self._run(lambda connection: connection.execute(statement).rowcount))
+
+    def stats(self) -> dict[str, float | int | None]:
+        """Counts for an operator: votes, sessions, and the oldest vote's time."""
+        statement = sa.select(sa.func.count(), sa.func.count(sa.distinct(events.c.session)),
+                              sa.func.min(events.c.created_at))
+        votes, sessions, oldest = self._run(lambda connection: connection.execute(statement).one())
+        return {"votes": int(votes), "sessions": int(sessions), "oldest": oldest}

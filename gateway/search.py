@@ -1,0 +1,180 @@
+"""The gateway's job: send an upload to the classifier, then its embedding to the similarity service."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+from gateway.schemas import CatalogInfo, GatewayReadiness, Result, SearchResult, SimilarItems, TextSearchResult
+from gateway.settings import GatewaySettings
+from gateway.upstream import Upstream
+from lookalike.contracts import (
+    Box,
+    CatalogColumns,
+    ClassifierReadiness,
+    ClassifyResponse,
+    Hit,
+    SearchRequest,
+    SearchResponse,
+    SimilarityReadiness,
+    TextSearchResponse,
+)
+from lookalike.errors import ApiError, UnknownCategory
+from lookalike.hedging import categories_to_search, merge_by_score
+from lookalike.text_query import query_words
+
+
+def image_url(item_id: str, photo: int = 0) -> str:
+    return f"/api/v1/items/{quote(item_id, safe='')}/image" + (f"?photo={photo}" if photo else "")
+
+
+def _results(hits: list[Hit]) -> list[Result]:
+    return [Result(id=h.id, name=h.name, category=h.category, score=h.score, image_url=image_url(h.id, h.photo),
+                   extra=h.extra, group_id=h.group_id or h.id, photos=h.photos, variants=h.variants,
+                   matched=h.matched)
+            for h in hits]
+
+
+def merge_groups(hits: list[Hit]) -> list[Hit]:
+    """The best hit of each variant group, best first (hedged searches of two categories may share one)."""
+    best: dict[str, Hit] = {}
+    for hit in hits:
+        best.setdefault(hit.group_id or hit.id, hit)
+    return list(best.values())
+
+
+class SearchPipeline:
+    """Classify, then search; readiness and the catalogue's state from both services' answers."""
+
+    def __init__(self, settings: GatewaySettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.classifier = Upstream("classifier", settings.classifier_url, settings.classify_timeout_s,
+                                   settings.replica_refresh_s, transport)
+        self.similarity = Upstream("similarity", settings.similarity_url, settings.search_timeout_s,
+                                   settings.replica_refresh_s, transport)
+        self.max_upload_bytes = settings.max_upload_bytes
+        self.hedge_below = settings.hedge_below
+        self.min_score = settings.min_score
+
+    def cutoff(self, asked: float | None, weights: str | None) -> float:
+        """The request's `min_score`, else the configured default, which is off while the weights are `random`."""
+        if asked is not None:
+            return asked
+        return 0.0 if weights in (None, "random") else self.min_score
+
+    async def aclose(self) -> None:
+        await asyncio.gather(self.classifier.aclose(), self.similarity.aclose())
+
+    async def search_image(self, image: bytes, k: int, category: str | None, *, box: Box | None = None,
+                           where: list[str] | None = None, min_score: float | None = None,
+                           like: list[str] | None = None, unlike: list[str] | None = None,
+                           q: str | None = None) -> SearchResult:
+        """Classify once (the `box` region only, if given), then search the decided (or the requested) category.
+
+        An unsure decision (top probability below `hedge_below`) also searches the runner-up, and
+        the two result lists merge by score; a requested category is searched alone. `where`
+        filters and the words `q` apply inside the search; results below the cutoff are left out.
+        `like` and `unlike` refine the search: the similarity service moves the embedding (Rocchio).
+        """
+        if q is not None:
+            query_words(q)  # a 422 now, before the classifier's forward pass, not after
+        started = time.perf_counter()
+        classified = await self.classifier.model(
+            "POST", "/v1/classify", ClassifyResponse, content=image, params={"box": str(box)} if box else None,
+            headers={"content-type": "application/octet-stream"})
+        classify_done = time.perf_counter()
+        chosen = category or classified.category
+        if chosen not in classified.probabilities:
+            raise UnknownCategory(
+                f"Unknown category {chosen!r}. The catalogue has: {', '.join(sorted(classified.probabilities))}.")
+        searched = [chosen] if category else categories_to_search(chosen, classified.probabilities, self.hedge_below)
+        cutoff = self.cutoff(min_score, classified.model.weights)
+        request = SearchRequest(embedding=classified.embedding, category=chosen, k=k, where=where or [],
+                                min_score=cutoff, like=like or [], unlike=unlike or [], q=q)
+        found = await asyncio.gather(*(self.similarity.model(
+            "POST", "/v1/search", SearchResponse, json=request.model_copy(update={"category": c}).model_dump())
+            for c in searched))
+        done = time.perf_counter()
+        return SearchResult(
+            category=chosen,
+            confidence=classified.probabilities[chosen],
+            probabilities=classified.probabilities,
+            searched=searched,
+            results=_results(merge_groups(merge_by_score((f.hits for f in found), k * len(searched)))[:k]),
+            min_score=cutoff,
+            weights=classified.model.weights,
+            index_version=found[0].index_version,
+            timings_ms={"classify": (classify_done - started) * 1000, "search": (done - classify_done) * 1000,
+                        "total": (done - started) * 1000},
+            q=q,
+        )
+
+    async def search_text(self, q: str, k: int, category: str | None,
+                          where: list[str] | None = None) -> TextSearchResult:
+        """Products by words alone: the similarity service's text index, ranked by bm25."""
+        query_words(q)
+        started = time.perf_counter()
+        params: dict[str, str | int | list[str]] = {"q": q, "k": k, "where": where or []}
+        if category is not None:
+            params["category"] = category
+        found = await self.similarity.model("GET", "/v1/search/text", TextSearchResponse, params=params)
+        total = (time.perf_counter() - started) * 1000
+        return TextSearchResult(q=q, category=found.category, results=_results(found.hits),
+                                index_version=found.index_version, timings_ms={"search": total, "total": total})
+
+    async def similar_to_item(self, item_id: str, k: int, *, where: list[str] | None = None,
+                              min_score: float | None = None) -> SimilarItems:
+        """More like this product, by all its photos, its own variant group left out."""
+        if min_score is None and self.min_score:
+            similarity = await self.similarity.readiness(SimilarityReadiness)
+            min_score = self.cutoff(None, similarity.weights if similarity else None)
+        cutoff = min_score or 0.0
+        found = await self.similarity.model(
+            "GET", f"/v1/items/{quote(item_id, safe='')}/similar", SearchResponse,
+            params={"k": k, "where": where or [], "min_score": cutoff})
+        return SimilarItems(item_id=item_id, category=found.category, results=_results(found.hits), min_score=cutoff,
+                            index_version=found.index_version)
+
+    async def thumbnail(self, item_id: str, photo: int = 0) -> httpx.Response:
+        return await self.similarity.request("GET", f"/v1/items/{quote(item_id, safe='')}/image",
+                                             params={"photo": photo} if photo else None)
+
+    async def columns(self) -> CatalogColumns | None:
+        """The filterable columns, or None while the similarity service has no index to describe."""
+        try:
+            return await self.similarity.model("GET", "/v1/columns", CatalogColumns)
+        except (ApiError, ValidationError):  # no index yet, or a similarity service from before filters
+            return None
+
+    async def readiness(self) -> GatewayReadiness:
+        classifier, similarity = await asyncio.gather(
+            self.classifier.readiness(ClassifierReadiness), self.similarity.readiness(SimilarityReadiness))
+        reason = None
+        if classifier is None or similarity is None:
+            reason = f"the {'classifier' if classifier is None else 'similarity'} service is unreachable"
+        elif not classifier.ready or not similarity.ready:
+            reason = classifier.reason if not classifier.ready else similarity.reason
+        elif classifier.model and classifier.model.model_id != similarity.model_id:
+            reason = "the classifier and the similarity service serve indexes of different models"
+        return GatewayReadiness(ready=reason is None, reason=reason,
+                                weights=classifier.model.weights if classifier and classifier.model else None,
+                                classifier=classifier, similarity=similarity)
+
+    async def catalog(self) -> CatalogInfo:
+        """What the page needs on load: the categories, the weights, and whether there is anything to search."""
+        ready = await self.readiness()
+        similarity = ready.similarity
+        categories = similarity.categories if similarity else {}
+        # A reachable similarity service with no index (or an index without items) means the store has
+        # not built its catalogue yet: that calls for instructions, not "try again later".
+        empty = similarity is not None and (similarity.index_version is None or not any(categories.values()))
+        state: Literal["ready", "empty", "unavailable"] = "empty" if empty else "ready" if ready.ready else "unavailable"
+        columns = await self.columns() if similarity is not None and similarity.ready else None
+        return CatalogInfo(categories=categories, weights=ready.weights,
+                           index_version=similarity.index_version if similarity else None,
+                           state=state, reason=ready.reason, max_upload_bytes=self.max_upload_bytes,
+                           columns=columns.columns if columns else [])

@@ -1,0 +1,193 @@
+"""POST and DELETE /api/v1/feedback, in process: the gateway under TestClient, a real SQLite file,
+and `httpx.MockTransport` playing the similarity service (which says which item ids exist)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.feedback import Feedback
+from gateway.feedback_store import FeedbackStore, engine_url
+from gateway.schemas import Result
+from gateway.settings import GatewaySettings
+from gateway.upstream import Upstream
+
+SIMILARITY = "http://127.0.0.1:9002"
+ITEMS = {"sofa-1": "sofa", "sofa-2": "sofa", "chair-1": "chair"}
+TOKEN = "a-long-random-admin-token"
+Gateway = Callable[..., TestClient]
+
+
+def similarity(request: httpx.Request) -> httpx.Response:
+    item_id = request.url.path.removeprefix("/v1/items/")
+    if item_id in ITEMS:
+        return httpx.Response(200, json={"label": 0, "id": item_id, "category": ITEMS[item_id], "name": item_id,
+                                         "file": f"{item_id}.jpg"})
+    return httpx.Response(404, json={"error": {"code": "unknown_item", "message": "There is no catalogue item."}})
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    """Start gateways on one SQLite file under `tmp_path`; each call may change settings."""
+    clients: list[TestClient] = []
+
+    def start(**settings: Any) -> TestClient:
+        config = GatewaySettings(classifier_url="http://127.0.0.1:9001", similarity_url=SIMILARITY, index=tmp_path,
+                                 **settings)
+        client = TestClient(create_app(config, httpx.MockTransport(similarity)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def vote(client: TestClient, session: str | None = "session-aaaa", **body: Any) -> httpx.Response:
+    headers = {"X-Session-ID": session} if session else {}
+    return client.post("/api/v1/feedback", json={"query": "Couch", "item_id": "sofa-1", "vote": "like", **body},
+                       headers=headers)
+
+
+def error_code(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    return response.json()["error"]["code"]
+
+
+def test_a_vote_is_stored_under_the_normalised_query(gateway: Gateway) -> None:
+    response = vote(gateway(), query="  Green COUCH!")
+    assert response.status_code == 201, response.text
+    assert response.json() == {"query": "green couch", "item_id": "sofa-1", "vote": "like"}
+
+
+def test_a_photo_vote_is_stored_under_photo_and_needs_its_category(gateway: Gateway) -> None:
+    client = gateway()
+    assert vote(client, query=None, category="sofa").json()["query"] == "photo"
+    assert "category" in vote(client, query=None).json()["error"]["message"]
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"item_id": "wardrobe-9"}, "not_in_catalog"),
+    ({"vote": "love"}, "invalid_request"),
+    ({"query": "?!"}, "invalid_request"),
+    ({"item_id": ""}, "invalid_request"),
+])
+def test_an_unknown_item_or_a_bad_vote_is_a_422(gateway: Gateway, body: dict[str, Any], code: str) -> None:
+    assert error_code(vote(gateway(), **body), 422) == code
+
+
+def test_a_vote_without_a_session_is_a_422_that_says_how_to_send_one(gateway: Gateway) -> None:
+    response = vote(gateway(), session=None)
+    assert error_code(response, 422) == "missing_session"
+    assert "X-Session-ID" in response.json()["error"]["message"]
+    assert error_code(vote(gateway(), session="short"), 422) == "missing_session"
+
+
+def test_the_page_gives_a_random_http_only_session_cookie_that_votes_use(gateway: Gateway) -> None:
+    client = gateway()
+    first = client.get("/")
+    cookie = first.headers["set-cookie"]
+    assert cookie.startswith("lookalike_session=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert "set-cookie" not in client.get("/").headers  # the cookie is kept, not replaced
+    assert vote(client, session=None).status_code == 201
+    other = gateway()
+    other.get("/")
+    assert other.cookies["lookalike_session"] != client.cookies["lookalike_session"]
+    client.cookies.set("lookalike_session", "bad")  # malformed: the page replaces it rather than refusing
+    assert client.get("/").headers["set-cookie"].startswith("lookalike_session=")
+
+
+def test_a_session_over_its_rate_gets_429_with_retry_after(gateway: Gateway) -> None:
+    client = gateway(feedback_per_minute=3)
+    for _ in range(3):
+        assert vote(client).status_code == 201
+    refused = vote(client)
+    assert error_code(refused, 429) == "feedback_rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert vote(client, session="another-session").status_code == 201
+
+
+def test_a_session_at_its_cap_gets_429(gateway: Gateway) -> None:
+    client = gateway(feedback_per_session=2)
+    vote(client), vote(client)
+    assert error_code(vote(client), 429) == "feedback_cap_reached"
+
+
+def test_votes_survive_a_restart_of_the_gateway(gateway: Gateway) -> None:
+    vote(gateway(), session="survivor-1")
+    restarted = gateway(lookalike_admin_token=TOKEN)
+    stats = restarted.get("/api/v1/feedback/stats", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert stats["votes"] == 1 and stats["sessions"] == 1 and stats["retention_days"] == 180
+
+
+def test_a_shopper_forgets_their_own_session(gateway: Gateway) -> None:
+    client = gateway()
+    vote(client, session="forgetful-1"), vote(client, session="forgetful-1", item_id="sofa-2")
+    mine = {"X-Session-ID": "forgetful-1"}
+    assert client.delete("/api/v1/feedback", headers=mine).json() == {"forgotten": 2}
+    assert client.delete("/api/v1/feedback", params={"session": "forgetful-1"}, headers=mine).json() == {"forgotten": 0}
+    assert error_code(client.delete("/api/v1/feedback"), 422) == "missing_session"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": TOKEN}])
+def test_admin_endpoints_refuse_a_missing_or_wrong_token_with_401(gateway: Gateway, headers: dict[str, str]) -> None:
+    client = gateway(lookalike_admin_token=TOKEN)
+    vote(client, session="someone-else")
+    for response in (client.delete("/api/v1/feedback", params={"session": "someone-else"},
+                                   headers={**headers, "X-Session-ID": "session-bbbb"}),
+                     client.get("/api/v1/feedback/stats", headers=headers)):
+        assert error_code(response, 401) == "admin_token_required"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_the_admin_token_forgets_another_session(gateway: Gateway) -> None:
+    client = gateway(lookalike_admin_token=TOKEN)
+    vote(client, session="someone-else")
+    response = client.delete("/api/v1/feedback", params={"session": "someone-else"},
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.json() == {"forgotten": 1}
+
+
+def test_without_a_configured_token_admin_endpoints_say_how_to_set_one(gateway: Gateway) -> None:
+    response = gateway().get("/api/v1/feedback/stats", headers={"Authorization": "Bearer anything"})
+    assert error_code(response, 401) == "admin_token_required"
+    assert "LOOKALIKE_ADMIN_TOKEN" in response.json()["error"]["message"]
+
+
+@pytest.fixture
+async def feedback(tmp_path: Path) -> AsyncIterator[Feedback]:
+    store = FeedbackStore(engine_url("", tmp_path))
+    store.migrate()
+    upstream = Upstream("similarity", SIMILARITY, 5.0, transport=httpx.MockTransport(similarity))
+    yield Feedback(store, upstream, weight=1.0, full_at=3)
+    await upstream.aclose()
+    store.dispose()
+
+
+@pytest.mark.anyio
+async def test_after_votes_from_three_sessions_a_term_the_text_lacks_returns_the_liked_items(
+        feedback: Feedback) -> None:
+    for session in ("shopper-one", "shopper-two", "shopper-three"):
+        feedback.store.record(session, "seat", None, "chair-1", "like")
+        feedback.store.record(session, "seat", None, "sofa-2", "unlike")
+    feedback.store.record("shopper-one", "seat", None, "wardrobe-9", "like")  # since gone from the catalogue
+    results = await feedback.rerank("Seat", [], k=10)
+    assert [(r.id, r.category, r.learned) for r in results] == [("chair-1", "chair", True)]
+    assert results[0].image_url == "/api/v1/items/chair-1/image" and 0 < results[0].score <= 1
+
+
+@pytest.mark.anyio
+async def test_items_liked_for_the_words_rise_among_the_text_results(feedback: Feedback) -> None:
+    text = [Result(id=i, name=i, category=ITEMS[i], score=s, image_url="", group_id=i, photos=1, variants=1) for i, s in
+            (("sofa-1", 0.9), ("sofa-2", 0.6))]
+    for session in ("shopper-one", "shopper-two", "shopper-three"):
+        feedback.store.record(session, "couch", None, "sofa-2", "like")
+    results = await feedback.rerank("couch", text, k=10)
+    assert [(r.id, r.learned) for r in results] == [("sofa-2", True), ("sofa-1", False)]

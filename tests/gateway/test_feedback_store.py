@@ -1,0 +1,112 @@
+"""The feedback store against real databases: an SQLite file and a PostgreSQL server, one code path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.feedback_store import FeedbackStore, Limits, engine_url, normalise_query, session_key
+from lookalike.errors import FeedbackCapReached, FeedbackDatabaseError, FeedbackRateLimited
+
+DAY = 86400.0
+NOW = 1_800_000_000.0
+
+
+def open_store(url: str, **limits: float) -> FeedbackStore:
+    store = FeedbackStore(engine_url(url, Path()), Limits(**limits))
+    store.migrate()
+    return store
+
+
+def test_queries_are_stored_case_folded_without_diacritics_or_punctuation() -> None:
+    assert normalise_query("  Green   VELVET, sofa!") == "green velvet sofa"
+    assert normalise_query("Poäng") == "poang"
+    assert normalise_query("?!") == ""
+
+
+def test_after_votes_from_three_sessions_an_unknown_term_returns_the_liked_items(feedback_db_url: str) -> None:
+    store = open_store(feedback_db_url)
+    for session in ("shopper-one", "shopper-two", "shopper-three"):
+        store.record(session, "Nursery", None, "crib-1", "like", now=NOW)
+        store.record(session, "nursery", None, "lamp-7", "unlike", now=NOW)
+    store.record("shopper-one", "nursery", None, "chair-2", "like", now=NOW)
+    assert store.net_votes("NURSERY", now=NOW) == {"crib-1": 3, "lamp-7": -3, "chair-2": 1}
+    assert store.net_votes("seat", now=NOW) == {}
+
+
+def test_one_session_voting_fifty_times_counts_once(feedback_db_url: str) -> None:
+    store = open_store(feedback_db_url, per_minute=100)
+    for i in range(50):
+        store.record("eager-client", "seat", None, "chair-1", "like", now=NOW + i)
+    store.record("someone-else", "seat", None, "chair-1", "unlike", now=NOW)
+    assert store.net_votes("seat", now=NOW + 60) == {}  # +1 and -1: a tie between two sessions
+    store.record("a-third-one", "seat", None, "chair-1", "like", now=NOW)
+    assert store.net_votes("seat", now=NOW + 60) == {"chair-1": 1}
+
+
+def test_a_photo_vote_is_stored_as_photo_with_its_category_and_nothing_of_the_photo(feedback_db_url: str) -> None:
+    store = open_store(feedback_db_url)
+    store.record("photo-shopper", None, "sofa", "sofa-3", "like", now=NOW)
+    with store.engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT * FROM feedback_events")).mappings().all()
+    assert len(rows) == 1
+    assert {k: rows[0][k] for k in ("query", "category", "item_id", "vote")} == {
+        "query": "photo", "category": "sofa", "item_id": "sofa-3", "vote": 1}
+    assert rows[0]["session"] == session_key("photo-shopper") != "photo-shopper"
+    assert set(rows[0]) == {"id", "created_at", "session", "query", "category", "item_id", "vote"}
+
+
+def test_a_session_over_its_rate_is_refused_with_retry_after(feedback_db_url: str) -> None:
+    store = open_store(feedback_db_url, per_minute=3)
+    for i in range(3):
+        store.record("fast-client", "lamp", None, f"lamp-{i}", "like", now=NOW + i)
+    with pytest.raises(FeedbackRateLimited) as refused:
+        store.record("fast-client", "lamp", None, "lamp-9", "like", now=NOW + 10)
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "50"
+    store.record("other-client", "lamp", None, "lamp-9", "like", now=NOW + 10)  # others are not slowed
+    store.record("fast-client", "lamp", None, "lamp-9", "like", now=NOW + 61)  # a minute later it may go on
+
+
+def test_a_session_can_keep_only_so_many_votes(feedback_db_url: str) -> None:
+    store = open_store(feedback_db_url, per_minute=100, per_session=5)
+    for i in range(5):
+        store.record("hoarder", "bed", None, f"bed-{i}", "like", now=NOW + 61 * i)
+    with pytest.raises(FeedbackCapReached):
+        store.record("hoarder", "bed", None, "bed-9", "like", now=NOW + 1000)
+
+
+def test_votes_past_the_retention_period_are_ignored_and_pruned(feedback_db_url: str) -> None:
+    store = open_store(feedback_db_url, retention_s=180 * DAY)
+    store.record("old-shopper", "sofa", None, "sofa-1", "like", now=NOW)
+    store.record("new-shopper", "sofa", None, "sofa-2", "like", now=NOW + 100 * DAY)
+    later = NOW + 181 * DAY
+    assert store.net_votes("sofa", now=later) == {"sofa-2": 1}
+    assert store.prune(now=later) == 1
+    assert store.stats()["votes"] == 1
+
+
+def test_forgetting_a_session_deletes_only_its_votes(feedback_db_url: str) -> None:
+    store = open_store(feedback_db_url)
+    store.record("leaving", "desk", None, "table-1", "like", now=NOW)
+    store.record("leaving", "desk", None, "table-2", "unlike", now=NOW)
+    store.record("staying", "desk", None, "table-1", "like", now=NOW)
+    assert store.forget("leaving") == 2
+    assert store.net_votes("desk", now=NOW) == {"table-1": 1}
+    assert store.forget("leaving") == 0
+
+
+def test_migrations_run_once_and_votes_survive_reopening(feedback_db_url: str) -> None:
+    first = open_store(feedback_db_url)
+    first.record("loyal", "armchair", None, "chair-4", "like", now=NOW)
+    first.dispose()
+    again = open_store(feedback_db_url)
+    assert again.migrate() == 1
+    assert again.net_votes("armchair", now=NOW) == {"chair-4": 1}
+
+
+def test_an_unreachable_database_stops_the_start_with_a_message() -> None:
+    store = FeedbackStore(engine_url("postgresql://nobody@127.0.0.1:1/none", Path()))
+    with pytest.raises(FeedbackDatabaseError, match="FEEDBACK_DB_URL"):
+        store.migrate()

@@ -1,0 +1,44 @@
+"""What votes teach a text query, and how much they may move it: pure functions, no database."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.learnt import blend, learnt_prior
+
+
+def test_the_prior_grows_with_agreeing_sessions_and_stops_at_the_weight() -> None:
+    prior = learnt_prior({"a": 1, "b": 3, "c": 40, "d": -2, "e": 0}, weight=1.0, full_at=3)
+    assert prior == pytest.approx({"a": 1 / 3, "b": 1.0, "c": 1.0, "d": -2 / 3})
+
+
+def test_items_liked_for_the_query_rise_and_carry_learned() -> None:
+    ranked = blend([("sofa-1", 0.9), ("sofa-2", 0.8), ("sofa-3", 0.7)], {"sofa-3": 1.0}, k=3)
+    assert [r.id for r in ranked] == ["sofa-3", "sofa-1", "sofa-2"]
+    assert [r.learned for r in ranked] == [True, False, False]
+    assert all(0 <= r.score <= 1 for r in ranked)
+
+
+def test_a_term_the_text_does_not_find_returns_what_shoppers_liked() -> None:
+    ranked = blend([], {"chair-1": 1.0, "chair-2": 1 / 3, "lamp-1": -1.0}, k=10)
+    assert [r.id for r in ranked] == ["chair-1", "chair-2"]
+    assert all(r.learned and r.text_score == 0 for r in ranked)
+
+
+def test_votes_add_at_most_one_strong_text_match_however_many_sessions_send_them() -> None:
+    """An item nothing in the text matched, with any number of likes, ties a perfect match without votes."""
+    flood = learnt_prior({"weak": 10_000}, weight=1.0, full_at=3)
+    ranked = blend([("perfect", 1.0), ("weak", 0.0)], flood, k=2)
+    assert ranked[0].score == ranked[1].score == pytest.approx(0.5)
+    ranked = blend([("perfect", 1.0), ("fair", 0.5)], learnt_prior({"fair": 1}, 1.0, 3), k=2)
+    assert [r.id for r in ranked] == ["perfect", "fair"]  # one session is not enough to pass it
+
+
+def test_disliked_items_sink_without_leaving_a_text_result() -> None:
+    ranked = blend([("a", 0.9), ("b", 0.8)], {"a": -1.0}, k=2)
+    assert [r.id for r in ranked] == ["b", "a"] and ranked[1].learned
+
+
+def test_without_votes_the_text_order_and_k_stand() -> None:
+    ranked = blend([("a", 0.9), ("b", 0.8), ("c", 0.1)], {}, k=2)
+    assert [r.id for r in ranked] == ["a", "b"] and not any(r.learned for r in ranked)

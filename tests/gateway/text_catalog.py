@@ -1,0 +1,47 @@
+"""A small real catalogue for the text search tests: named products chosen so words have known answers."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from indexing.build import build_index
+from tests.support import Services, write_csv
+
+PER_CATEGORY = 4
+NAMED = ("POÄNG", "KLIPPAN")
+# Eager PyTorch starts in seconds; these tests are about words, not the fused graph's speed.
+EAGER = {"classifier": {"CLASSIFIER_FUSED": "false"}}
+
+
+def text_catalog(shared: Path, root: Path) -> Path:
+    """Every POÄNG chair and KLIPPAN sofa, plus the first few photos of each category, with their rows."""
+    with open(shared / "catalog" / "products.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    kept = [r for r in rows if any(name in r["name"] for name in NAMED)]
+    for category in sorted({r["category"] for r in rows}):
+        kept += [r for r in rows if r["category"] == category and r not in kept][:PER_CATEGORY]
+    for row in kept:
+        (root / row["category"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared / "catalog" / row["file"], root / row["file"])
+    write_csv(root / "products.csv", kept, list(rows[0]))
+    return root
+
+
+def rows_of(catalog: Path) -> list[dict[str, str]]:
+    with open(catalog / "products.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@contextmanager
+def serving(catalog: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Services]:
+    """`catalog` indexed with random weights, served by the three services (an eager classifier)."""
+    index = tmp_path_factory.mktemp(f"{name}-index")
+    build_index(catalog, index, "random", precision="fp32")
+    with Services(index, tmp_path_factory.mktemp(f"{name}-logs")).running(env=EAGER) as services:
+        yield services
