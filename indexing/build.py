@@ -15,37 +15,50 @@ import shutil
 import sqlite3
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-from classifier_service.head import CategoryHead, cross_validated_accuracy
-from classifier_service.model import EMBEDDING_DIM, Embedder
+from classifier_service.int8 import Int8Embedder, choose_precision, gate_summary, quantise
+from classifier_service.model import EMBEDDING_DIM, Embedder, imagenet_classes
 from classifier_service.preprocess import decode_image, to_model_input
 from indexing.cache import CACHE_FILE, EmbeddingCache
 from indexing.catalog import CatalogScan, Entry, Skipped, scan_catalog
+from indexing.head_training import cross_validated_accuracy, fit_head
+from indexing.imagenet_tags import Tags, top_tags, writes_tags
 from indexing.lock import exclusive
 from indexing.progress import Progress
+from indexing.quantise_gate import GateThresholds, Quantised, Quantiser, quantise_and_gate
 from indexing.versions import prune_versions
-from lookalike.errors import ApiError
-from lookalike.index_layout import (HEAD, INDEXES, ITEMS, MANIFEST, THUMBNAILS, CatalogItem, CategoryStats, HeadStats,
-                                    IndexLayout, Manifest, index_file, new_version_name, read_items)
+from lookalike.contracts import GateFigures
+from lookalike.errors import EmptyCatalog, ImageRejected
+from lookalike.index_layout import (
+    HEAD,
+    INDEXES,
+    ITEMS,
+    MANIFEST,
+    SYNONYMS,
+    TEXT_INDEX,
+    THUMBNAILS,
+    IndexLayout,
+    index_file,
+    new_version_name,
+    read_items,
+)
+from lookalike.manifest import CatalogItem, CategoryStats, HeadStats, Manifest
+from lookalike.settings import MAX_PIXELS
 from similarity_service.catalog_index import CategoryIndex, check_index_type
+from similarity_service.synonyms import Synonyms
+from similarity_service.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
 
 log = logging.getLogger("lookalike.indexing")
 
 THUMBNAIL_SIDE = 400
-MAX_PIXELS = 60_000_000
-
-
-class EmptyCatalog(RuntimeError):
-    """No usable image in the catalogue folder."""
-
 
 @dataclass
 class BuildSummary:
@@ -63,6 +76,14 @@ class BuildSummary:
     reused: int = 0
     removed: int = 0
     index_types: dict[str, str] = field(default_factory=dict)
+    disagreements: list[Skipped] = field(default_factory=list)  # photo rows whose columns differ from the product's
+    text_fields: list[TextField] = field(default_factory=list)
+    tagged: int | None = None  # photos with ImageNet tags; None: skipped, the weights know no ImageNet classes
+    synonyms: str = "default"
+    precision: str = "fp32"
+    precision_reason: str = ""
+    int8_gate: GateFigures | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> str:
@@ -88,7 +109,10 @@ class Cached:
     sha256: str
 
 
-def prepare(root: Path, entry: Entry, embedder: Embedder, known: frozenset[str]) -> Prepared | Cached:
+CatalogueEmbedder = Embedder | Int8Embedder
+
+
+def prepare(root: Path, entry: Entry, embedder: CatalogueEmbedder, known: frozenset[str]) -> Prepared | Cached:
     """Read and hash the file; decode it only when the cache does not know its bytes."""
     data = (root / entry.file).read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
@@ -103,7 +127,7 @@ def prepare(root: Path, entry: Entry, embedder: Embedder, known: frozenset[str])
     return Prepared(entry, sha256, to_model_input(image, prep), buffer.getvalue())
 
 
-def prepared_in_order(scan: CatalogScan, embedder: Embedder, known: frozenset[str], workers: int, window: int,
+def prepared_in_order(scan: CatalogScan, embedder: CatalogueEmbedder, known: frozenset[str], workers: int, window: int,
                       skipped: list[Skipped]) -> Iterator[Prepared | Cached | Skipped]:
     """Read, hash and decode on `workers` threads, at most `window` images ahead, in catalogue order."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
@@ -119,7 +143,7 @@ def prepared_in_order(scan: CatalogScan, embedder: Embedder, known: frozenset[st
 def _settle(entry: Entry, future: Future[Prepared | Cached], skipped: list[Skipped]) -> Prepared | Cached | Skipped:
     try:
         return future.result()
-    except ApiError as exc:
+    except ImageRejected as exc:
         reason = Skipped(entry.file, exc.message)
     except OSError as exc:
         reason = Skipped(entry.file, f"could not be read: {exc.strerror or exc}")
@@ -133,9 +157,10 @@ class Embedded:
     vectors: np.ndarray
     embedded: int
     reused: int
+    tags: dict[int, Tags] = field(default_factory=dict)  # by label; empty unless the weights are ImageNet's
 
 
-def embed_catalog(scan: CatalogScan, embedder: Embedder, cache: EmbeddingCache, build_dir: Path, batch_size: int,
+def embed_catalog(scan: CatalogScan, embedder: CatalogueEmbedder, cache: EmbeddingCache, build_dir: Path, batch_size: int,
                   workers: int, skipped: list[Skipped], progress: Progress | None = None) -> Embedded:
     """Every readable image embedded or taken from the cache, its thumbnail written; items carry their Faiss labels.
 
@@ -147,19 +172,28 @@ def embed_catalog(scan: CatalogScan, embedder: Embedder, cache: EmbeddingCache, 
     rows: list[np.ndarray] = []
     batch: list[Prepared] = []
     counts = {"embedded": 0, "reused": 0}
+    classes = imagenet_classes() if writes_tags(embedder.info.weights) else None
+    tags: dict[int, Tags] = {}
 
-    def add(entry: Entry, sha256: str, vector: np.ndarray, thumbnail: bytes) -> None:
+    def add(entry: Entry, sha256: str, vector: np.ndarray, thumbnail: bytes, found: Tags | None) -> None:
         item = CatalogItem(label=len(items), id=entry.id, category=entry.category, name=entry.name, file=entry.file,
-                           extra=entry.extra, sha256=sha256)
+                           extra=entry.extra, sha256=sha256, group_id=entry.group)
         (build_dir / item.thumbnail).write_bytes(thumbnail)
+        if found:
+            tags[item.label] = found
         items.append(item)
         rows.append(vector)
 
     def flush() -> None:
-        vectors = embedder.embed_batch([p.model_input for p in batch])
-        cache.put_batch([(p.sha256, v, p.thumbnail) for p, v in zip(batch, vectors)])
-        for prepared, vector in zip(batch, vectors):
-            add(prepared.entry, prepared.sha256, vector, prepared.thumbnail)
+        inputs = [p.model_input for p in batch]
+        if classes is None:
+            vectors, found = embedder.embed_batch(inputs), None
+        else:  # the same forward pass, its ImageNet layer kept
+            vectors, probabilities = embedder.embed_with_imagenet(inputs)
+            found = top_tags(probabilities, classes)
+        cache.put_batch([(p.sha256, v, p.thumbnail) for p, v in zip(batch, vectors)], found)
+        for at, (prepared, vector) in enumerate(zip(batch, vectors)):
+            add(prepared.entry, prepared.sha256, vector, prepared.thumbnail, found[at] if found else None)
         counts["embedded"] += len(batch)
         progress.advance(embedded=len(batch))
         batch.clear()
@@ -173,7 +207,7 @@ def embed_catalog(scan: CatalogScan, embedder: Embedder, cache: EmbeddingCache, 
                 skipped.append(Skipped(result.entry.file, "its cached embedding vanished; run the job again"))
                 progress.advance(skipped=1)
                 continue
-            add(result.entry, result.sha256, *hit)
+            add(result.entry, result.sha256, *hit, cache.get_tags(result.sha256) if classes is not None else None)
             counts["reused"] += 1
             progress.advance(reused=1)
         else:
@@ -184,7 +218,7 @@ def embed_catalog(scan: CatalogScan, embedder: Embedder, cache: EmbeddingCache, 
         flush()
     progress.close()
     vectors = np.stack(rows) if rows else np.zeros((0, EMBEDDING_DIM), np.float32)
-    return Embedded(items, vectors, counts["embedded"], counts["reused"])
+    return Embedded(items, vectors, counts["embedded"], counts["reused"], tags)
 
 
 def forget_departed(cache: EmbeddingCache, items: list[CatalogItem]) -> None:
@@ -216,10 +250,59 @@ def clear_abandoned_builds(layout: IndexLayout) -> None:
         link.unlink(missing_ok=True)
 
 
+def store_synonyms(catalog: Path) -> str | None:
+    """The store's synonyms.txt beside products.csv, checked now so a typo fails the job before any embedding."""
+    path = catalog / SYNONYMS
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8-sig")
+    Synonyms.parse(text, str(path))
+    return text
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """How PRECISION=int8 and auto quantise and gate (see `indexing.quantise_gate`)."""
+
+    calibration_images: int = 300
+    gate_images: int = 200
+    thresholds: GateThresholds = GateThresholds()
+    quantiser: Quantiser | None = None
+    """What exports and quantises (default `classifier_service.int8.quantise`); tests break it on purpose."""
+
+
+def choose_catalogue_model(scan: CatalogScan, embedder: Embedder, build_dir: Path,
+                           options: Int8Options) -> tuple[CatalogueEmbedder, Quantised | None, str, list[str]]:
+    """Quantise and gate where PRECISION asks for int8 (or auto may pick it); then the shared precision rule."""
+    requested = embedder.requested_precision
+    _, reason, warnings = choose_precision(requested, embedder.info.weights, embedder.device, embedder.precision,
+                                           None)
+    worth_trying = embedder.device.type == "cpu" and (
+        requested == "int8" or (requested == "auto" and embedder.info.weights != "random"))
+    if not worth_trying:
+        return embedder, None, reason, warnings
+    quantised = quantise_and_gate(scan, embedder, build_dir, calibration_images=options.calibration_images,
+                                  gate_images=options.gate_images, thresholds=options.thresholds,
+                                  quantiser=options.quantiser or quantise)
+    precision, reason, warnings = choose_precision(requested, embedder.info.weights, embedder.device,
+                                                   embedder.precision, quantised.record.gate)
+    return (quantised.embedder if precision == "int8" else embedder), quantised, reason, warnings
+
+
+def compatibility(precision: str, quantised: Quantised | None) -> str:
+    if quantised is None:
+        return f"catalogue embedded at {precision}; bf16 and fp32 queries agree with it to within rounding"
+    return (f"catalogue embedded at {precision}; queries at another precision agree with it only within the "
+            f"int8 gate's figures: {gate_summary(quantised.record.gate)}")
+
+
 def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, precision: str = "auto",
                 batch_size: int = 16, workers: int = 2, index_type: str = "Flat", keep: int | None = None,
-                embedder: Embedder | None = None, progress: Progress | None = None) -> BuildSummary:
-    """Scan, embed what the cache lacks, fit the head, write a hidden build folder, publish it, prune old versions.
+                embedder: Embedder | None = None, progress: Progress | None = None,
+                text_weights: dict[str, float] | None = None,
+                text_exclude: frozenset[str] = DEFAULT_EXCLUDED, int8: Int8Options | None = None) -> BuildSummary:
+    """Scan, (quantise and gate), embed what the cache lacks, fit the head, write a hidden build folder,
+    publish it, prune old versions.
 
     Holds the index root's lock throughout, so two jobs never build at once.
     """
@@ -230,17 +313,23 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             f"No images found in {catalog}. Put photos in {catalog}/<category>/, one folder per category "
             "(e.g. chair/, lamp/), then run the indexing job again.")
     check_index_type(index_type, EMBEDDING_DIM)
+    synonyms = store_synonyms(catalog)
     embedder = embedder or Embedder(weights, precision)
     layout = IndexLayout(index_root)
     with exclusive(layout.root):
         clear_abandoned_builds(layout)
         previous = layout.current()
-        cache = EmbeddingCache(layout.root / CACHE_FILE, embedder.info.model_id)
         build_dir = layout.begin_build()
+        cache: EmbeddingCache | None = None
         try:
+            model, quantised, precision_reason, warnings = choose_catalogue_model(scan, embedder, build_dir,
+                                                                                  int8 or Int8Options())
+            for warning in warnings:
+                log.warning("%s", warning)
+            cache = EmbeddingCache(layout.root / CACHE_FILE, model.cache_key)
             skipped = list(scan.skipped)
             embed_started = time.perf_counter()
-            done = embed_catalog(scan, embedder, cache, build_dir, batch_size, workers, skipped, progress)
+            done = embed_catalog(scan, model, cache, build_dir, batch_size, workers, skipped, progress)
             embed_seconds = time.perf_counter() - embed_started
             items, vectors = done.items, done.vectors
             if not items:
@@ -248,7 +337,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             categories = sorted({i.category for i in items})
             labels = np.array([categories.index(i.category) for i in items])
             accuracy, folds = cross_validated_accuracy(vectors, labels, categories)
-            CategoryHead.fit(vectors, labels, categories).save(build_dir / HEAD)
+            fit_head(vectors, labels, categories).save(build_dir / HEAD)
             (build_dir / INDEXES).mkdir()
             stats = []
             for name in categories:
@@ -260,13 +349,19 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             per_category = {c.name: c.items for c in stats}
             index_types = {c.name: c.index_type for c in stats}
             (build_dir / ITEMS).write_text(json.dumps([i.model_dump() for i in items], ensure_ascii=False))
+            fields = text_fields(items, text_weights, text_exclude)
+            write_text_index(build_dir / TEXT_INDEX, items, fields, done.tags)
+            if synonyms is not None:
+                (build_dir / SYNONYMS).write_text(synonyms, encoding="utf-8")
             version = new_version_name()
             manifest = Manifest(
-                version=version, created_at=datetime.now(timezone.utc), model=embedder.info,
+                version=version, created_at=datetime.now(UTC), model=model.info,
                 preprocessing=embedder.preprocessing, embedding_dim=int(vectors.shape[1]), index_type=index_type,
                 categories=stats,
                 head=HeadStats(cv_accuracy=accuracy, folds=folds, train_items=len(items)),
-                catalog=str(catalog),
+                catalog=str(catalog), requested_precision=embedder.requested_precision,
+                precision_reason=precision_reason, int8=quantised.record if quantised else None,
+                compatibility=compatibility(model.precision, quantised),
             )
             (build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
             final = layout.publish(build_dir, version)
@@ -275,11 +370,17 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             shutil.rmtree(build_dir, ignore_errors=True)
             raise
         finally:
-            cache.close()
+            if cache is not None:
+                cache.close()
         removed = removed_since(previous, items)
         if keep is not None:
             prune_versions(layout, keep)
     return BuildSummary(version=version, version_dir=final, weights=embedder.info.weights, per_category=per_category,
                         skipped=skipped, cv_accuracy=accuracy, folds=folds, indexed=len(items),
                         seconds=time.perf_counter() - started, embed_seconds=embed_seconds,
-                        embedded=done.embedded, reused=done.reused, removed=removed, index_types=index_types)
+                        embedded=done.embedded, reused=done.reused, removed=removed, index_types=index_types,
+                        disagreements=scan.disagreements,
+                        text_fields=fields, tagged=len(done.tags) if writes_tags(embedder.info.weights) else None,
+                        synonyms="synonyms.txt from the catalogue" if synonyms is not None else "default",
+                        precision=model.precision, precision_reason=precision_reason,
+                        int8_gate=quantised.record.gate if quantised else None, warnings=warnings)

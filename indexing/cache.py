@@ -1,6 +1,7 @@
 """Embeddings remembered across runs, so a re-index only runs the network on new photos.
 
     (sha256 of the file's bytes, model_id) -> embedding (float32) + thumbnail (JPEG)
+                                             -> ImageNet tags (JSON), with real weights only
 
 Keyed by content, not path: a renamed file reuses its embedding, a file whose bytes changed is
 embedded again. `model_id` names the weights and the preprocessing but not the precision, since
@@ -11,6 +12,7 @@ and the next run starts where it stopped.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -27,8 +29,15 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vector    BLOB NOT NULL,
     thumbnail BLOB NOT NULL,
     PRIMARY KEY (sha256, model_id)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS imagenet_tags (
+    sha256    TEXT NOT NULL,
+    model_id  TEXT NOT NULL,
+    tags      TEXT NOT NULL,
+    PRIMARY KEY (sha256, model_id)
+) WITHOUT ROWID;
 """
+Tags = list[tuple[str, float]]
 
 
 class EmbeddingCache:
@@ -40,7 +49,7 @@ class EmbeddingCache:
         self.db = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash loses at most the last batch
-        self.db.execute(SCHEMA)
+        self.db.executescript(SCHEMA)
 
     def known(self) -> frozenset[str]:
         """Content hashes this model has already embedded; handed to the decode threads."""
@@ -54,14 +63,22 @@ class EmbeddingCache:
             return None
         return np.frombuffer(row[0], dtype=EMBEDDING_DTYPE).astype(np.float32), bytes(row[1])
 
-    def put_batch(self, rows: list[tuple[str, np.ndarray, bytes]]) -> None:
-        """(sha256, vector, thumbnail) rows in one transaction: all of the batch or none of it."""
+    def get_tags(self, sha256: str) -> Tags:
+        row = self.db.execute("SELECT tags FROM imagenet_tags WHERE sha256 = ? AND model_id = ?",
+                              (sha256, self.model_id)).fetchone()
+        return [(tag, p) for tag, p in json.loads(row[0])] if row else []
+
+    def put_batch(self, rows: list[tuple[str, np.ndarray, bytes]], tags: list[Tags] | None = None) -> None:
+        """(sha256, vector, thumbnail) rows, and their tags if any, in one transaction: all of the batch or none."""
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
                 "INSERT OR REPLACE INTO embeddings (sha256, model_id, vector, thumbnail) VALUES (?, ?, ?, ?)",
                 [(sha, self.model_id, np.ascontiguousarray(v, dtype=EMBEDDING_DTYPE).tobytes(), thumb)
                  for sha, v, thumb in rows])
+            if tags is not None:
+                self.db.executemany("INSERT OR REPLACE INTO imagenet_tags (sha256, model_id, tags) VALUES (?, ?, ?)",
+                                    [(sha, self.model_id, json.dumps(t)) for (sha, _, _), t in zip(rows, tags)])
 
     def retain(self, sha256s: set[str]) -> int:
         """Forget every embedding but this model's of `sha256s`, the photos just published.
@@ -74,6 +91,8 @@ class EmbeddingCache:
             self.db.execute("CREATE TEMP TABLE IF NOT EXISTS retained (sha256 TEXT PRIMARY KEY)")
             self.db.execute("DELETE FROM retained")
             self.db.executemany("INSERT OR IGNORE INTO retained VALUES (?)", ((sha,) for sha in sha256s))
+            self.db.execute("DELETE FROM imagenet_tags WHERE model_id != ? OR sha256 NOT IN (SELECT sha256 FROM retained)",
+                            (self.model_id,))
             return self.db.execute(
                 "DELETE FROM embeddings WHERE model_id != ? OR sha256 NOT IN (SELECT sha256 FROM retained)",
                 (self.model_id,)).rowcount

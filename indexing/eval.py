@@ -17,10 +17,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import faiss
 import numpy as np
@@ -28,17 +28,20 @@ import numpy as np
 from classifier_service.head import CategoryHead
 from classifier_service.model import Embedder
 from classifier_service.preprocess import decode_image, load_model_input, to_model_input
-from classifier_service.weights import WeightsUnavailable
-from indexing.build import MAX_PIXELS, THUMBNAIL_SIDE
+from indexing.build import THUMBNAIL_SIDE
 from indexing.contact_sheet import SheetRow, draw_contact_sheet
 from indexing.eval_report import markdown_report
-from indexing.query_set import Query, QuerySetError, read_query_set
+from indexing.head_training import fit_head
+from indexing.query_set import Query, read_query_set
 from indexing.retrieval_metrics import category_accuracy, confusion_matrix, retrieval_metrics
+from indexing.settings import IndexingSettings
 from lookalike.contracts import Hit
-from lookalike.errors import ApiError
+from lookalike.errors import EvalError, ImageRejected, JobError
 from lookalike.hedging import categories_to_search, merge_by_score
-from lookalike.index_layout import HEAD, IndexLayout, Preprocessing
+from lookalike.index_layout import HEAD, IndexLayout
+from lookalike.manifest import Preprocessing
 from lookalike.serving import configure_logging
+from lookalike.settings import MAX_PIXELS
 from similarity_service.catalog_index import CatalogIndex, CategoryIndex
 
 log = logging.getLogger("lookalike.eval")
@@ -50,9 +53,6 @@ DEPTH = 10  # the deepest rank any metric looks at
 SHEET_RESULTS = 5
 RANDOM_WARNING = "RANDOM WEIGHTS: these figures test the harness and say nothing about quality."
 
-
-class EvalError(RuntimeError):
-    """The evaluation cannot run; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class Evaluation:
             vectors = self.embed_catalog(embedder)
             categories = self.manifest.category_names
             classes = np.array([categories.index(self.stored.items[int(label)].category) for label in self.labels])
-            head, source = CategoryHead.fit(vectors, classes, categories), f"re-embedded from {self.catalog_root}"
+            head, source = fit_head(vectors, classes, categories), f"re-embedded from {self.catalog_root}"
         inputs = [load_model_input(q.data, embedder.preprocessing, max_pixels=MAX_PIXELS) for q in queries]
         size = self.options.batch_size
         query_vectors = np.concatenate([embedder.embed_batch(inputs[i:i + size]) for i in range(0, len(inputs), size)])
@@ -201,7 +201,7 @@ class Evaluation:
             try:
                 image = decode_image((root / file).read_bytes(), min_side=max(embedder.preprocessing.resize,
                                      THUMBNAIL_SIDE), max_pixels=MAX_PIXELS)
-            except (ApiError, OSError) as exc:
+            except (ImageRejected, OSError) as exc:
                 raise EvalError(f"{root / file} cannot be read ({exc}); the catalogue changed since the index "
                                 "was built. Re-index, then evaluate.") from exc
             return to_model_input(image, embedder.preprocessing)
@@ -301,7 +301,7 @@ def load_queries(folder: Path) -> tuple[list[LoadedQuery], list[dict[str, str]]]
         except OSError as exc:
             skipped.append({"file": query.file, "reason": f"could not be read: {exc.strerror or exc}"})
             continue
-        except ApiError as exc:
+        except ImageRejected as exc:
             skipped.append({"file": query.file, "reason": exc.message})
             continue
         loaded.append(LoadedQuery(query, data))
@@ -367,7 +367,7 @@ def sheet_rows(evaluation: Evaluation, queries: list[LoadedQuery], outcome: Outc
                      caption=queries[i].query.file, expected=queries[i].query.category,
                      decided=outcome.decided[i], confidence=outcome.confidence[i],
                      products=queries[i].query.product_ids,
-                     results=[(stored.version_dir / stored.items_by_id[h.id].thumbnail, h)
+                     results=[(stored.version_dir / stored.item(h.id).thumbnail, h)
                               for h in outcome.gated[i][:SHEET_RESULTS]])
             for i in picks]
 
@@ -382,12 +382,14 @@ def comma_list(kind: Callable[[str], object], choices: tuple[str, ...] | None = 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    settings = IndexingSettings()
     parser = argparse.ArgumentParser(prog="python -m indexing.eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--index", type=Path, default=Path("var/index"), help="index root (versions + current)")
+    parser.add_argument("--index", type=Path, default=settings.index, help="index root (versions + current)")
     parser.add_argument("--queries", type=Path, default=Path("../shared/furniture/queries"),
                         help="folder with labels.csv (file, category, optional product_id) and the photos")
     parser.add_argument("--out", type=Path, default=Path("eval/out"), help="where the reports go")
-    parser.add_argument("--weights", default="auto", help="the index's weights: imagenet, random, auto or a .pth path")
+    parser.add_argument("--weights", default=settings.weights,
+                        help="the index's weights: imagenet, random, auto or a .pth path")
     parser.add_argument("--catalog", type=Path, default=None,
                         help="catalogue folder for re-embedding (default: the one the manifest names)")
     parser.add_argument("--precisions", type=comma_list(str, PRECISIONS), default=PRECISIONS)
@@ -413,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.pcaw_dim, args.timed_queries, args.batch_size, args.workers)
         evaluation = Evaluation(args.index, options)
         report = run(evaluation, args.queries, args.out, args.sheet_queries)
-    except (EvalError, QuerySetError, WeightsUnavailable) as exc:
+    except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print((args.out / "report.md").read_text())

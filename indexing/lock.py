@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+
+from lookalike.errors import IndexBusy
 
 LOCK_FILE = ".lock"
-
-
-class IndexBusy(RuntimeError):
-    """Another indexing job holds the index root."""
 
 
 @contextmanager

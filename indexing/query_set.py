@@ -13,12 +13,11 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from lookalike.errors import QuerySetError
+
 LABELS_CSV = "labels.csv"
 REQUIRED_COLUMNS = ("file", "category")
 
-
-class QuerySetError(ValueError):
-    """The query set cannot be used; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ in the top k.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from lookalike.contracts import Hit
 

@@ -20,14 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier_service.model import Embedder
+from classifier_service.int8 import Int8Embedder
+from classifier_service.model import PRECISIONS, Embedder
 from classifier_service.preprocess import load_model_input
-from indexing.build import MAX_PIXELS, build_index
+from indexing.build import build_index
 from indexing.catalog import scan_catalog
+from lookalike.index_layout import INT8_MODEL
 from lookalike.serving import configure_logging
+from lookalike.settings import MAX_PIXELS
 
 
-def bare_rate(embedder: Embedder, inputs: list[np.ndarray], batch_size: int) -> float:
+def bare_rate(embedder: Embedder | Int8Embedder, inputs: list[np.ndarray], batch_size: int) -> float:
     """Images/s of the forward pass alone, after one warm-up batch."""
     embedder.embed_batch(inputs[:batch_size])
     started = time.perf_counter()
@@ -41,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalog", type=Path, default=Path("../shared/furniture/bulk"))
     parser.add_argument("--weights", default="auto")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                        help="int8: the job quantises on these photos, and the bare figures are its int8 model's")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N photos (0: all)")
@@ -54,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     entries = scan.entries[: args.limit] if args.limit else scan.entries
     inputs = [load_model_input((scan.root / e.file).read_bytes(), embedder.preprocessing, max_pixels=MAX_PIXELS)
               for e in entries]
-    before = bare_rate(embedder, inputs, args.batch_size)
+    model: Embedder | Int8Embedder = embedder
+    before = bare_rate(embedder, inputs, args.batch_size) if args.precision != "int8" else None
 
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         catalog = Path(tmp) / "catalog"
@@ -63,17 +68,22 @@ def main(argv: list[str] | None = None) -> int:
             (catalog / entry.file).symlink_to((scan.root / entry.file).resolve())
         summary = build_index(catalog, Path(tmp) / "index", embedder=embedder, batch_size=args.batch_size,
                               workers=args.workers, keep=1)
-    job = summary.embedded / summary.embed_seconds
-    after = bare_rate(embedder, inputs, args.batch_size)
+        if summary.precision == "int8":  # the job's own int8 model is the bare one; it exists only now
+            model = Int8Embedder(summary.version_dir / INT8_MODEL, embedder.info, embedder.preprocessing)
+            print(f"int8 gate: {summary.precision_reason}")
+        if before is None:
+            before = bare_rate(model, inputs, args.batch_size)
+        job = summary.embedded / summary.embed_seconds
+        after = bare_rate(model, inputs, args.batch_size)
 
     bare = statistics.mean([before, after])
-    figures = {"photos": len(inputs), "weights": embedder.info.weights, "precision": embedder.precision,
+    figures = {"photos": len(inputs), "weights": embedder.info.weights, "precision": model.precision,
                "batch_size": args.batch_size, "workers": args.workers, "bare_images_per_s_before": round(before, 2),
                "bare_images_per_s_after": round(after, 2), "job_images_per_s": round(job, 2),
                "job_vs_bare": round(job / bare, 3)}
     print(f"bare model: {before:.1f} then {after:.1f} images/s; job: {job:.1f} images/s "
           f"({100 * job / bare:.0f}% of the bare model) on {len(inputs)} photos, "
-          f"{embedder.precision}, batch {args.batch_size}, {args.workers} decode workers")
+          f"{model.precision}, batch {args.batch_size}, {args.workers} decode workers")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(figures, indent=2))

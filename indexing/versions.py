@@ -11,13 +11,11 @@ import shutil
 from pathlib import Path
 
 from indexing.lock import exclusive
+from lookalike.errors import NoSuchVersion
 from lookalike.index_layout import IndexLayout
 
 log = logging.getLogger("lookalike.indexing")
 
-
-class NoSuchVersion(RuntimeError):
-    """The version asked for is not there; the message lists those that are."""
 
 
 def prune_versions(layout: IndexLayout, keep: int) -> list[str]:

@@ -10,7 +10,8 @@ import pytest
 
 from classifier_service.model import Embedder
 from indexing.__main__ import format_summary, main
-from indexing.build import EmptyCatalog, build_index
+from indexing.build import build_index
+from lookalike.errors import EmptyCatalog
 from lookalike.index_layout import IndexLayout, read_items, read_manifest
 
 
@@ -65,6 +66,25 @@ def test_unreadable_files_are_skipped_with_a_reason(small_catalog: Path, tmp_pat
     assert "chair/empty.jpg" in reasons and "lamp/truncated.jpg" in reasons
     assert summary.embedded == 30
     assert "Skipped 2" in format_summary(summary)
+
+
+def test_photos_of_one_product_keep_its_id_and_group_and_rows_that_disagree_are_reported(
+        small_catalog: Path, tmp_path: Path, embedder: Embedder) -> None:
+    catalog = tmp_path / "catalog"
+    shutil.copytree(small_catalog, catalog)
+    lines = (catalog / "products.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    first, second = (next(i for i, line in enumerate(lines) if ",chair/" in line) + n for n in (0, 1))
+    product = lines[first].split(",")[header.index("id")]
+    cells = lines[second].split(",")  # a second photo of the first chair, under another name
+    lines[second] = ",".join([product, cells[1], "Another name", *cells[3:]])
+    (catalog / "products.csv").write_text("\n".join(lines) + "\n")
+    summary = build_index(catalog, tmp_path / "index", embedder=embedder)
+    photos = [i for i in read_items(summary.version_dir) if i.id == product]
+    assert len(photos) == 2 and len({p.name for p in photos}) == 1 and len({p.group_id for p in photos}) == 1
+    assert [d.file for d in summary.disagreements] == [photos[1].file]
+    assert "name differ" in summary.disagreements[0].reason
+    assert "disagree with their product's first row (1)" in format_summary(summary)
 
 
 def test_an_empty_catalogue_says_how_to_fill_it(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ from classifier_service.model import Embedder
 from indexing.__main__ import format_summary, main
 from indexing.build import build_index
 from indexing.cache import CACHE_FILE, EmbeddingCache
-from indexing.lock import IndexBusy, exclusive
+from indexing.lock import exclusive
 from indexing.versions import prune_versions, rollback
+from lookalike.errors import IndexBusy
 from lookalike.index_layout import IndexLayout, read_items, read_manifest
 from tests.support import SHARED
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from indexing.query_set import Query, QuerySetError, read_query_set
+from indexing.query_set import Query, read_query_set
+from lookalike.errors import QuerySetError
 
 
 def test_several_product_ids_separated_by_a_bar_all_count(tmp_path: Path) -> None:

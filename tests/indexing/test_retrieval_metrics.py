@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from indexing.retrieval_metrics import (category_accuracy, confusion_matrix, precision_at, product_recall_at,
-                                        retrieval_metrics)
+from indexing.retrieval_metrics import (
+    category_accuracy,
+    confusion_matrix,
+    precision_at,
+    product_recall_at,
+    retrieval_metrics,
+)
 from lookalike.contracts import Hit
 
 
