@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Settings (CATALOG, INDEX, WEIGHTS, PRECISION, *_PORT) reach the services as environment
 # variables: make passes on those set in the shell or on its command line (`make run WEIGHTS=random`).
 
-.PHONY: install run test index rollback clean constraints bench bench-index
+.PHONY: install run test lint index rollback clean constraints bench bench-index
 
 install: $(STAMP)
 
@@ -19,9 +19,16 @@ $(STAMP): requirements.txt requirements-torch.txt requirements-dev.txt constrain
 	touch $@
 
 run: install
-	$(PY) -m lookalike.stack
+	$(PY) -m supervisor.stack
 
-test: install
+# Style and import order (ruff), then the type hints (mypy: strict on lookalike/, gateway/ and
+# similarity_service/, --check-untyped-defs elsewhere; see pyproject.toml).
+LINTED := lookalike gateway similarity_service classifier_service indexing bench supervisor tools tests
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy $(LINTED)
+
+test: lint
 	$(PY) -m pytest
 
 index: install
@@ -47,6 +54,20 @@ bench-index: install
 eval: install
 	$(PY) -m indexing.eval --index $(or $(INDEX),var/index) --queries $(or $(QUERIES),../shared/furniture/queries) \
 		--out $(or $(EVAL_OUT),eval/out) --weights $(or $(WEIGHTS),auto)
+	$(MAKE) eval-text
+
+# Text search quality (precision@10, recall@10) on eval/text_queries.csv; TEXT_QUERIES names another set.
+# Against the serving index; `make eval-text CATALOG=../shared/furniture/catalog` measures a catalogue's words alone.
+.PHONY: eval-text
+eval-text: install
+	$(PY) -m indexing.text_eval --queries $(or $(TEXT_QUERIES),eval/text_queries.csv) --out $(or $(EVAL_OUT),eval/out) \
+		$(if $(CATALOG),--catalog $(CATALOG),--index $(or $(INDEX),var/index))
 
 clean:
 	rm -rf var test-output
+
+# The real image built and the compose stack run, on this machine's own Docker engine (needs root to
+# start one; skips loudly where none can start, fails with CI=true). See README "Deploy".
+.PHONY: test-deploy
+test-deploy: install
+	PY=$(PY) tools/test_deploy.sh
