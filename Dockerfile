@@ -1,23 +1,27 @@
-# syntax=docker/dockerfile:1
 # One image for every role; the command picks it (module names, run with `python -m`):
 #   classifier_service | similarity_service | gateway (default) | indexing --catalog DIR --index DIR ...
 # No weights and no catalogue inside: $TORCH_HOME, the index and the catalogue are volumes under /data.
 # Every role listens on port 8000 inside its own container. See compose.yaml and README "Deploy".
-FROM python:3.11-slim-bookworm
+# No `# syntax=` line: BuildKit would fetch that frontend from Docker Hub; the one built into Docker
+# (20.10 or later) reads everything here, cache mounts included.
+# BASE_IMAGE: any Debian bookworm with Python 3.11 as `python`; `make test-deploy` builds a stand-in.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 # torch's CPU build: PyPI's torch is the CUDA build, which pulls about 3 GB of NVIDIA libraries.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 
 # The torch pair first, from the CPU index (2.14.1+cpu satisfies requirements.txt's torch==2.14.1);
 # then everything else, pinned, from PyPI. The tests install these same files the same way.
+# pip's downloads go to a BuildKit cache mount: kept between builds, never in the image.
 COPY requirements-torch.txt requirements.txt /tmp/requirements/
-RUN python -m venv /opt/venv \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python -m venv /opt/venv \
  && pip install --index-url "$TORCH_INDEX_URL" -r /tmp/requirements/requirements-torch.txt \
  && pip install -r /tmp/requirements/requirements.txt \
  && rm -rf /tmp/requirements
@@ -25,8 +29,8 @@ RUN python -m venv /opt/venv \
 # A non-root user. The /data folders are created here so that new named volumes mounted on them
 # start out owned by that user (Docker copies ownership into an empty volume).
 RUN useradd --system --user-group --uid 10001 --home-dir /app --no-create-home lookalike \
- && mkdir -p /data/index /data/torch /data/reference_images \
- && chown lookalike:lookalike /data/index /data/torch
+ && mkdir -p /data/index /data/torch /data/reference_images /data/feedback \
+ && chown lookalike:lookalike /data/index /data/torch /data/feedback
 
 WORKDIR /app
 COPY lookalike/ lookalike/

@@ -1,6 +1,8 @@
 """Read the Dockerfile the way the tests need it: its instructions, ENV, COPY sources and command.
 
-Only what this repo's Dockerfile uses: line continuations, comments, JSON-form commands.
+Only what this repo's Dockerfile uses: line continuations, comments, JSON-form commands, an ARG
+before FROM that names the base (read as its default), and RUN flags (dropped: the command is what
+the tests read).
 """
 
 from __future__ import annotations
@@ -52,10 +54,20 @@ class Dockerfile:
 def parse_dockerfile(path: Path) -> Dockerfile:
     text = re.sub(r"\\\n", " ", path.read_text())
     dockerfile = Dockerfile()
+    before_from: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         keyword, _, args = line.partition(" ")
-        dockerfile.instructions.append((keyword.upper(), " ".join(args.split())))
+        keyword, args = keyword.upper(), " ".join(args.split())
+        if keyword == "ARG" and not dockerfile.args("FROM"):
+            name, _, default = args.partition("=")
+            before_from[name] = default
+        elif keyword == "FROM":
+            args = re.sub(r"\$\{?(\w+)\}?", lambda match: before_from.get(match[1], match[0]), args)
+        elif keyword == "RUN":
+            while args.startswith("--"):
+                args = args.partition(" ")[2]
+        dockerfile.instructions.append((keyword, args))
     return dockerfile

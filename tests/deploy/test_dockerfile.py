@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.deploy.dockerfile import Dockerfile, parse_dockerfile
