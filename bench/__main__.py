@@ -1,8 +1,10 @@
 """`make bench`: the bare model and the whole pipeline, measured side by side in one run.
 
-  1. the bare model in this process: images/s at batch 1, 2, 4, 8, 16 (the yardstick);
-  2. bf16 against fp32 for the loaded weights: cosine per image, same top-1 per query;
-  3. an index built from the catalogue with the same weights;
+  1. an index built from the catalogue with the same weights (with PRECISION=int8 or auto, the
+     job quantises and gates an int8 model into it);
+  2. the bare model in this process: images/s at batch 1, 2, 4, 8, 16 (the yardstick), at the
+     served precision and at fp32, bf16 and int8 (`model_img_s_by_precision`);
+  3. bf16 against fp32 for the loaded weights: cosine per image, same top-1 per query;
   4. the three services started as `make run` starts them, then the gateway loaded at each
      concurrency with catalogue-size and with 12 MP phone-size photos;
   5. the similarity service's search alone, and each service's peak RSS.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import platform
 import socket
@@ -33,12 +34,15 @@ from bench.load import LoadFigures, multipart_upload, run_load
 from bench.model import ModelFigures, PrecisionAgreement, compare_precisions, measure_throughput
 from bench.photos import catalogue_size, phone_size, query_files
 from bench.report import LOAD_GENERATOR, Report, write_report
-from classifier_service.model import Embedder
+from classifier_service.int8 import Int8Embedder
+from classifier_service.model import PRECISIONS, Embedder
 from classifier_service.preprocess import load_model_input
 from indexing.build import build_index
 from indexing.catalog import scan_catalog
 from lookalike.contracts import ClassifyResponse, SearchRequest
-from lookalike.stack import SERVICES, start, stop_all, wait_ready
+from lookalike.index_layout import IndexLayout, read_manifest
+from lookalike.settings import ModelSettings
+from supervisor.stack import SERVICES, start, stop_all, wait_ready
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "furniture"
 
@@ -48,8 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalog", type=Path, default=SHARED / "catalog")
     parser.add_argument("--queries", type=Path, default=SHARED / "queries")
-    parser.add_argument("--weights", default=os.environ.get("WEIGHTS") or "auto")
-    parser.add_argument("--precision", default=os.environ.get("PRECISION") or "auto", choices=["auto", "fp32", "bf16"])
+    model = ModelSettings()
+    parser.add_argument("--weights", default=model.weights)
+    parser.add_argument("--precision", default=model.precision, choices=list(PRECISIONS))
+    parser.add_argument("--precisions", default="fp32,bf16,int8",
+                        help="bare-model precisions measured besides the served one (int8 needs an int8 model)")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
     parser.add_argument("--index", type=Path, default=None,
                         help="serve this existing index (built with the same weights) instead of building one")
@@ -121,15 +128,42 @@ def cpu_name() -> str:
     return platform.machine()
 
 
-def measure_model(args: argparse.Namespace, embedder: Embedder,
-                  catalog_root: Path) -> tuple[ModelFigures, PrecisionAgreement | None]:
-    photos = decode_all(embedder, query_files(args.queries, 64))
+def int8_of(index: Path, embedder: Embedder) -> Int8Embedder | None:
+    """The serving version's int8 model, if the indexing job made one."""
+    version = IndexLayout(index).current()
+    manifest = read_manifest(version) if version else None
+    if version is None or manifest is None or manifest.int8 is None:
+        return None
+    return Int8Embedder(version / manifest.int8.file, embedder.info, embedder.preprocessing,
+                        sha256=manifest.int8.sha256)
+
+
+def measure_bare(args: argparse.Namespace, model: Embedder | Int8Embedder, photos: list[np.ndarray]) -> ModelFigures:
     batches = sorted({1, *(int(b) for b in args.batches.split(","))})  # batch 1 is the single-request yardstick
-    say(f"bare model ({embedder.info.weights}, {embedder.precision}, {torch.get_num_threads()} threads): "
+    say(f"bare model ({model.info.weights}, {model.precision}, {torch.get_num_threads()} threads): "
         f"batches {batches}, {args.model_seconds:.0f} s each")
-    figures = measure_throughput(embedder, photos, batches, args.model_seconds)
+    figures = measure_throughput(model, photos, batches, args.model_seconds)
     for size, rate in figures.img_s.items():
         say(f"  batch {size:>2}: {rate:6.1f} img/s")
+    return figures
+
+
+def measure_model(args: argparse.Namespace, embedder: Embedder, index: Path, catalog_root: Path
+                  ) -> tuple[dict[str, ModelFigures], PrecisionAgreement | None]:
+    photos = decode_all(embedder, query_files(args.queries, 64))
+    by_precision: dict[str, ModelFigures] = {}
+    for precision in [p for p in args.precisions.split(",") if p]:
+        model: Embedder | Int8Embedder | None
+        if precision == "int8":
+            model = int8_of(index, embedder)
+            if model is None:
+                say("  int8: this index has no int8 model (PRECISION=int8 makes one); not measured")
+                continue
+        else:
+            model = embedder if precision == embedder.precision else Embedder(args.weights, precision)
+        by_precision[precision] = measure_bare(args, model, photos)
+        del model
+        gc.collect()
     agreement = None
     if args.precision_queries:
         scan = scan_catalog(catalog_root)
@@ -138,7 +172,7 @@ def measure_model(args: argparse.Namespace, embedder: Embedder,
         say(f"bf16 vs fp32: {len(queries)} queries against {len(catalog)} catalogue images")
         agreement = compare_precisions(args.weights, catalog, queries)
         say(f"  min cosine {agreement.min_cosine:.4f}, same top-1 {agreement.same_top1:.1%}")
-    return figures, agreement
+    return by_precision, agreement
 
 
 async def search_alone(similarity: str, gateway_photo: bytes, classifier: str, requests: int) -> LoadFigures:
@@ -158,7 +192,7 @@ async def search_alone(similarity: str, gateway_photo: bytes, classifier: str, r
 
 
 def run_pipeline(args: argparse.Namespace, index: Path, model_id: str) -> tuple[dict[str, list[LoadFigures]],
-                                                                                 LoadFigures, dict[str, float]]:
+                                                                                 LoadFigures, dict[str, float], str]:
     files = query_files(args.queries, args.photos)
     say(f"making {len(files)} phone-size (12 MP) JPEGs from {args.queries}")
     kinds = {"catalogue-size": catalogue_size(files), "phone-size": phone_size(files)}
@@ -175,6 +209,7 @@ def run_pipeline(args: argparse.Namespace, index: Path, model_id: str) -> tuple[
         served = httpx.get(f"{gateway}/readyz").json()["classifier"]["model"]
         if served["model_id"] != model_id:
             raise RuntimeError(f"the classifier serves {served['model_id']}, the bare model was {model_id}")
+        say(f"the classifier serves {served['precision']}")
         def cpu_by_process() -> dict[str, float]:
             return {**{name: cpu_seconds(p.pid) for name, p in processes.items()},
                     LOAD_GENERATOR: time.process_time()}
@@ -193,7 +228,7 @@ def run_pipeline(args: argparse.Namespace, index: Path, model_id: str) -> tuple[
         say(f"  similarity search alone: p50 {search.percentile(50):.2f} ms, p99 {search.percentile(99):.2f} ms")
         rss = {name: round(peak_rss_mb(p.pid), 1) for name, p in processes.items()}
         say(f"  peak RSS (MB): {rss}")
-        return levels, search, rss
+        return levels, search, rss, served["precision"]
     finally:
         stop_all(processes)
 
@@ -204,21 +239,29 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = os.getloadavg()[0]
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # as the classifier service does
     embedder = Embedder(args.weights, args.precision)
-    args.precision = embedder.precision  # the services then run what `auto` resolved to here
+    if args.precision != "int8":
+        args.precision = embedder.precision  # the services then run what `auto` resolved to here
     catalog = limited_catalog(args.catalog, args.catalog_limit, args.out)
-    model, agreement = measure_model(args, embedder, catalog)
     index = args.index
     if index is None:
         index = args.out / "index"
-        say(f"building an index of {catalog} into {index}")
-        build_index(catalog, index, embedder=embedder)
+        say(f"building an index of {catalog} into {index} (PRECISION={args.precision})")
+        summary = build_index(catalog, index, embedder=embedder)
+        say(f"  catalogue embedded at {summary.precision}: {summary.precision_reason}")
+    served_here = read_manifest(IndexLayout(index).require_current()).model.precision
+    if args.precision == "int8" and "int8" not in args.precisions.split(","):
+        args.precisions += ",int8"
+    by_precision, agreement = measure_model(args, embedder, index, catalog)
+    yardstick = by_precision.get(served_here if args.precision == "int8" else embedder.precision) \
+        or by_precision.get(embedder.precision) or measure_bare(args, embedder, decode_all(
+            embedder, query_files(args.queries, 64)))
     model_id = embedder.info.model_id
-    report = Report(weights=embedder.info.weights, precision=embedder.precision, device=str(embedder.device),
+    report = Report(weights=embedder.info.weights, precision=args.precision, device=str(embedder.device),
                     cpu=cpu_name(), cores=len(os.sched_getaffinity(0)),
-                    model=model, agreement=agreement)
+                    model=yardstick, agreement=agreement, by_precision=by_precision)
     del embedder
     gc.collect()
-    report.levels, report.search, report.rss_mb = run_pipeline(args, index, model_id)
+    report.levels, report.search, report.rss_mb, report.served_precision = run_pipeline(args, index, model_id)
     report.load_average = [round(load_at_start, 2), round(os.getloadavg()[0], 2)]
     json_path, md_path = write_report(report, args.out)
     print(md_path.read_text())

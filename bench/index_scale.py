@@ -7,6 +7,12 @@ the exact answer.
 
 The vectors are synthetic (see `Mixture`); a query is a new draw from the same distribution, and
 the exact answer is the Flat index's.
+
+With `--filter-sizes` (default 10^5), the same indexes are searched again with a `where` filter
+that lets `--filter-fraction` (default 1%) of the vectors through, as the similarity service
+searches: an id selector inside Faiss, widening IVF's nprobe until k allowed vectors are found
+(`CategoryIndex.search`). It reports how often all k came back, and recall against the exact
+filtered answer.
 The default is 256 dimensions, standing in for embeddings reduced by PCA, because 10^6 vectors
 of 2048 floats are 8 GB, twice over once the exact index and the approximate one both exist.
 Pass `--dim 2048` on a machine with the memory; Flat's latency and memory grow linearly in d.
@@ -21,12 +27,14 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import faiss
 import numpy as np
+
+from similarity_service.catalog_index import CategoryIndex, ivf_nprobe
 
 CHUNK = 100_000
 
@@ -43,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--nprobe", default="4,8,16,32,64")
+    parser.add_argument("--filter-sizes", default="100000", help="sizes also searched with a filter ('' for none)")
+    parser.add_argument("--filter-fraction", type=float, default=0.01, help="share of vectors the filter lets through")
     parser.add_argument("--threads", type=int, default=1,
                         help="Faiss OpenMP threads; 1 is what the similarity service runs (SIMILARITY_FAISS_THREADS)")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
@@ -104,6 +114,8 @@ class Row:
     p50_ms: float
     p99_ms: float
     recall_at_k: float
+    allowed: float = 1.0  # share of the vectors a filter lets through
+    full_k: float = 1.0  # share of queries that got k results
 
 
 def single_query_latencies(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[float]]:
@@ -115,6 +127,20 @@ def single_query_latencies(index: faiss.Index, queries: np.ndarray, k: int) -> t
         times.append((time.perf_counter() - started) * 1000)
         labels.append(found[0])
     return np.array(labels), times
+
+
+def filtered_latencies(index: faiss.Index, queries: np.ndarray, k: int,
+                       allowed: np.ndarray) -> tuple[np.ndarray, list[float], float]:
+    """As the similarity service searches with a `where` filter; returns labels, times and the share with k results."""
+    category = CategoryIndex(index)
+    labels, times, full = [], [], 0
+    for q in queries:
+        started = time.perf_counter()
+        found = category.search(q, k, allowed)
+        times.append((time.perf_counter() - started) * 1000)
+        full += len(found) == k
+        labels.append([label for label, _ in found] + [-1] * (k - len(found)))
+    return np.array(labels), times, full / len(queries)
 
 
 def recall(found: np.ndarray, exact: np.ndarray) -> float:
@@ -146,6 +172,15 @@ def measure_size(mixture: Mixture, size: int, args: argparse.Namespace) -> list[
     rows = [Row(size, "Flat", None, build_s, memory, float(np.percentile(times, 50)),
                 float(np.percentile(times, 99)), 1.0)]
     say(f"N={size:>9,} Flat: p50 {rows[0].p50_ms:.2f} ms, {memory:.0f} MB")
+    filtered = size in [int(n) for n in args.filter_sizes.split(",") if n]
+    if filtered:
+        rng = np.random.default_rng(7)
+        allowed = np.sort(rng.choice(size, max(args.k, round(size * args.filter_fraction)), replace=False))
+        exact_filtered, times, full = filtered_latencies(flat, queries, args.k, allowed)
+        rows.append(Row(size, "Flat", None, build_s, memory, float(np.percentile(times, 50)),
+                        float(np.percentile(times, 99)), 1.0, args.filter_fraction, full))
+        say(f"N={size:>9,} Flat filtered to {args.filter_fraction:.0%}: p50 {rows[-1].p50_ms:.2f} ms, "
+            f"k results {full:.0%}")
     del flat
     factory = f"IVF{ivf_lists(size)},Flat"
     ivf, build_s, memory = build(factory, mixture, size)
@@ -156,6 +191,15 @@ def measure_size(mixture: Mixture, size: int, args: argparse.Namespace) -> list[
                         float(np.percentile(times, 99)), recall(found, exact)))
         say(f"N={size:>9,} {factory} nprobe={nprobe}: p50 {rows[-1].p50_ms:.2f} ms, "
             f"recall@{args.k} {rows[-1].recall_at_k:.3f}")
+    if filtered:
+        nprobe = ivf_nprobe(ivf_lists(size))  # what the indexing job saves with the index
+        faiss.extract_index_ivf(ivf).nprobe = nprobe
+        found, times, full = filtered_latencies(ivf, queries, args.k, allowed)
+        rows.append(Row(size, factory, nprobe, build_s, memory, float(np.percentile(times, 50)),
+                        float(np.percentile(times, 99)), recall(found, exact_filtered), args.filter_fraction, full))
+        say(f"N={size:>9,} {factory} nprobe={nprobe}, widened by 1/sqrt(share allowed), filtered to "
+            f"{args.filter_fraction:.0%}: "
+            f"p50 {rows[-1].p50_ms:.2f} ms, k results {full:.0%}, recall@{args.k} {rows[-1].recall_at_k:.3f}")
     del ivf
     return rows
 
@@ -165,11 +209,13 @@ def as_markdown(rows: list[Row], args: argparse.Namespace) -> str:
     lines = [f"{args.dim}-d synthetic vectors in one category, {args.queries} single-vector queries, "
              f"k={args.k}, Faiss threads {faiss.omp_get_max_threads()}, load average {load:.1f} "
              f"on {os.cpu_count()} CPUs{'' if load < (os.cpu_count() or 1) else ' (NOT quiet: timings are noise)'}.", "",
-             f"| vectors | index | nprobe | build s | memory MB | p50 ms | p99 ms | recall@{args.k} |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+             f"| vectors | index | nprobe | filter lets through | build s | memory MB | p50 ms | p99 ms "
+             f"| recall@{args.k} | got k |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r.size:,} | {r.index} | {r.nprobe or ''} | {r.build_s:.1f} | {r.memory_mb:.0f} "
-                     f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.recall_at_k:.3f} |")
+        lines.append(f"| {r.size:,} | {r.index} | {r.nprobe or ''} | {'' if r.allowed == 1 else f'{r.allowed:.0%}'} "
+                     f"| {r.build_s:.1f} | {r.memory_mb:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.recall_at_k:.3f} "
+                     f"| {r.full_k:.0%} |")
     return "\n".join(lines) + "\n"
 
 

@@ -11,8 +11,8 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import httpx
 import numpy as np
@@ -49,7 +49,7 @@ class LoadFigures:
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
-    def summary(self) -> dict[str, float | int | dict[str, int]]:
+    def summary(self) -> dict[str, float | int | dict[str, int] | dict[str, float]]:
         return {"concurrency": self.concurrency, "img_s": round(self.img_s, 2), "requests": self.completed,
                 "errors": self.errors, "error_kinds": self.error_kinds,
                 "p50_ms": round(self.percentile(50), 1), "p95_ms": round(self.percentile(95), 1),
@@ -100,6 +100,8 @@ async def run_load(url: str, uploads: list[Upload], concurrency: int, seconds: f
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        cpu, *_ = await asyncio.gather(cpu_in_window(), *(client(w, http) for w in range(concurrency)))
+        measuring = asyncio.ensure_future(cpu_in_window())
+        await asyncio.gather(*(client(w, http) for w in range(concurrency)))
+        cpu = await measuring
     per_request = {name: 1000 * used / completed for name, used in cpu.items()} if completed else {}
     return LoadFigures(concurrency, seconds, completed, sum(errors.values()), latencies, dict(errors), per_request)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from classifier_service.int8 import Int8Embedder
 from classifier_service.model import Embedder
 
 CHUNK = 32
@@ -35,7 +36,7 @@ class ModelFigures:
         return 1000 / self.img_s[1]
 
 
-def measure_throughput(embedder: Embedder, images: list[np.ndarray], batches: list[int],
+def measure_throughput(embedder: Embedder | Int8Embedder, images: list[np.ndarray], batches: list[int],
                        seconds: float) -> ModelFigures:
     """Forward passes back to back for `seconds` per batch size, after two warm-up passes.
 
@@ -46,7 +47,8 @@ def measure_throughput(embedder: Embedder, images: list[np.ndarray], batches: li
         return thread.submit(_throughput, embedder, images, batches, seconds).result()
 
 
-def _throughput(embedder: Embedder, images: list[np.ndarray], batches: list[int], seconds: float) -> ModelFigures:
+def _throughput(embedder: Embedder | Int8Embedder, images: list[np.ndarray], batches: list[int],
+                seconds: float) -> ModelFigures:
     rates = {}
     for size in batches:
         batch = [images[i % len(images)] for i in range(size)]

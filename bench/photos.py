@@ -36,8 +36,8 @@ def phone_size(files: list[Path]) -> list[bytes]:
     """Each photo upscaled to cover 4032×3024 (or 3024×4032 when upright), centre-cropped, JPEG q90."""
     bodies = []
     for f in files:
-        with Image.open(f) as img:
-            img = img.convert("RGB")
+        with Image.open(f) as opened:
+            img = opened.convert("RGB")
             target = PHONE_SIZE if img.width >= img.height else PHONE_SIZE[::-1]
             scale = max(target[0] / img.width, target[1] / img.height)
             big = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BICUBIC)

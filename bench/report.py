@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.load import LoadFigures
@@ -15,6 +15,10 @@ HEADLINE_KIND = "phone-size"
 LOAD_GENERATOR = "load generator"  # the bench's own process, which shares the cores with the services
 SINGLE_REQUEST_SLACK_MS = 25.0
 RATIO_TARGET = 0.85
+INT8_OVER_BF16_TARGET = 1.6
+E2E_OVER_BF16_TARGET = 1.3
+FRONT_CORE_MS_TARGET = 3.0
+CATALOGUE_KIND = "catalogue-size"
 
 
 @dataclass
@@ -31,6 +35,10 @@ class Report:
     rss_mb: dict[str, float] = field(default_factory=dict)
     load_average: list[float] = field(default_factory=list)
     """1-minute load average at the start and at the end, for the record."""
+    by_precision: dict[str, ModelFigures] = field(default_factory=dict)
+    """The bare model at each precision it could run here (int8 only where the index has an int8 model)."""
+    served_precision: str = ""
+    """What the classifier served during the pipeline runs, from its /readyz."""
 
     @property
     def quiet(self) -> bool:
@@ -47,6 +55,34 @@ class Report:
         return min(self.levels[HEADLINE_KIND], key=lambda f: f.concurrency)
 
     @property
+    def catalogue_c16(self) -> LoadFigures | None:
+        return next((f for f in self.levels.get(CATALOGUE_KIND, []) if f.concurrency == 16), None)
+
+    def front_core_ms(self) -> float | None:
+        """Gateway plus similarity CPU per search, catalogue-size photos at concurrency 16."""
+        f = self.catalogue_c16
+        return f.cpu_ms.get("gateway", 0) + f.cpu_ms.get("similarity", 0) if f and f.cpu_ms else None
+
+    def precision_targets(self) -> dict[str, dict[str, float | bool]]:
+        """The int8 issue's goals, where this run measured what they need."""
+        rates = {p: f.best_img_s for p, f in self.by_precision.items()}
+        goals: dict[str, dict[str, float | bool]] = {}
+        if "int8" in rates and "bf16" in rates:
+            ratio = rates["int8"] / rates["bf16"]
+            goals["int8_over_bf16_model"] = {"value": round(ratio, 3), "target": INT8_OVER_BF16_TARGET,
+                                             "met": ratio >= INT8_OVER_BF16_TARGET}
+        c16 = self.catalogue_c16
+        if c16 and "bf16" in rates:
+            ratio = c16.img_s / rates["bf16"]
+            goals["e2e_catalogue_c16_over_bf16_model"] = {"value": round(ratio, 3), "target": E2E_OVER_BF16_TARGET,
+                                                          "met": ratio >= E2E_OVER_BF16_TARGET}
+        front = self.front_core_ms()
+        if front is not None:
+            goals["gateway_plus_similarity_core_ms"] = {"value": round(front, 2), "target": FRONT_CORE_MS_TARGET,
+                                                        "met": front <= FRONT_CORE_MS_TARGET}
+        return goals
+
+    @property
     def errors(self) -> int:
         return sum(f.errors for figures in self.levels.values() for f in figures)
 
@@ -58,6 +94,7 @@ class Report:
             "single_request_p50_ms": {"value": round(self.single.percentile(50), 1), "target": round(single_limit, 1),
                                       "met": self.single.percentile(50) <= single_limit},
             "errors": {"value": self.errors, "target": 0, "met": self.errors == 0},
+            **self.precision_targets(),
         }
 
     def as_json(self) -> dict[str, object]:
@@ -70,14 +107,19 @@ class Report:
             "p99_ms": round(head.percentile(99), 1),
             "errors": self.errors,
             "rss_mb": self.rss_mb,
+            "model_img_s_by_precision": {p: round(f.best_img_s, 2) for p, f in self.by_precision.items()},
+            "served_precision": self.served_precision,
+            "e2e_catalogue_c16_img_s": round(self.catalogue_c16.img_s, 2) if self.catalogue_c16 else None,
             "targets": self.targets(),
             "details": {
-                "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
                 "weights": self.weights, "precision": self.precision, "device": self.device,
                 "cpu": self.cpu, "cores": self.cores, "load_average": self.load_average, "quiet": self.quiet,
                 "headline": f"{HEADLINE_KIND} photos at concurrency {head.concurrency}",
                 "model": {"img_s_by_batch": {str(k): round(v, 2) for k, v in self.model.img_s.items()},
                           "best_batch": self.model.best_batch, "batch1_ms": round(self.model.batch1_ms, 1)},
+                "model_by_precision": {p: {"img_s_by_batch": {str(k): round(v, 2) for k, v in f.img_s.items()},
+                                           "best_batch": f.best_batch} for p, f in self.by_precision.items()},
                 "e2e": {kind: [f.summary() for f in figures] for kind, figures in self.levels.items()},
                 "similarity_search": self.search.summary() if self.search else None,
                 "bf16_vs_fp32": self.agreement.summary() if self.agreement else None,
@@ -96,6 +138,10 @@ class Report:
             f"| bare model, batch 1 | {m.img_s[1]:.1f} | {m.batch1_ms:.1f} | | | | |",
             f"| bare model, best batch ({m.best_batch}) | {m.best_img_s:.1f} | | | | | 1.00 |",
         ]
+        lines[0] += f" Served precision: `{self.served_precision}`."
+        for precision, bare in self.by_precision.items():
+            lines.append(f"| bare model {precision}, best batch ({bare.best_batch}) | {bare.best_img_s:.1f} | "
+                         f"{1000 / bare.img_s[1]:.1f} (batch 1) | | | | {bare.best_img_s / m.best_img_s:.2f} |")
         for kind, figures in self.levels.items():
             for f in figures:
                 lines.append(f"| gateway, {kind}, concurrency {f.concurrency} | {f.img_s:.1f} | {f.percentile(50):.1f} "

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import httpx
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "furniture"
@@ -27,6 +31,14 @@ def write_csv(path: Path, rows: list[dict[str, str]], fieldnames: list[str] | No
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def clusters(n_per: int = 30, dim: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three well-separated clusters of embeddings and their labels, for fitting a head."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, dim)) * 3
+    x = np.concatenate([c + rng.normal(size=(n_per, dim)) for c in centres]).astype(np.float32)
+    return x, np.repeat(np.arange(3), n_per)
 
 
 def free_port() -> int:
@@ -51,6 +63,18 @@ def wait_until_ok(url: str, processes: dict[str, subprocess.Popen[bytes]], logs:
     raise TimeoutError(f"{url} not 200 in {timeout_s} s; logs in {logs}")
 
 
+PORT_VARIABLES = {"classifier_service": "CLASSIFIER_PORT", "similarity_service": "SIMILARITY_PORT",
+                  "gateway": "GATEWAY_PORT"}
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One more process of a service, beside the three: e.g. a second classifier."""
+
+    module: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Services:
     """The three services as real processes; tests may stop and restart one."""
@@ -60,7 +84,8 @@ class Services:
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. short timeouts for fault tests
-    modules: ClassVar[dict[str, str]] = {"classifier": "classifier_service", "similarity": "similarity_service", "gateway": "gateway"}
+    modules: ClassVar[dict[str, str]] = {"classifier": "classifier_service", "similarity": "similarity_service",
+                                         "gateway": "gateway"}
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -74,12 +99,15 @@ class Services:
                 "CLASSIFIER_PORT": str(self.ports["classifier"]), "SIMILARITY_PORT": str(self.ports["similarity"]),
                 "GATEWAY_PORT": str(self.ports["gateway"]), **self.extra_env}
 
-    def start(self, name: str, module: str | None = None, env: dict[str, str] | None = None) -> None:
-        """Start `name`; a further replica passes the module it runs and its own settings."""
+    def start(self, name: str, module: str | None = None, env: Mapping[str, str] | None = None) -> None:
+        """Start `name`; a further replica passes the module it runs, and listens on its own port."""
+        module = module or self.modules[name]
         self.ports.setdefault(name, free_port())
-        log = open(self.logs / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", module or self.modules[name]], cwd=REPO,
-                                                env={**self.env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+        own_port = {PORT_VARIABLES[module]: str(self.ports[name])}
+        with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.processes[name] = subprocess.Popen([sys.executable, "-m", module], cwd=REPO,
+                                                    env={**self.env(), **own_port, **(env or {})},
+                                                    stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self, name: str) -> None:
         process = self.processes.pop(name)
@@ -108,17 +136,68 @@ class Services:
             self.stop(name)
 
     @contextmanager
-    def running(self) -> Iterator[Services]:
-        """The three services on free ports, started and ready; all stopped afterwards."""
-        self.ports = {name: free_port() for name in self.modules}
-        for name in self.modules:
-            self.start(name)
+    def running(self, names: Sequence[str] | None = None, *, replicas: Mapping[str, Replica] | None = None,
+                env: Mapping[str, Mapping[str, str]] | None = None, ready: Sequence[str] = ("gateway",),
+                alive: Sequence[str] = ()) -> Iterator[Services]:
+        """Start `names` (default: all three) and `replicas` on free ports; stop them all afterwards.
+
+        `env` adds settings for one service; waits until each of `ready` answers /readyz, and each
+        of `alive` (services that cannot be ready) answers /healthz. Ports set beforehand are kept,
+        so a second gateway can share another stack's services.
+        """
+        replicas = replicas or {}
+        for name in [*self.modules, *replicas]:
+            self.ports.setdefault(name, free_port())
         try:
-            self.wait_ready()
+            for name in self.modules if names is None else names:
+                self.start(name, env=(env or {}).get(name))
+            for name, replica in replicas.items():
+                self.start(name, replica.module, {**replica.env, **(env or {}).get(name, {})})
+            for name in ready:
+                self.wait_ready(name)
+            for name in alive:
+                self.wait_ready(name, path="/healthz")
             yield self
         finally:
             self.stop_all()
 
-    def wait_ready(self, name: str = "gateway", timeout_s: float = 120, path: str = "/readyz") -> None:
+    def wait_ready(self, name: str = "gateway", timeout_s: float = 300, path: str = "/readyz") -> None:
         """Until `name` answers 200 on `path`; `path="/healthz"` waits for a service that cannot be ready."""
         wait_until_ok(self.url(name) + path, self.processes, self.logs, timeout_s)
+
+
+def postgres_binary(name: str) -> Path | None:
+    """initdb or pg_ctl: on PATH, else where Debian's postgresql package puts them."""
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else None
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL on a free loopback port in a temp dir; yields its URL, stops and deletes it after.
+
+    initdb refuses to run as root, so as root the server runs as the `postgres` user (Debian's
+    package creates it) in a directory that user owns.
+    """
+    initdb, pg_ctl = postgres_binary("initdb"), postgres_binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        raise FileNotFoundError("PostgreSQL is not installed: `apt-get install postgresql` (.ci/run does)")
+    root = Path(tempfile.mkdtemp(prefix="lookalike-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", free_port()
+    subprocess.run([*as_user, str(initdb), "-D", str(data), "-U", "lookalike", "--auth=trust", "-E", "UTF8",
+                    "--no-sync"], check=True, capture_output=True)
+    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c fsync=off"
+    subprocess.run([*as_user, str(pg_ctl), "-D", str(data), "-l", str(root / "server.log"), "-o", options, "-w",
+                    "-t", "60", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://lookalike@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(pg_ctl), "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
