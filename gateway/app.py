@@ -153,12 +153,18 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         k: int = Query(10, ge=1, le=MAX_K, description="How many products to return."),
         category: str | None = Query(None, description="Search only this category."),
         where: Where = None,
+        like: Liked = None,
+        unlike: Unliked = None,
     ) -> TextSearchResult:
         """Products by words: names, categories, the catalogue's text columns and ImageNet tags, with synonyms.
 
         What shoppers' votes taught these words is blended into the bm25 ranking (`learned: true`).
+        With `like` or `unlike` the search is refined instead: the mean vector of the words' top
+        products moves toward the liked and away from the unliked, and ranks (`refined: true`).
         """
-        found = await pipeline.search_text(q, k, category or None, where)
+        found = await pipeline.search_text(q, k, category or None, where, like=like, unlike=unlike)
+        if found.refined:
+            return found  # ranked by the shopper's own marks, not by words the votes could re-weigh
         try:
             learnt = await votes.rerank(q, found.results, k)
         except FeedbackUnavailable:

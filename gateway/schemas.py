@@ -42,13 +42,15 @@ class SearchResult(BaseModel):
 
 
 class TextSearchResult(BaseModel):
-    """Products found by words alone: the same results as a photo search, ranked by bm25."""
+    """Products found by words alone: the same results as a photo search, ranked by bm25 (or refined)."""
 
     q: str
     category: str | None = Field(description="The category searched, or None for all of them.")
     results: list[Result] = Field(description="Best match first.")
     index_version: str
     timings_ms: dict[str, float] = Field(description="`search` and `total`.")
+    refined: bool = Field(False, description="Refined by `like` / `unlike`: the words' top products' mean vector, "
+                          "moved toward the liked and away from the unliked, ranks the results by cosine similarity.")
 
 
 class SimilarItems(BaseModel):

@@ -113,18 +113,23 @@ class SearchPipeline:
             q=q,
         )
 
-    async def search_text(self, q: str, k: int, category: str | None,
-                          where: list[str] | None = None) -> TextSearchResult:
-        """Products by words alone: the similarity service's text index, ranked by bm25."""
+    async def search_text(self, q: str, k: int, category: str | None, where: list[str] | None = None, *,
+                          like: list[str] | None = None, unlike: list[str] | None = None) -> TextSearchResult:
+        """Products by words alone: the similarity service's text index, ranked by bm25.
+
+        `like` and `unlike` refine it: the words' top products' mean vector moves (Rocchio) and ranks.
+        """
         query_words(q)
         started = time.perf_counter()
-        params: dict[str, str | int | list[str]] = {"q": q, "k": k, "where": where or []}
+        params: dict[str, str | int | list[str]] = {"q": q, "k": k, "where": where or [], "like": like or [],
+                                                    "unlike": unlike or []}
         if category is not None:
             params["category"] = category
         found = await self.similarity.model("GET", "/v1/search/text", TextSearchResponse, params=params)
         total = (time.perf_counter() - started) * 1000
         return TextSearchResult(q=q, category=found.category, results=_results(found.hits),
-                                index_version=found.index_version, timings_ms={"search": total, "total": total})
+                                index_version=found.index_version, timings_ms={"search": total, "total": total},
+                                refined=found.refined)
 
     async def similar_to_item(self, item_id: str, k: int, *, where: list[str] | None = None,
                               min_score: float | None = None) -> SimilarItems:

@@ -191,6 +191,8 @@ class TextSearchResponse(BaseModel):
     category: str | None
     hits: list[Hit]
     index_version: str
+    refined: bool = Field(False, description="Refined by liked or unliked products: ranked by cosine similarity "
+                          "to the moved query, not by bm25.")
 
 
 class Readiness(BaseModel):

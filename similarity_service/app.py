@@ -10,7 +10,7 @@ import faiss
 from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse
 
-from lookalike.contracts import MAX_K, CatalogColumns, SearchRequest, SearchResponse, SimilarityReadiness, TextSearchResponse
+from lookalike.contracts import MAX_EXAMPLES, MAX_K, CatalogColumns, SearchRequest, SearchResponse, SimilarityReadiness, TextSearchResponse
 from lookalike.manifest import CatalogItem
 from lookalike.served_version import ServedVersion
 from lookalike.service import create_service, error_responses, from_state, metrics_of, state_getter
@@ -22,6 +22,7 @@ ERRORS = error_responses(404, 422, 503)
 Serving = ServedVersion[CatalogIndex]
 ServingDep = Annotated[Serving, from_state("serving", ServedVersion)]
 Where = Annotated[list[str] | None, Query(description="Filters `column<op>value`; see /v1/columns.")]
+Marks = Annotated[list[str] | None, Query(max_length=MAX_EXAMPLES, description="Product ids, at most 20.")]
 
 
 def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
@@ -78,11 +79,19 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
     @app.get("/v1/search/text", response_model=TextSearchResponse, responses=ERRORS)
     async def search_text(serving: ServingDep, q: str = Query("", description="Words to search for."),
                           k: int = Query(10, ge=1, le=MAX_K), category: str | None = None,
-                          where: Where = None) -> TextSearchResponse:
-        """The k products best matching the words (bm25 over names, categories, text columns, tags), passing `where`."""
+                          where: Where = None, like: Marks = None, unlike: Marks = None) -> TextSearchResponse:
+        """The k products best matching the words (bm25 over names, categories, text columns, tags), passing `where`.
+
+        With `like` or `unlike`, the words' top products' mean vector moves by Rocchio's rule and the
+        vectors rank the results (`refined`); unliked products are left out.
+        """
         catalog = serving.require()
-        hits = catalog.text_search(q, k, category or None, where)
-        return TextSearchResponse(query=q, category=category or None, hits=hits, index_version=catalog.version)
+        if like or unlike:
+            hits = catalog.refine_text(q, k, like or [], unlike or [], weights, category=category or None, where=where)
+        else:
+            hits = catalog.text_search(q, k, category or None, where)
+        return TextSearchResponse(query=q, category=category or None, hits=hits, index_version=catalog.version,
+                                  refined=bool(like or unlike))
 
     @app.get("/v1/items/{item_id}", response_model=CatalogItem, responses=ERRORS)
     async def item(item_id: str, serving: ServingDep) -> CatalogItem:

@@ -34,6 +34,7 @@ from lookalike.errors import (
 from lookalike.index_layout import index_file, read_items, read_manifest
 from lookalike.manifest import CatalogItem, Manifest
 from similarity_service.filters import ColumnTable, Filter, parse_filters
+from similarity_service.refine import RocchioWeights, rocchio
 from similarity_service.text_index import TextIndex
 
 log = logging.getLogger("lookalike.similarity")
@@ -335,6 +336,26 @@ class CatalogIndex:
             if len(best) >= k or len(matches) < wanted:
                 return list(best.values())[:k]
             wanted *= 4
+
+    def refine_text(self, q: str, k: int, like: list[str], unlike: list[str], weights: RocchioWeights, *,
+                    category: str | None = None, where: list[str] | None = None) -> list[Hit]:
+        """A search by words, refined by the shopper's marks and ranked by the vectors.
+
+        The words' query vector is the mean of their top k products' vectors; Rocchio moves it
+        toward the liked products and away from the unliked. It is searched in `category`, else in
+        the categories of those products and the liked ones, and unliked products never come back.
+        Words that match nothing start from the liked products alone.
+        """
+        top = self.text_search(q, k, category, where)
+        liked, unliked = self.product_vectors(like), self.product_vectors(unlike)
+        if not top and not like:
+            return []  # nothing to start from, nothing to move toward
+        start = self.product_vectors([hit.id for hit in top])
+        query = start.mean(axis=0) if len(start) else np.zeros(liked.shape[1], np.float32)
+        moved = rocchio(query, liked, unliked, weights)
+        searched = [category] if category else sorted({hit.category for hit in top} | {self.item(i).category for i in like})
+        hits = [hit for c in searched for hit in self.search(c, moved, k, frozenset(unlike), where=where)]
+        return sorted(hits, key=lambda hit: hit.score, reverse=True)[:k]
 
     def product_vectors(self, item_ids: list[str]) -> np.ndarray:
         """One vector per product, the normalised mean of its photos' vectors: (len(item_ids), d).

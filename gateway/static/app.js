@@ -33,7 +33,8 @@ const state = {
   retry: null,        // what "Try again" repeats
   notice: null,       // "empty" or "unavailable" while the notice shows
   requestId: 0,       // answers to superseded requests are dropped
-  marks: new Map(),   // product id -> "like" | "unlike", for this photo: what "Refine" sends
+  marks: new Map(),   // product id -> "like" | "unlike", for this photo or these words: what "Refine" sends
+  markedWords: null,  // the words the marks were made on, when there is no photo
   box: null,          // the region of the photo to search, {x0, y0, x1, y1} as fractions, or null: all of it
   category: null,     // the category the shopper chose for the photo, or null: the classifier's
   similarTo: null,    // the product shown by "more like this", so a filter change searches it again
@@ -252,12 +253,15 @@ async function searchPhoto(category, refine = false) {
 
 // ---- marking results: "like" and "not like this" ---------------------------------------------------------------
 
-/** Tell the server, for later shoppers; the search itself is refined from `state.marks` alone. */
+/** Tell the server, for later shoppers; the search itself is refined from `state.marks` alone.
+ *  A vote on a search by words teaches those words; a vote on a photo's results, its category. */
 function sendVote(item, vote) {
+  const byWords = !state.photo && state.words;
   const category = state.photoResult ? state.photoResult.body.category : item.category;
   fetch("/api/v1/feedback", {
     method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ query: null, category, item_id: item.id, vote }),
+    body: JSON.stringify(byWords ? { query: state.words, item_id: item.id, vote }
+      : { query: null, category, item_id: item.id, vote }),
   }).catch(() => {}); // a vote that is not saved loses nothing on this page
 }
 
@@ -343,13 +347,25 @@ function showWordsChip() {
   els.wordsChipRow.hidden = !state.words;
 }
 
-async function searchWords() {
+async function searchWords(refine = false) {
+  if (!refine && state.markedWords !== state.words) state.marks.clear(); // marks belong to the words they were made on
+  state.markedWords = state.words;
   const params = new URLSearchParams({ q: state.words, k: String(RESULTS) });
-  const body = await callApi(`/api/v1/search/text?${params}`, {}, `Searching for “${state.words}”…`, searchWords);
+  if (refine) {
+    for (const id of marked("like")) params.append("like", id);
+    for (const id of marked("unlike")) params.append("unlike", id);
+  }
+  const busyText = refine ? "Refining your results…" : `Searching for “${state.words}”…`;
+  const body = await callApi(`/api/v1/search/text?${params}`, {}, busyText, () => searchWords(refine));
   if (!body) return;
   els.decision.hidden = true;
   els.back.hidden = true;
-  renderResults(`Products matching “${body.q}”`, body.results, "", false, "match");
+  if (body.refined) {
+    renderResults(`Products like the ones you liked, for “${body.q}”`, body.results, "", true);
+    showStatus(`Found ${body.results.length} products like the ones you liked.`);
+    return;
+  }
+  renderResults(`Products matching “${body.q}”`, body.results, "", true, "match");
   showStatus(body.results.length ? `Found ${body.results.length} products for “${body.q}”.`
     : `No products match “${body.q}”. Try fewer or other words.`);
 }
@@ -658,6 +674,7 @@ els.wordsChip.addEventListener("click", () => {
 els.retry.addEventListener("click", () => state.retry && state.retry());
 els.refineButton.addEventListener("click", () => {
   if (state.photo && state.photoResult) searchPhoto(state.photoResult.chosen, true);
+  else if (state.words) searchWords(true);
 });
 els.back.addEventListener("click", () => {
   showPhotoResult();

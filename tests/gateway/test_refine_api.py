@@ -59,3 +59,16 @@ def test_an_unknown_product_or_too_many_marks_is_a_422(services: Services, photo
     assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "not_in_catalog"
     too_many = search(services, photo, unlike=[f"x{i}" for i in range(21)])
     assert too_many.status_code == 422 and "20" in too_many.json()["error"]["message"]
+
+
+def test_a_text_search_is_refined_by_marks_too_and_leaves_the_unliked_out(services: Services) -> None:
+    def text(**params: Any) -> httpx.Response:
+        return httpx.get(f"{services.gateway}/api/v1/search/text", params={"q": "chair", "k": 6, **params}, timeout=60)
+
+    plain = text()
+    assert plain.json()["refined"] is False
+    refined = text(like=ids(plain)[1], unlike=ids(plain)[0])
+    assert refined.json()["refined"] is True and ids(plain)[0] not in ids(refined)
+    assert all(r["category"] == "chair" for r in refined.json()["results"])
+    unknown = text(unlike="no-such-product")
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "not_in_catalog"

@@ -103,3 +103,39 @@ def test_a_like_that_outweighs_the_photo_brings_the_liked_product_and_its_neighb
     neighbours = [hit.id for hit in catalog.search("chair", catalog.product_vectors([liked])[0], 3)]
     assert refined[0] == liked and set(refined[:3]) == set(neighbours)
     assert plain[0] == chairs[0] and plain != refined
+
+
+def test_refined_words_start_from_the_mean_of_their_top_products_and_move_by_the_rule(catalog: CatalogIndex) -> None:
+    top = [hit.id for hit in catalog.text_search("chair", 6)]
+    liked, unliked = top[3], top[0]
+    start = catalog.product_vectors(top).mean(axis=0)
+    expected = rocchio(start, catalog.product_vectors([liked]), catalog.product_vectors([unliked]))
+    hits = catalog.refine_text("chair", 6, [liked], [unliked], RocchioWeights())
+    # A result stands for a variant group, and the unliked product's group leaves with it.
+    groups = {photos[0].group for photos in catalog.products.photos.values() if photos[0].category == "chair"}
+    assert unliked not in {hit.id for hit in hits} and len(hits) == min(6, len(groups) - 1)
+    vectors = dict(zip([hit.id for hit in hits], catalog.product_vectors([hit.id for hit in hits])))
+    assert [hit.score for hit in hits] == pytest.approx([float(vectors[h.id] @ expected) for h in hits], abs=1e-5)
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+
+
+def test_words_the_catalogue_lacks_start_from_the_liked_products_alone(catalog: CatalogIndex) -> None:
+    assert catalog.text_search("nursery", 6) == []
+    lamp = sorted(p for p, photos in catalog.products.photos.items() if photos[0].category == "lamp")[2]
+    hits = catalog.refine_text("nursery", 6, [lamp], [], RocchioWeights())
+    assert hits[0].id == lamp and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert {hit.category for hit in hits} == {"lamp"}
+    assert catalog.refine_text("nursery", 6, [], [lamp], RocchioWeights()) == []  # nothing to move from
+
+
+def test_the_service_refines_words_by_marks_and_says_so(built_index: Path, catalog: CatalogIndex) -> None:
+    top = [hit.id for hit in catalog.text_search("chair", 6)]
+    with similarity(built_index) as client:
+        plain = client.get("/v1/search/text", params={"q": "chair", "k": 6}).json()
+        refined = client.get("/v1/search/text", params={"q": "chair", "k": 6, "like": top[2], "unlike": top[0]})
+        unknown = client.get("/v1/search/text", params={"q": "chair", "like": "no-such-product"})
+        too_many = client.get("/v1/search/text", params={"q": "chair", "unlike": [f"x{i}" for i in range(21)]})
+    assert plain["refined"] is False and refined.json()["refined"] is True
+    assert top[0] not in [hit["id"] for hit in refined.json()["hits"]]
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "not_in_catalog"
+    assert too_many.status_code == 422

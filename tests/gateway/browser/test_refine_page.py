@@ -81,3 +81,27 @@ def test_marks_work_from_the_keyboard_and_by_touch(page: Page, phone: Page, serv
     unlike.tap()
     expect(unlike).to_have_attribute("aria-pressed", "true")
     expect(phone.get_by_role("button", name="Refine", exact=True)).to_be_enabled()
+
+
+def test_results_of_words_are_marked_taught_and_refined_too(page: Page, services: Services,
+                                                           screenshot: ScreenShot) -> None:
+    page.goto(services.gateway + "/")
+    page.get_by_label("Search by words").fill("chair")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_have_text(re.compile(r"Found \d+ products for “chair”"))
+    before = card_ids(page)
+    cards = page.locator("#results li")
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/feedback")) as liked:
+        cards.nth(1).get_by_role("button", name=re.compile("^Like")).click()
+    assert liked.value.status == 201, liked.value.text()
+    assert json.loads(liked.value.request.post_data or "{}") == {"query": "chair", "item_id": before[1], "vote": "like"}
+    cards.nth(0).get_by_role("button", name=re.compile("^Not like this")).click()
+
+    with page.expect_response(lambda r: "/api/v1/search/text" in r.url) as answer:
+        page.get_by_role("button", name="Refine", exact=True).click()
+    query = parse_qs(urlparse(answer.value.url).query)
+    assert query["like"] == [before[1]] and query["unlike"] == [before[0]] and query["q"] == ["chair"]
+    expect(page.locator("#status")).to_have_text(re.compile(r"Found \d+ products like the ones you liked"))
+    assert before[0] not in card_ids(page)
+    expect(page.locator(f'#results li[data-id="{before[1]}"] .mark-like')).to_have_attribute("aria-pressed", "true")
+    screenshot(page, "desktop-words-refined")
