@@ -157,6 +157,10 @@ class FeedbackStore:
         stored_query = PHOTO_QUERY if query is None else normalise_query(query)
 
         def work(connection: Connection) -> None:
+            if not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already queues every writer
+                # Replicas check the same session's rate at once: without a lock each could see 29 of 30
+                # and both insert. A transaction-scoped advisory lock on the session queues them.
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(int(session[:15], 16))))
             mine = events.c.session == session
             recent = connection.execute(
                 sa.select(sa.func.count(), sa.func.min(events.c.created_at))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,24 @@ def test_a_session_over_its_rate_is_refused_with_retry_after(feedback_db_url: st
     assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "50"
     store.record("other-client", "lamp", None, "lamp-9", "like", now=NOW + 10)  # others are not slowed
     store.record("fast-client", "lamp", None, "lamp-9", "like", now=NOW + 61)  # a minute later it may go on
+
+
+def test_replicas_voting_for_one_session_at_once_let_no_extra_vote_past_the_rate(feedback_db_url: str) -> None:
+    """Two stores (two gateway replicas) and eight threads each: the count and the insert are one step."""
+    replicas = [open_store(feedback_db_url, per_minute=10), open_store(feedback_db_url, per_minute=10)]
+
+    def vote(attempt: int) -> bool:
+        try:
+            replicas[attempt % 2].record("racing-client", "seat", None, f"chair-{attempt}", "like", now=NOW)
+        except FeedbackRateLimited:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        stored = sum(pool.map(vote, range(60)))
+    with replicas[0].engine.connect() as connection:
+        kept = connection.execute(sa.text("SELECT count(*) FROM feedback_events")).scalar_one()
+    assert stored == kept == 10
 
 
 def test_a_session_can_keep_only_so_many_votes(feedback_db_url: str) -> None:
