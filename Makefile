@@ -55,6 +55,13 @@ eval: install
 	$(PY) -m indexing.eval --index $(or $(INDEX),var/index) --queries $(or $(QUERIES),../shared/furniture/queries) \
 		--out $(or $(EVAL_OUT),eval/out) --weights $(or $(WEIGHTS),auto)
 	$(MAKE) eval-text
+	$(MAKE) eval-feedback
+
+# Simulated shoppers teach words the catalogue lacks ("couch" without synonyms): p@20 per round, learnt text
+# associations and Refine reported apart. In process, on a view of the serving index; its feedback is untouched.
+.PHONY: eval-feedback
+eval-feedback: install
+	$(PY) -m indexing.feedback_eval --index $(or $(INDEX),var/index) --out $(or $(EVAL_OUT),eval/out)
 
 # Text search quality (precision@10, recall@10) on eval/text_queries.csv; TEXT_QUERIES names another set.
 # Against the serving index; `make eval-text CATALOG=../shared/furniture/catalog` measures a catalogue's words alone.
