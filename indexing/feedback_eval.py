@@ -144,8 +144,8 @@ async def simulate(index_root: Path, work: Path, rounds: int = ROUNDS, seed: int
                     await shopper.mark([(r["id"], r["category"]) for r in found])
                     run.browsed.append(not shopper.liked)
                     if not shopper.liked:
-                        sample = random.Random(f"{seed}-{term}-{round_number}").sample(catalogue, min(BROWSED, len(catalogue)))
-                        await shopper.mark(sample)
+                        browsing = random.Random(f"{seed}-{term}-{round_number}")
+                        await shopper.mark(browsing.sample(catalogue, min(BROWSED, len(catalogue))))
                     refined = await shopper.search(refine=True) if shopper.liked or shopper.unliked else []
                     run.refined_precision.append(precision(refined, category, depth))
                     await shopper.mark([(r["id"], r["category"]) for r in refined])
@@ -163,7 +163,8 @@ def report(runs: list[TermRun], version: str, weights: str, rounds: int, depth: 
         "index_version": version, "weights": weights, "depth": depth, "target": TARGET, "rounds": rounds,
         "per_round": [{"round": n + 1, "words_precision": mean([r.words_precision[n] for r in runs]),
                        "refined_precision": mean([r.refined_precision[n] for r in runs])} for n in range(rounds)],
-        "terms": [{"term": r.term, "category": r.category, "words_precision": r.words_precision, "refined_precision": r.refined_precision,
+        "terms": [{"term": r.term, "category": r.category, "words_precision": r.words_precision,
+                   "refined_precision": r.refined_precision,
                    "browsed": r.browsed, "feedback_rounds_words": w, "feedback_rounds_refined": f}
                   for r, w, f in zip(runs, words_rounds, refined_rounds)],
         "mean_feedback_rounds_words": mean([float(w if w is not None else rounds) for w in words_rounds]),

@@ -10,7 +10,15 @@ import faiss
 from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse
 
-from lookalike.contracts import MAX_EXAMPLES, MAX_K, CatalogColumns, SearchRequest, SearchResponse, SimilarityReadiness, TextSearchResponse
+from lookalike.contracts import (
+    MAX_EXAMPLES,
+    MAX_K,
+    CatalogColumns,
+    SearchRequest,
+    SearchResponse,
+    SimilarityReadiness,
+    TextSearchResponse,
+)
 from lookalike.manifest import CatalogItem
 from lookalike.served_version import ServedVersion
 from lookalike.service import create_service, error_responses, from_state, metrics_of, state_getter

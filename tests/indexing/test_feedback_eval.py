@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from indexing.feedback_eval import main
 
 # The small catalogue has 6 photos per category, in 3 to 6 variant groups: a shopper sees 3 results.
@@ -32,6 +34,6 @@ def test_the_simulation_leaves_the_served_index_and_its_feedback_alone(built_ind
     assert sorted(p.relative_to(built_index) for p in built_index.rglob("*")) == before
 
 
-def test_without_an_index_it_says_how_to_build_one(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_without_an_index_it_says_how_to_build_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--index", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 2
     assert "make index" in capsys.readouterr().err
