@@ -22,6 +22,7 @@ that one type.
     │   └── TooManyPixels            too_many_pixels      (an ImageRejected)
     ├── UnsupportedMediaType     415 unsupported_media_type
     │   └── NotAnImage               not_an_image         (an ImageRejected)
+    ├── HeadersTooLarge          431 headers_too_large    the request line and headers pass HTTP_MAX_HEADER_BYTES
     ├── Unprocessable            422 unprocessable
     │   ├── BrokenImage              broken_image         (an ImageRejected)
     │   ├── ImageTooSmall            image_too_small      (an ImageRejected)
@@ -41,10 +42,13 @@ that one type.
         ├── NotReady                 not_ready            no index loaded yet
         ├── Overloaded               overloaded           the classifier's queue is full
         ├── Busy                     busy                 too many upload bytes in flight
+        ├── TooManyConnections       too_many_connections HTTP_MAX_CONNECTIONS reached
         └── FeedbackUnavailable      feedback_unavailable the feedback database can't be reached
 
     ImageRejected: mixed into the four image errors above, so the indexing job skips a
     photo for the reason a shopper would be given, without catching HTTP errors.
+    HeadersTooLarge and TooManyConnections are answered by the HTTP protocol (lookalike.http_protocol),
+    before a request reaches the app: `response_bytes` writes them.
 
     JobError
     ├── WeightsUnavailable       the requested weights cannot be loaded
@@ -96,6 +100,17 @@ class ApiError(Exception):
         if status is not None:
             self.status = status
         self.headers = headers or {}
+
+    def body(self) -> bytes:
+        """The JSON envelope, as sent."""
+        return ErrorEnvelope(error=ErrorDetail(code=self.code, message=self.message)).model_dump_json().encode()
+
+    def response_bytes(self, reason: str) -> bytes:
+        """The whole HTTP/1.1 answer, closing the connection: for a protocol that answers before the app."""
+        body = self.body()
+        head = [f"HTTP/1.1 {self.status} {reason}", "content-type: application/json", f"content-length: {len(body)}",
+                "connection: close", *(f"{name}: {value}" for name, value in self.headers.items())]
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
 class BadRequest(ApiError):
@@ -152,6 +167,10 @@ class UploadTooLarge(PayloadTooLarge):
 
 class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
+
+
+class HeadersTooLarge(ApiError):
+    status, code = 431, "headers_too_large"
 
 
 class Unprocessable(ApiError):
@@ -226,6 +245,10 @@ class Overloaded(ServiceUnavailable):
 
 class Busy(ServiceUnavailable):
     code = "busy"
+
+
+class TooManyConnections(ServiceUnavailable):
+    code = "too_many_connections"
 
 
 class FeedbackUnavailable(ServiceUnavailable):

@@ -6,6 +6,9 @@ starts only then), and llhttp sets no limit on the size of the request line and 
 nothing, or sends headers a byte at a time, or sends headers without end, would hold its
 connection and buffers for ever. Here the head must arrive within `header_timeout_s` of the
 connection (or of the first byte of a keep-alive request) and be at most `max_header_bytes`.
+
+Both limits, and uvicorn's own `limit_concurrency`, answer in the JSON error envelope like every
+other error (`HeadersTooLarge`, `TooManyConnections`), not in uvicorn's plain text.
 """
 
 from __future__ import annotations
@@ -13,12 +16,29 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from lookalike.errors import HeadersTooLarge, TooManyConnections
 
 log = logging.getLogger("lookalike.connections")
 
-_HEADERS_TOO_LARGE = (b'{"error":{"code":"headers_too_large","message":'
-                      b'"The request line and headers are too large."}}')
+_HEADERS_TOO_LARGE = HeadersTooLarge(
+    "The request line and headers are too large.").response_bytes("Request Header Fields Too Large")
+_TOO_MANY_CONNECTIONS = TooManyConnections(
+    "This service has as many connections open as it takes. Please try again in a moment.",
+    headers={"Retry-After": "1"})
+
+
+async def too_many_connections(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    """What uvicorn's `limit_concurrency` answers, as JSON: it stands in for uvicorn's `service_unavailable`."""
+    error = _TOO_MANY_CONNECTIONS
+    body = error.body()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close"), *((k.encode(), v.encode()) for k, v in error.headers.items())]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -49,10 +69,13 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self._head_timer is not None and self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
             self._disarm_head_deadline()
-            self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                                 % (len(_HEADERS_TOO_LARGE), _HEADERS_TOO_LARGE))
+            self.transport.write(_HEADERS_TOO_LARGE)
             self.transport.close()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        if app is service_unavailable:  # uvicorn's limit_concurrency was reached
+            app = too_many_connections
+        super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_deadline()
