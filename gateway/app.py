@@ -140,6 +140,8 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
     ) -> SearchResult:
         """Upload a photo as the multipart field `image`; get its category and the most similar products."""
         region = Box.parse(box) if box else None  # refused before the upload is read
+        if where:
+            await pipeline.check_filters(where)  # refused before the upload is read, and before classifying it
         image = await read_multipart_field(request, "image", settings.max_upload_bytes)
         return await pipeline.search_image(image, k, category or None, box=region, where=where, min_score=min_score,
                                            like=like, unlike=unlike, q=q if q and q.strip() else None)

@@ -27,6 +27,7 @@ from lookalike.contracts import (
 from lookalike.errors import ApiError, UnknownCategory
 from lookalike.hedging import categories_to_search, merge_by_score
 from lookalike.text_query import query_words
+from lookalike.where import parse_filters
 
 
 def image_url(item_id: str, photo: int = 0) -> str:
@@ -147,6 +148,16 @@ class SearchPipeline:
     async def thumbnail(self, item_id: str, photo: int = 0) -> httpx.Response:
         return await self.similarity.request("GET", f"/v1/items/{quote(item_id, safe='')}/image",
                                              params={"photo": photo} if photo else None)
+
+    async def check_filters(self, where: list[str]) -> None:
+        """BadFilter or UnknownColumn for a bad `where`, so a photo search refuses it before reading the upload.
+
+        The similarity service checks it again inside the search; while it has no index to describe,
+        that check is the only one.
+        """
+        columns = await self.columns()
+        if columns is not None:
+            parse_filters(where, [column.name for column in columns.columns])
 
     async def columns(self) -> CatalogColumns | None:
         """The filterable columns, or None while the similarity service has no index to describe."""

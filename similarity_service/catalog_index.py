@@ -33,7 +33,8 @@ from lookalike.errors import (
 )
 from lookalike.index_layout import index_file, read_items, read_manifest
 from lookalike.manifest import CatalogItem, Manifest
-from similarity_service.filters import ColumnTable, Filter, parse_filters
+from lookalike.where import Filter, parse_filters
+from similarity_service.filters import ColumnTable
 from similarity_service.refine import RocchioWeights, rocchio
 from similarity_service.text_index import TextIndex
 
