@@ -128,3 +128,30 @@ def test_no_close_match_is_said_when_nothing_clears_the_cutoff(page: Page, produ
     page.set_input_files("#photo", str(query_photos[0][0]))
     expect(page.locator("#no-match")).to_have_text("No close match in this category.")
     expect(page.locator("#results .card")).to_have_count(0)
+
+
+def test_a_box_drawn_with_a_finger_on_a_phone_searches_that_part(
+        phone: Page, products_stack: Services, collage_file: Path, screenshot: ScreenShot) -> None:
+    """Real touch events (Chromium's DevTools protocol), which the page sees as pointer events of type touch."""
+    open_page(phone, products_stack)
+    upload_in_chairs(phone, collage_file)
+    preview = phone.locator("#preview").bounding_box()
+    assert preview is not None
+    left, top, width, height = preview["x"], preview["y"], preview["width"], preview["height"]
+    devtools = phone.context.new_cdp_session(phone)
+
+    def touch(kind: str, x: float = 0, y: float = 0) -> None:
+        points = [] if kind == "touchEnd" else [{"x": x, "y": y}]
+        devtools.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    middle_x, middle_y = left + width / 2, top + height / 2
+    with phone.expect_request(is_search) as searched:
+        touch("touchStart", middle_x, middle_y)
+        for step in range(1, 9):  # toward the top right corner, and 20 px past it
+            touch("touchMove", middle_x + step * (width / 2 + 20) / 8, middle_y - step * (height / 2 + 20) / 8)
+        touch("touchEnd")
+    assert searched_box(searched.value) == pytest.approx([0.5, 0, 1, 0.5], abs=0.003)
+    expect(phone.locator("#box")).to_be_visible()
+    expect(phone.locator("#status")).to_have_text(FOUND)
+    expect(phone.locator("#results .name").first).to_have_text("Chair 3")
+    screenshot(phone, "phone-region-drawn-by-touch")
