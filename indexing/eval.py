@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -30,7 +29,7 @@ from classifier_service.model import Embedder
 from classifier_service.preprocess import decode_image, load_model_input, to_model_input
 from indexing.build import THUMBNAIL_SIDE
 from indexing.contact_sheet import SheetRow, draw_contact_sheet
-from indexing.eval_report import markdown_report
+from indexing.eval_report import markdown_report, write_report
 from indexing.head_training import fit_head
 from indexing.query_set import Query, read_query_set
 from indexing.retrieval_metrics import category_accuracy, confusion_matrix, retrieval_metrics
@@ -323,9 +322,7 @@ def run(evaluation: Evaluation, queries_dir: Path, out: Path, sheet_queries: int
         log.info("evaluated %s", configuration.name)
     baseline = next(o for o in outcomes if o.configuration == evaluation.baseline)
     report = build_report(evaluation, queries_dir, queries, skipped, outcomes, baseline)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    (out / "report.md").write_text(markdown_report(report))
+    write_report(out, "report", report, markdown_report(report))
     title = f"{baseline.configuration.name}, category gate on, index {evaluation.manifest.version}"
     sheet = draw_contact_sheet(sheet_rows(evaluation, queries, baseline, sheet_queries), title=title,
                                warning=RANDOM_WARNING if evaluation.manifest.model.weights == "random" else None)

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
+
+
+def write_report(out: Path, stem: str, report: dict[str, Any], markdown: str) -> None:
+    """`stem`.json for programs and `stem`.md for people, side by side in `out` (made if missing)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    (out / f"{stem}.md").write_text(markdown)
 
 RETRIEVAL_KEYS = ("precision@1", "precision@5", "precision@10", "product_recall@1", "product_recall@10")
 

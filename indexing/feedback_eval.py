@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import httpx
 
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
+from indexing.eval_report import write_report
 from indexing.settings import IndexingSettings
 from lookalike.errors import ApiError, EvalError
 from lookalike.index_layout import SYNONYMS, IndexLayout, read_items, read_manifest
@@ -214,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as exc:  # NotReady: no index built
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "feedback_report.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    (args.out / "feedback_report.md").write_text(markdown(result))
+    write_report(args.out, "feedback_report", result, markdown(result))
     print(markdown(result))
     return 0
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import tempfile
 from collections import defaultdict
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexing.catalog import scan_catalog
+from indexing.eval_report import write_report
 from indexing.settings import IndexingSettings
 from lookalike.errors import ApiError, EvalError, JobError
 from lookalike.index_layout import SYNONYMS, TEXT_INDEX, IndexLayout, read_items, read_manifest
@@ -148,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "text_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    (args.out / "text_report.md").write_text(markdown(report))
+    write_report(args.out, "text_report", report, markdown(report))
     print(markdown(report))
     return 0
 
