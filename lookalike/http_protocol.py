@@ -21,6 +21,7 @@ from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from lookalike.errors import HeadersTooLarge, TooManyConnections
+from lookalike.observability import CONNECTIONS_REFUSED
 
 log = logging.getLogger("lookalike.connections")
 
@@ -69,11 +70,13 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self._head_timer is not None and self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
             self._disarm_head_deadline()
+            self._count_refused("headers_too_large")
             self.transport.write(_HEADERS_TOO_LARGE)
             self.transport.close()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         if app is service_unavailable:  # uvicorn's limit_concurrency was reached
+            self._count_refused("too_many_connections")
             app = too_many_connections
         super()._start_asgi_task(cycle, app)
 
@@ -95,7 +98,14 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             log.info("closed a connection whose request head did not arrive in %.0f s", self.header_timeout_s,
                      extra={"client": self.client})
+            self._count_refused("head_timeout")
             self.transport.close()
+
+    def _count_refused(self, reason: str) -> None:
+        """On the app's /metrics, through the lifespan state (absent while the app has none, e.g. at start-up)."""
+        counter = self.app_state.get(CONNECTIONS_REFUSED)
+        if counter is not None:
+            counter.labels(reason).inc()
 
 
 def with_head_limits(header_timeout_s: float, max_header_bytes: int) -> type[HeadLimitedHttpToolsProtocol]:

@@ -99,6 +99,10 @@ class _FunctionGauges(Collector):
         yield family
 
 
+CONNECTIONS_REFUSED = "lookalike.connections_refused"
+"""The lifespan-state key under which `Metrics.connections_refused` reaches the HTTP protocol."""
+
+
 class Metrics:
     """One app's Prometheus registry: request counts and latencies, plus what its service adds."""
 
@@ -109,6 +113,9 @@ class Metrics:
         self.latency = Histogram("http_request_duration_seconds", "Time to answer a request, by route.",
                                  ["method", "route"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.connections_refused = Counter(
+            "http_connections_refused_total", "Connections answered or closed by the HTTP protocol before any route: "
+            "`head_timeout`, `headers_too_large`, `too_many_connections`.", ["reason"], registry=self.registry)
 
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read at scrape time, e.g. the classifier's queue length."""

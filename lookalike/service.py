@@ -9,8 +9,8 @@ own routes, and reads what its lifespan put on `app.state` through `from_state` 
 
 
 import logging
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http import HTTPStatus
 from typing import Annotated, Any, Protocol, TypeVar, cast
 
@@ -22,7 +22,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike.contracts import Readiness, ReloadResponse
 from lookalike.errors import ApiError, ErrorDetail, ErrorEnvelope
-from lookalike.observability import REQUEST_ID_HEADER, Metrics, install_observability, request_id_of
+from lookalike.observability import (
+    CONNECTIONS_REFUSED,
+    REQUEST_ID_HEADER,
+    Metrics,
+    install_observability,
+    request_id_of,
+)
 
 log = logging.getLogger("lookalike.errors")
 
@@ -117,7 +123,14 @@ def create_service(
     `readiness` and `reload` are FastAPI dependencies: the first returns the service's readiness
     model, the second what `/v1/reload` reloads (e.g. the `ServedVersion`).
     """
-    app = FastAPI(title=title, version="1", lifespan=lifespan, description=description or "")
+    @asynccontextmanager
+    async def lifespan_with_state(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        # Lifespan state is what uvicorn hands each connection's protocol (`app_state`): the one
+        # way the protocol, which answers some connections before any route, reaches /metrics.
+        async with lifespan(app):
+            yield {CONNECTIONS_REFUSED: metrics_of(app).connections_refused}
+
+    app = FastAPI(title=title, version="1", lifespan=lifespan_with_state, description=description or "")
     install_error_handlers(app)
     install_observability(app)
 

@@ -58,6 +58,9 @@ trap stop_dockerd EXIT
 start_dockerd() {
     if docker info >/dev/null 2>&1; then echo "using the running Docker engine"; return; fi
     command -v dockerd >/dev/null || apt_install docker.io || skip_or_fail "dockerd is not installed and cannot be"
+    # `docker info` above may have found another client (this kind of machine has Docker 28's in
+    # /usr/local/bin, which needs buildx for BuildKit); look the name up again now Debian's is installed.
+    hash -r
     [[ $(id -u) == 0 ]] || skip_or_fail "no Docker engine answers (docker info failed), and starting one needs root"
     # Containers reach only compose's own network, or the host's for `docker build --network host`.
     dockerd --iptables=false --ip-forward=false --ip-masq=false --bridge=none >"$OUT/dockerd.log" 2>&1 &

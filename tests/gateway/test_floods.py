@@ -353,3 +353,11 @@ class TestConnectionLimits:
                 sock.close()
         time.sleep(0.5)
         assert httpx.get(f"{services.gateway}/healthz", timeout=10).status_code == 200
+
+    def test_what_the_protocol_refused_is_counted_on_metrics(self, services: Services) -> None:
+        """After the tests above: at least one of each, counted where no route ever saw them."""
+        metrics = httpx.get(f"{services.gateway}/metrics", timeout=10).text
+        for reason in ("head_timeout", "headers_too_large", "too_many_connections"):
+            line = next((row for row in metrics.splitlines()
+                         if row.startswith(f'http_connections_refused_total{{reason="{reason}"}}')), None)
+            assert line is not None and float(line.split()[-1]) >= 1, (reason, line)
