@@ -49,10 +49,17 @@ def serving(small_catalog: Path, built_index: Path, tmp_path: Path, embedder: Em
 
 
 def start_job(catalog: Path, root: Path, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[str]:
+    def as_at_a_terminal() -> None:
+        # A shell starts a background job (`make test &`, a CI runner's) with SIGINT ignored, and the
+        # job would inherit that: Ctrl-C is tested as a terminal's foreground job receives it.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if preexec_fn is not None:
+            preexec_fn()
+
     return subprocess.Popen(
         [sys.executable, "-m", "indexing", "--catalog", str(catalog), "--index", str(root), "--weights", "random",
          "--precision", "fp32", "--batch-size", "2", "--workers", "1"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_at_a_terminal)
 
 
 def cached(root: Path) -> int:
