@@ -65,6 +65,8 @@ that one type.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from pydantic import BaseModel
 
 
@@ -105,11 +107,16 @@ class ApiError(Exception):
         """The JSON envelope, as sent."""
         return ErrorEnvelope(error=ErrorDetail(code=self.code, message=self.message)).model_dump_json().encode()
 
-    def response_bytes(self, reason: str) -> bytes:
+    def closing_headers(self, body: bytes) -> list[tuple[str, str]]:
+        """The headers of an answer that carries `body` and closes the connection, its own headers included."""
+        return [("content-type", "application/json"), ("content-length", str(len(body))), ("connection", "close"),
+                *self.headers.items()]
+
+    def response_bytes(self) -> bytes:
         """The whole HTTP/1.1 answer, closing the connection: for a protocol that answers before the app."""
         body = self.body()
-        head = [f"HTTP/1.1 {self.status} {reason}", "content-type: application/json", f"content-length: {len(body)}",
-                "connection: close", *(f"{name}: {value}" for name, value in self.headers.items())]
+        head = [f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}",
+                *(f"{name}: {value}" for name, value in self.closing_headers(body))]
         return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 

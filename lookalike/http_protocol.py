@@ -25,21 +25,20 @@ from lookalike.observability import CONNECTIONS_REFUSED
 
 log = logging.getLogger("lookalike.connections")
 
-_HEADERS_TOO_LARGE = HeadersTooLarge(
-    "The request line and headers are too large.").response_bytes("Request Header Fields Too Large")
+_HEADERS_TOO_LARGE = HeadersTooLarge("The request line and headers are too large.").response_bytes()
 _TOO_MANY_CONNECTIONS = TooManyConnections(
     "This service has as many connections open as it takes. Please try again in a moment.",
     headers={"Retry-After": "1"})
+_TOO_MANY_CONNECTIONS_BODY = _TOO_MANY_CONNECTIONS.body()
+_TOO_MANY_CONNECTIONS_HEADERS = [(name.encode(), value.encode())
+                                 for name, value in _TOO_MANY_CONNECTIONS.closing_headers(_TOO_MANY_CONNECTIONS_BODY)]
 
 
 async def too_many_connections(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     """What uvicorn's `limit_concurrency` answers, as JSON: it stands in for uvicorn's `service_unavailable`."""
-    error = _TOO_MANY_CONNECTIONS
-    body = error.body()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close"), *((k.encode(), v.encode()) for k, v in error.headers.items())]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send({"type": "http.response.start", "status": _TOO_MANY_CONNECTIONS.status,
+                "headers": _TOO_MANY_CONNECTIONS_HEADERS})
+    await send({"type": "http.response.body", "body": _TOO_MANY_CONNECTIONS_BODY, "more_body": False})
 
 
 class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
