@@ -29,7 +29,7 @@ from classifier_service.model import Embedder
 from classifier_service.preprocess import decode_image, load_model_input, to_model_input
 from indexing.build import THUMBNAIL_SIDE
 from indexing.contact_sheet import SheetRow, draw_contact_sheet
-from indexing.eval_report import markdown_report, write_report
+from indexing.eval_report import markdown_report, served_version, write_report
 from indexing.head_training import fit_head
 from indexing.query_set import Query, read_query_set
 from indexing.retrieval_metrics import category_accuracy, confusion_matrix, retrieval_metrics
@@ -37,7 +37,7 @@ from indexing.settings import IndexingSettings
 from lookalike.contracts import Hit
 from lookalike.errors import EvalError, ImageRejected, JobError
 from lookalike.hedging import categories_to_search, merge_by_score
-from lookalike.index_layout import HEAD, IndexLayout
+from lookalike.index_layout import HEAD
 from lookalike.manifest import Preprocessing
 from lookalike.serving import configure_logging
 from lookalike.settings import MAX_PIXELS
@@ -119,9 +119,7 @@ class Evaluation:
     """The stored index version under evaluation, and how to answer as each configuration would."""
 
     def __init__(self, index_root: Path, options: Options) -> None:
-        version_dir = IndexLayout(index_root).current()
-        if version_dir is None:
-            raise EvalError(f"There is no index at {index_root}. Build one first with `make index`.")
+        version_dir = served_version(index_root)
         self.index_root = index_root
         self.options = options
         self.stored = CatalogIndex.load(version_dir)

@@ -1,10 +1,21 @@
-"""report.json's content as markdown tables, configurations side by side, for people to read."""
+"""What the evaluations share: the version they read, and their reports (markdown tables for people)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+
+from lookalike.errors import EvalError
+from lookalike.index_layout import IndexLayout
+
+
+def served_version(index_root: Path) -> Path:
+    """The serving version's directory; EvalError, saying how to build one, when there is none."""
+    version_dir = IndexLayout(index_root).current()
+    if version_dir is None:
+        raise EvalError(f"There is no index at {index_root}. Build one first with `make index`.")
+    return version_dir
 
 
 def write_report(out: Path, stem: str, report: dict[str, Any], markdown: str) -> None:

@@ -37,9 +37,9 @@ import httpx
 
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
-from indexing.eval_report import write_report
+from indexing.eval_report import served_version, write_report
 from indexing.settings import IndexingSettings
-from lookalike.errors import ApiError, EvalError
+from lookalike.errors import EvalError, JobError
 from lookalike.index_layout import SYNONYMS, IndexLayout, read_items, read_manifest
 from similarity_service.app import create_app as create_similarity
 from similarity_service.settings import SimilaritySettings
@@ -69,10 +69,10 @@ class TermRun:
         return next((at + offset for at, p in enumerate(series) if p >= TARGET), None)
 
 
-def serving_without_synonyms(index_root: Path, work: Path) -> tuple[Path, str, str]:
-    """A view of the serving version under `work`: its files linked, an empty synonyms list written."""
-    version_dir = IndexLayout(index_root).require_current()
-    manifest = read_manifest(version_dir)
+def serving_without_synonyms(index_root: Path, work: Path) -> Path:
+    """A view of the serving version under `work` (returned: the view's root): its files linked, an
+    empty synonyms list written."""
+    version_dir = served_version(index_root)
     view = IndexLayout(work)
     target = view.versions / version_dir.name
     target.mkdir(parents=True)
@@ -81,7 +81,7 @@ def serving_without_synonyms(index_root: Path, work: Path) -> tuple[Path, str, s
             (target / entry.name).symlink_to(entry.resolve())
     (target / SYNONYMS).write_text("# none: the simulation measures what votes teach, not what synonyms do\n")
     view.point_to(version_dir.name)
-    return work, manifest.version, manifest.model.weights
+    return work
 
 
 def precision(results: list[dict[str, Any]], category: str, depth: int) -> float:
@@ -124,8 +124,9 @@ class Shopper:
 
 async def simulate(index_root: Path, work: Path, rounds: int = ROUNDS, seed: int = 0, depth: int = DEPTH,
                    terms: dict[str, str] | None = None) -> dict[str, Any]:
-    root, version, weights = serving_without_synonyms(index_root, work / "index")
-    version_dir = IndexLayout(root).require_current()
+    root = serving_without_synonyms(index_root, work / "index")
+    version_dir = served_version(root)
+    manifest = read_manifest(version_dir)
     catalogue = sorted({(i.id, i.category) for i in read_items(version_dir)})
     similarity = create_similarity(SimilaritySettings(index=root))
     gateway = create_gateway(GatewaySettings(index=root, classifier_url="http://127.0.0.1:9", similarity_url="http://127.0.0.1:9",
@@ -150,7 +151,7 @@ async def simulate(index_root: Path, work: Path, rounds: int = ROUNDS, seed: int
                     run.refined_precision.append(precision(refined, category, depth))
                     await shopper.mark([(r["id"], r["category"]) for r in refined])
                 runs.append(run)
-    return report(runs, version, weights, rounds, depth)
+    return report(runs, manifest.version, manifest.model.weights, rounds, depth)
 
 
 def report(runs: list[TermRun], version: str, weights: str, rounds: int, depth: int) -> dict[str, Any]:
@@ -208,11 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="feedback-eval-") as work:
             result = asyncio.run(simulate(args.index, Path(work), args.rounds, args.seed, args.depth))
-    except EvalError as exc:
+    except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ApiError as exc:  # NotReady: no index built
-        print(f"error: {exc.message}", file=sys.stderr)
         return 2
     write_report(args.out, "feedback_report", result, markdown(result))
     print(markdown(result))

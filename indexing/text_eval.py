@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexing.catalog import scan_catalog
-from indexing.eval_report import write_report
+from indexing.eval_report import served_version, write_report
 from indexing.settings import IndexingSettings
 from lookalike.errors import ApiError, EvalError, JobError
-from lookalike.index_layout import SYNONYMS, TEXT_INDEX, IndexLayout, read_items, read_manifest
+from lookalike.index_layout import SYNONYMS, TEXT_INDEX, read_items, read_manifest
 from lookalike.manifest import CatalogItem
 from similarity_service.text_index import TextIndex, text_fields, write_text_index
 
@@ -65,7 +65,7 @@ class Searched:
 
 
 def served(index_root: Path) -> Searched:
-    version_dir = IndexLayout(index_root).require_current()
+    version_dir = served_version(index_root)
     text = TextIndex.load(version_dir)
     if text is None:
         raise EvalError(f"{version_dir.name} has no text index; run `make index` again, or pass --catalog")
@@ -144,9 +144,6 @@ def main(argv: list[str] | None = None) -> int:
             report = evaluate(searched, queries)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ApiError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
         return 2
     write_report(args.out, "text_report", report, markdown(report))
     print(markdown(report))
