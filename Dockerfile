@@ -16,14 +16,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 
-# The torch pair first, from the CPU index (2.14.1+cpu satisfies requirements.txt's torch==2.14.1);
-# then everything else, pinned, from PyPI. The tests install these same files the same way.
+# The torch pair first, from the CPU index (2.14.1+cpu satisfies the lock's torch==2.14.1); then the
+# distribution's dependencies as pyproject.toml declares them, pinned by constraints.txt, from PyPI; the
+# code comes after, so a code change rebuilds no dependency layer. The tests install the same way.
 # pip's downloads go to a BuildKit cache mount: kept between builds, never in the image.
-COPY requirements-torch.txt requirements.txt /tmp/requirements/
+COPY requirements-torch.txt pyproject.toml constraints.txt /tmp/requirements/
 RUN --mount=type=cache,target=/root/.cache/pip \
     python -m venv /opt/venv \
  && pip install --index-url "$TORCH_INDEX_URL" -r /tmp/requirements/requirements-torch.txt \
- && pip install -r /tmp/requirements/requirements.txt \
+ && python -c "import tomllib, sys; sys.stdout.write(chr(10).join(tomllib.load(open(sys.argv[1], 'rb'))['project']['dependencies']))" \
+        /tmp/requirements/pyproject.toml > /tmp/requirements/dependencies.txt \
+ && pip install -c /tmp/requirements/constraints.txt -r /tmp/requirements/dependencies.txt \
  && rm -rf /tmp/requirements
 
 # A non-root user. The /data folders are created here so that new named volumes mounted on them

@@ -11,11 +11,12 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# Re-runs only when a requirements file changed. PyPI's torch is the CUDA build; it runs fine on CPUs.
-# constraints.txt pins every transitive dependency too (`make constraints` regenerates it).
-$(STAMP): requirements.txt requirements-torch.txt requirements-dev.txt constraints.txt
+# The `lookalike` distribution, editable, with its dev extra; re-runs only when pyproject.toml or the lock changed.
+# PyPI's torch is the CUDA build; it runs fine on CPUs. constraints.txt pins every transitive dependency
+# (`make constraints` regenerates it).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 run: install
@@ -23,7 +24,7 @@ run: install
 
 # Style and import order (ruff), then the type hints (mypy: strict on lookalike/, gateway/ and
 # similarity_service/, --check-untyped-defs elsewhere; see pyproject.toml).
-LINTED := lookalike gateway similarity_service classifier_service indexing bench supervisor tools tests
+LINTED := lookalike gateway similarity_service classifier_service indexing evaluation bench supervisor tools tests
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy $(LINTED)
@@ -35,7 +36,7 @@ index: install
 	$(PY) -m indexing --notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
 
 constraints: install
-	$(PY) tools/pin_constraints.py requirements-torch.txt requirements.txt requirements-dev.txt
+	$(PY) tools/pin_constraints.py
 
 # Serve the version before the current one again (or TO=<version>), and tell running services.
 rollback: install
@@ -52,8 +53,8 @@ bench-index: install
 # Quality report for the built index (not part of `make test`): see README, "Measuring quality".
 .PHONY: eval
 eval: install
-	$(PY) -m indexing.eval --index $(or $(INDEX),var/index) --queries $(or $(QUERIES),../shared/furniture/queries) \
-		--out $(or $(EVAL_OUT),eval/out) --weights $(or $(WEIGHTS),auto)
+	$(PY) -m evaluation.photos --index $(or $(INDEX),var/index) --queries $(or $(QUERIES),../shared/furniture/queries) \
+		--out $(or $(EVAL_OUT),var/eval) --weights $(or $(WEIGHTS),auto)
 	$(MAKE) eval-text
 	$(MAKE) eval-feedback
 
@@ -61,13 +62,13 @@ eval: install
 # associations and Refine reported apart. In process, on a view of the serving index; its feedback is untouched.
 .PHONY: eval-feedback
 eval-feedback: install
-	$(PY) -m indexing.feedback_eval --index $(or $(INDEX),var/index) --out $(or $(EVAL_OUT),eval/out)
+	$(PY) -m evaluation.feedback --index $(or $(INDEX),var/index) --out $(or $(EVAL_OUT),var/eval)
 
-# Text search quality (precision@10, recall@10) on eval/text_queries.csv; TEXT_QUERIES names another set.
+# Text search quality (precision@10, recall@10) on evaluation/data/text_queries.csv; TEXT_QUERIES names another set.
 # Against the serving index; `make eval-text CATALOG=../shared/furniture/catalog` measures a catalogue's words alone.
 .PHONY: eval-text
 eval-text: install
-	$(PY) -m indexing.text_eval --queries $(or $(TEXT_QUERIES),eval/text_queries.csv) --out $(or $(EVAL_OUT),eval/out) \
+	$(PY) -m evaluation.text --queries $(or $(TEXT_QUERIES),evaluation/data/text_queries.csv) --out $(or $(EVAL_OUT),var/eval) \
 		$(if $(CATALOG),--catalog $(CATALOG),--index $(or $(INDEX),var/index))
 
 clean:

@@ -34,14 +34,15 @@ from bench.load import LoadFigures, multipart_upload, run_load
 from bench.model import ModelFigures, PrecisionAgreement, compare_precisions, measure_throughput
 from bench.photos import catalogue_size, phone_size, query_files
 from bench.report import LOAD_GENERATOR, Report, write_report
-from classifier_service.int8 import Int8Embedder
-from classifier_service.model import PRECISIONS, Embedder
-from classifier_service.preprocess import load_model_input
 from indexing.build import build_index
 from indexing.catalog import scan_catalog
+from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.contracts import ClassifyResponse, SearchRequest
-from lookalike.index_layout import IndexLayout, read_manifest
 from lookalike.settings import ModelSettings
+from lookalike.vision.embedder import Embedder
+from lookalike.vision.int8_engine import Int8Embedder
+from lookalike.vision.precision import PRECISIONS
+from lookalike.vision.preprocess import load_model_input
 from supervisor.stack import SERVICES, start, stop_all, wait_ready
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "furniture"

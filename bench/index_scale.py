@@ -34,7 +34,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from similarity_service.catalog_index import CategoryIndex, ivf_nprobe
+from lookalike.catalog.index import CategoryIndex, ivf_nprobe
 
 CHUNK = 100_000
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from classifier_service.int8 import Int8Embedder
-from classifier_service.model import Embedder
+from lookalike.vision.embedder import Embedder
+from lookalike.vision.int8_engine import Int8Embedder
 
 CHUNK = 32
 

@@ -14,13 +14,14 @@ import torch
 from fastapi import FastAPI, Query, Request
 
 from classifier_service.batching import MicroBatcher, power_of_two_sizes
-from classifier_service.model import Classification, Classifier, Embedder
-from classifier_service.preprocess import load_model_input
 from classifier_service.settings import ClassifierSettings
 from lookalike.contracts import Box, ClassifierReadiness, ClassifyResponse, encode_embedding
 from lookalike.service import create_service, error_responses, from_state, metrics_of, state_getter
 from lookalike.upload_guard import install_upload_guard
 from lookalike.uploads import read_body
+from lookalike.vision.classifier import Classification, Classifier
+from lookalike.vision.embedder import Embedder
+from lookalike.vision.preprocess import load_model_input
 
 Batcher = MicroBatcher[np.ndarray, Classification]
 ClassifierDep = Annotated[Classifier, from_state("classifier", Classifier)]

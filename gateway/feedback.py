@@ -21,8 +21,8 @@ from gateway.learnt import blend, learnt_prior
 from gateway.schemas import FeedbackStats, FeedbackStored, FeedbackVote, LearntForQuery, LearntItem, Result
 from gateway.search import image_url
 from gateway.upstream import Upstream
+from lookalike.catalog.manifest import CatalogItem
 from lookalike.errors import AdminTokenRequired, ApiError, MissingSession, NotInCatalog
-from lookalike.manifest import CatalogItem
 
 SESSION_HEADER = "X-Session-ID"
 SESSION_COOKIE = "lookalike_session"

@@ -12,17 +12,16 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from classifier_service.int8 import gate_summary
-from classifier_service.model import PRECISIONS
 from indexing.build import BuildSummary, Int8Options, build_index
 from indexing.catalog import default_catalog
 from indexing.notify import notify_reload
 from indexing.quantise_gate import GateThresholds
 from indexing.settings import IndexingSettings
 from indexing.versions import rollback
+from lookalike.catalog.layout import IndexLayout
 from lookalike.errors import JobError
-from lookalike.index_layout import IndexLayout
 from lookalike.serving import configure_logging
+from lookalike.vision.precision import PRECISIONS, gate_summary
 
 DEFAULT_KEEP = 3
 

@@ -24,20 +24,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from classifier_service.int8 import Int8Embedder, choose_precision, gate_summary, quantise
-from classifier_service.model import EMBEDDING_DIM, Embedder, imagenet_classes
-from classifier_service.preprocess import decode_image, to_model_input
 from indexing.cache import CACHE_FILE, EmbeddingCache
 from indexing.catalog import CatalogScan, Entry, Skipped, scan_catalog
-from indexing.head_training import cross_validated_accuracy, fit_head
 from indexing.imagenet_tags import Tags, top_tags, writes_tags
 from indexing.lock import exclusive
 from indexing.progress import Progress
 from indexing.quantise_gate import GateThresholds, Quantised, Quantiser, quantise_and_gate
 from indexing.versions import prune_versions
-from lookalike.contracts import GateFigures
-from lookalike.errors import EmptyCatalog, ImageRejected
-from lookalike.index_layout import (
+from lookalike.catalog.index import CategoryIndex, check_index_type
+from lookalike.catalog.layout import (
     HEAD,
     INDEXES,
     ITEMS,
@@ -50,11 +45,19 @@ from lookalike.index_layout import (
     new_version_name,
     read_items,
 )
-from lookalike.manifest import CatalogItem, CategoryStats, HeadStats, Manifest
+from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest
+from lookalike.catalog.synonyms import Synonyms
+from lookalike.catalog.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
+from lookalike.contracts import GateFigures
+from lookalike.errors import EmptyCatalog, ImageRejected
 from lookalike.settings import MAX_PIXELS
-from similarity_service.catalog_index import CategoryIndex, check_index_type
-from similarity_service.synonyms import Synonyms
-from similarity_service.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
+from lookalike.vision.embedder import Embedder
+from lookalike.vision.head_training import cross_validated_accuracy, fit_head
+from lookalike.vision.int8_engine import Int8Embedder
+from lookalike.vision.int8_export import quantise
+from lookalike.vision.network import EMBEDDING_DIM, imagenet_classes
+from lookalike.vision.precision import choose_precision, gate_summary
+from lookalike.vision.preprocess import decode_image, to_model_input
 
 log = logging.getLogger("lookalike.indexing")
 
@@ -268,7 +271,7 @@ class Int8Options:
     gate_images: int = 200
     thresholds: GateThresholds = GateThresholds()
     quantiser: Quantiser | None = None
-    """What exports and quantises (default `classifier_service.int8.quantise`); tests break it on purpose."""
+    """What exports and quantises (default `lookalike.vision.int8_engine.quantise`); tests break it on purpose."""
 
 
 def choose_catalogue_model(scan: CatalogScan, embedder: Embedder, build_dir: Path,

@@ -20,16 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier_service.int8 import ENGINE, Int8Embedder, cpu_int8_kernels, quantise
-from classifier_service.model import Embedder
-from classifier_service.preprocess import load_model_input
 from indexing.catalog import CatalogScan, Entry
-from indexing.head_training import fit_head
+from lookalike.catalog.layout import INT8_MODEL
+from lookalike.catalog.manifest import Int8Model, Preprocessing
 from lookalike.contracts import GateFigures
 from lookalike.errors import ImageRejected
-from lookalike.index_layout import INT8_MODEL
-from lookalike.manifest import Int8Model, Preprocessing
 from lookalike.settings import MAX_PIXELS
+from lookalike.vision.embedder import Embedder
+from lookalike.vision.head_training import fit_head
+from lookalike.vision.int8_engine import ENGINE, Int8Embedder
+from lookalike.vision.int8_export import quantise
+from lookalike.vision.precision import cpu_int8_kernels
+from lookalike.vision.preprocess import load_model_input
 
 log = logging.getLogger("lookalike.indexing")
 

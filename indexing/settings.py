@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field
 
 from lookalike import settings as shared
-from similarity_service.text_index import DEFAULT_EXCLUDED
+from lookalike.catalog.text_index import DEFAULT_EXCLUDED
 
 
 class IndexingSettings(shared.ModelSettings):

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 from indexing.lock import exclusive
+from lookalike.catalog.layout import IndexLayout
 from lookalike.errors import NoSuchVersion
-from lookalike.index_layout import IndexLayout
 
 log = logging.getLogger("lookalike.indexing")
 

@@ -1,6 +1,6 @@
 """Hedging when the classifier is unsure: search the top two categories and merge by score.
 
-The gateway and the evaluation (`python -m indexing.eval`) both decide and merge with these two
+The gateway and the evaluation (`python -m evaluation.photos`) both decide and merge with these two
 functions, so what the evaluation measures is what the product does.
 """
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
+from lookalike.catalog.layout import IndexLayout
 from lookalike.errors import ApiError, NotReady
-from lookalike.index_layout import IndexLayout
 
 log = logging.getLogger("lookalike.serving")
 

@@ -10,6 +10,9 @@ import faiss
 from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse
 
+from lookalike.catalog.index import CatalogIndex
+from lookalike.catalog.manifest import CatalogItem
+from lookalike.catalog.refine import RocchioWeights, rocchio
 from lookalike.contracts import (
     MAX_EXAMPLES,
     MAX_K,
@@ -19,11 +22,8 @@ from lookalike.contracts import (
     SimilarityReadiness,
     TextSearchResponse,
 )
-from lookalike.manifest import CatalogItem
 from lookalike.served_version import ServedVersion
 from lookalike.service import create_service, error_responses, from_state, metrics_of, state_getter
-from similarity_service.catalog_index import CatalogIndex
-from similarity_service.refine import RocchioWeights, rocchio
 from similarity_service.settings import SimilaritySettings
 
 ERRORS = error_responses(404, 422, 503)

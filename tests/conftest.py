@@ -86,7 +86,7 @@ def random_weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     import torch
 
-    from classifier_service.weights import load_resnet50
+    from lookalike.vision.weights import load_resnet50
 
     path = tmp_path_factory.mktemp("weights") / "random-seed0.pth"
     torch.save(load_resnet50("random").network.state_dict(), path)

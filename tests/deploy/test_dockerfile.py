@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+
 import pytest
 
 from tests.deploy.dockerfile import Dockerfile, parse_dockerfile
@@ -24,16 +27,20 @@ def test_torch_comes_from_the_cpu_wheel_index_and_everything_else_pinned(dockerf
     assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in dockerfile.args("ARG")
     install = next(run for run in dockerfile.args("RUN") if "pip install" in run)
     assert '--index-url "$TORCH_INDEX_URL" -r /tmp/requirements/requirements-torch.txt' in install
-    assert install.index("requirements-torch.txt") < install.index("requirements.txt")
-    for name in ("requirements.txt", "requirements-torch.txt"):
-        for line in (REPO / name).read_text().splitlines():
-            if line and not line.startswith(("#", "-r ")):
-                assert "==" in line, f"{name}: {line} is not pinned"
+    assert install.index("requirements-torch.txt") < install.index("-c /tmp/requirements/constraints.txt")
+    for line in (REPO / "requirements-torch.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            assert "==" in line, f"requirements-torch.txt: {line} is not pinned"
+    pinned = {line.split("==")[0].lower() for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for dependency in project["dependencies"]:
+        name = re.split(r"[<>=\[ ]", dependency)[0].lower()
+        assert name in pinned, f"{dependency} has no pin in constraints.txt"
 
 
 def test_the_image_copies_only_requirements_and_code_never_weights_photos_or_an_index(dockerfile: Dockerfile) -> None:
     sources = [source.rstrip("/") for sources, _ in dockerfile.copied for source in sources]
-    assert sorted(sources) == sorted(["requirements.txt", "requirements-torch.txt", *ROLES, "lookalike"])
+    assert sorted(sources) == sorted(["requirements-torch.txt", "pyproject.toml", "constraints.txt", *ROLES, "lookalike"])
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert ignore[ignore.index("*") + 1:], "everything is ignored first, then the needed paths allowed back"
     allowed = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]

@@ -12,7 +12,7 @@ import pytest
 from indexing import build
 from indexing.build import build_index
 from indexing.notify import notify_reload
-from lookalike.index_layout import SYNONYMS, IndexLayout
+from lookalike.catalog.layout import SYNONYMS, IndexLayout
 from tests.gateway.text_catalog import rows_of, serving, text_catalog
 from tests.support import Services, write_csv
 

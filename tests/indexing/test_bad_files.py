@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier_service.model import Embedder
 from indexing.__main__ import format_summary
 from indexing.build import BuildSummary, build_index
-from lookalike.index_layout import read_items
+from lookalike.catalog.layout import read_items
+from lookalike.vision.embedder import Embedder
 
 RED, GREEN, WHITE = (255, 0, 0), (0, 160, 0), (255, 255, 255)
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from classifier_service.model import Embedder
 from indexing.__main__ import format_summary, main
 from indexing.build import build_index
+from lookalike.catalog.layout import IndexLayout, read_items, read_manifest
 from lookalike.errors import EmptyCatalog
-from lookalike.index_layout import IndexLayout, read_items, read_manifest
+from lookalike.vision.embedder import Embedder
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from classifier_service.model import Embedder
 from indexing.__main__ import format_summary, main
 from indexing.build import build_index
 from indexing.cache import CACHE_FILE, EmbeddingCache
 from indexing.lock import exclusive
 from indexing.versions import prune_versions, rollback
+from lookalike.catalog.layout import IndexLayout, read_items, read_manifest
 from lookalike.errors import IndexBusy
-from lookalike.index_layout import IndexLayout, read_items, read_manifest
+from lookalike.vision.embedder import Embedder
 from tests.support import SHARED
 
 

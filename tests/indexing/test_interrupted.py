@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from classifier_service.model import Embedder
 from indexing.build import build_index
 from indexing.cache import CACHE_FILE
-from lookalike.index_layout import IndexLayout
+from lookalike.catalog.layout import IndexLayout
+from lookalike.vision.embedder import Embedder
 from tests.indexing.test_incremental import extra_photos, seeded_index
 from tests.support import REPO
 

@@ -16,13 +16,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from classifier_service.int8 import file_sha256, quantise
 from indexing.__main__ import format_summary
 from indexing.build import BuildSummary, build_index
 from indexing.catalog import scan_catalog
 from indexing.quantise_gate import GateThresholds, measure, split_sample, top_k_overlap
-from lookalike.index_layout import read_manifest
-from lookalike.manifest import Preprocessing
+from lookalike.catalog.layout import read_manifest
+from lookalike.catalog.manifest import Preprocessing
+from lookalike.vision.int8_engine import file_sha256
+from lookalike.vision.int8_export import quantise
 from tests.conftest import int8_test_options
 
 

@@ -14,15 +14,16 @@ import pytest
 import torch
 from torch import nn
 
-from classifier_service.model import Embedder, imagenet_classes
 from indexing.__main__ import format_summary
 from indexing.build import build_index
 from indexing.imagenet_tags import top_tags
+from lookalike.catalog.layout import SYNONYMS, TEXT_INDEX, IndexLayout
+from lookalike.catalog.manifest import Preprocessing
+from lookalike.catalog.text_index import TextIndex
 from lookalike.contracts import ModelInfo
 from lookalike.errors import SynonymsError
-from lookalike.index_layout import SYNONYMS, TEXT_INDEX, IndexLayout
-from lookalike.manifest import Preprocessing
-from similarity_service.text_index import TextIndex
+from lookalike.vision.embedder import Embedder
+from lookalike.vision.network import imagenet_classes
 
 STUDIO_COUCH, ROCKING_CHAIR = 831, 765
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from lookalike.catalog.layout import IndexLayout
 from lookalike.errors import ApiError, NotReady
-from lookalike.index_layout import IndexLayout
 from lookalike.served_version import ServedVersion
 
 

@@ -1,0 +1,221 @@
+"""`python -m evaluation.feedback --index DIR --out DIR`: shoppers' feedback simulated, as the Koblenz lab measured it.
+
+Simulated shoppers look for a category by a word the catalogue's text does not contain, one
+shopper (one anonymous session) a round, and each does what the page lets them do:
+
+1. search the words (k=20) and see p@20: the share of the 20 results in the category they mean;
+2. like every result of that category and mark the others "not like this". With nothing to like,
+   they browse: a seeded sample of 20 catalogue products stands in for a page of the shop, and they
+   like the right ones there;
+3. press Refine once (`like=` / `unlike=`), see the refined p@20, and mark that list the same way.
+
+Every mark is a `POST /api/v1/feedback` for those words. Two parts are reported apart:
+- learnt text associations: p@20 of step 1, which only earlier shoppers' votes move;
+- embedding refinement: p@20 of step 3, Rocchio's rule within one search. A refined list is
+  searched in the categories of the words' top products and of the liked ones, so once a shopper
+  liked the right category it shows that category; the order inside it is the embedding's, and
+  with `random` weights (all within cos 0.998) that order is chance.
+
+It runs the real gateway and similarity apps in this process over ASGI, with no classifier (text
+searches only), on a view of the serving version with no synonyms (so "couch" is not "sofa") and a
+fresh SQLite feedback database, with the per-session rate limit raised for shoppers who mark 40
+results in a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from evaluation.report import served_version, write_report
+from gateway.app import create_app as create_gateway
+from gateway.settings import GatewaySettings
+from indexing.settings import IndexingSettings
+from lookalike.catalog.layout import SYNONYMS, IndexLayout, read_items, read_manifest
+from lookalike.errors import EvalError, JobError
+from similarity_service.app import create_app as create_similarity
+from similarity_service.settings import SimilaritySettings
+
+DEPTH = 20
+BROWSED = 20  # products on a page of the shop that a shopper who found nothing looks through
+TARGET = 0.75
+ROUNDS = 8
+# Category words absent from the demo catalogue's names and columns. The issue also named "seat", but
+# 39 sofa names hold it ("2-seat sofa"): kept, as the case where the words find the wrong category.
+TERMS = {"couch": "sofa", "light": "lamp", "cot": "bed", "seating": "chair", "seat": "chair"}
+
+
+@dataclass
+class TermRun:
+    term: str
+    category: str
+    words_precision: list[float] = field(default_factory=list)
+    refined_precision: list[float] = field(default_factory=list)
+    browsed: list[bool] = field(default_factory=list)
+
+    @staticmethod
+    def rounds_to_target(series: list[float], offset: int) -> int | None:
+        """Feedback rounds until a list reached the target, None if none did. For the words, offset 0:
+        the shoppers who had voted before a search reached it. For refinement, offset 1: the round
+        whose Refine reached it counts."""
+        return next((at + offset for at, p in enumerate(series) if p >= TARGET), None)
+
+
+def serving_without_synonyms(index_root: Path, work: Path) -> Path:
+    """A view of the serving version under `work` (returned: the view's root): its files linked, an
+    empty synonyms list written."""
+    version_dir = served_version(index_root)
+    view = IndexLayout(work)
+    target = view.versions / version_dir.name
+    target.mkdir(parents=True)
+    for entry in version_dir.iterdir():
+        if entry.name != SYNONYMS:
+            (target / entry.name).symlink_to(entry.resolve())
+    (target / SYNONYMS).write_text("# none: the simulation measures what votes teach, not what synonyms do\n")
+    view.point_to(version_dir.name)
+    return work
+
+
+def precision(results: list[dict[str, Any]], category: str, depth: int) -> float:
+    """p@depth: results of the category meant among the first `depth`, over `depth` (a short list scores less)."""
+    return sum(r["category"] == category for r in results[:depth]) / depth
+
+
+class Shopper:
+    """One session's searches and marks, through the gateway's public API."""
+
+    def __init__(self, client: httpx.AsyncClient, session: str, term: str, category: str, depth: int) -> None:
+        self.client, self.term, self.category, self.depth = client, term, category, depth
+        self.headers = {"X-Session-ID": session}
+        self.liked: list[str] = []
+        self.unliked: list[str] = []
+
+    async def search(self, refine: bool = False) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"q": self.term, "k": self.depth}
+        if refine:
+            params |= {"like": self.liked[:20], "unlike": self.unliked[:20]}
+        response = await self.client.get("/api/v1/search/text", params=params)
+        if response.status_code != 200:
+            raise EvalError(f"search {params} answered {response.status_code}: {response.text[:300]}")
+        results: list[dict[str, Any]] = response.json()["results"]
+        return results
+
+    async def mark(self, products: list[tuple[str, str]]) -> None:
+        """Like the products (id, category) of the category meant, unlike the others; each a stored vote."""
+        for item_id, category in products:
+            vote = "like" if category == self.category else "unlike"
+            marks = self.liked if vote == "like" else self.unliked
+            if item_id in self.liked or item_id in self.unliked:
+                continue
+            marks.append(item_id)
+            response = await self.client.post("/api/v1/feedback", headers=self.headers,
+                                              json={"query": self.term, "item_id": item_id, "vote": vote})
+            if response.status_code != 201:
+                raise EvalError(f"a vote answered {response.status_code}: {response.text[:300]}")
+
+
+async def simulate(index_root: Path, work: Path, rounds: int = ROUNDS, seed: int = 0, depth: int = DEPTH,
+                   terms: dict[str, str] | None = None) -> dict[str, Any]:
+    root = serving_without_synonyms(index_root, work / "index")
+    version_dir = served_version(root)
+    manifest = read_manifest(version_dir)
+    catalogue = sorted({(i.id, i.category) for i in read_items(version_dir)})
+    similarity = create_similarity(SimilaritySettings(index=root))
+    gateway = create_gateway(GatewaySettings(index=root, classifier_url="http://127.0.0.1:9", similarity_url="http://127.0.0.1:9",
+                                             feedback_per_minute=100_000, feedback_per_session=100_000),
+                             transport=httpx.ASGITransport(app=similarity))
+    runs = []
+    async with similarity.router.lifespan_context(similarity), gateway.router.lifespan_context(gateway):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gateway",
+                                     timeout=60) as client:
+            for term, category in (terms or TERMS).items():
+                run = TermRun(term, category)
+                for round_number in range(rounds):
+                    shopper = Shopper(client, f"simulated-{term}-{round_number:03d}", term, category, depth)
+                    found = await shopper.search()
+                    run.words_precision.append(precision(found, category, depth))
+                    await shopper.mark([(r["id"], r["category"]) for r in found])
+                    run.browsed.append(not shopper.liked)
+                    if not shopper.liked:
+                        browsing = random.Random(f"{seed}-{term}-{round_number}")
+                        await shopper.mark(browsing.sample(catalogue, min(BROWSED, len(catalogue))))
+                    refined = await shopper.search(refine=True) if shopper.liked or shopper.unliked else []
+                    run.refined_precision.append(precision(refined, category, depth))
+                    await shopper.mark([(r["id"], r["category"]) for r in refined])
+                runs.append(run)
+    return report(runs, manifest.version, manifest.model.weights, rounds, depth)
+
+
+def report(runs: list[TermRun], version: str, weights: str, rounds: int, depth: int) -> dict[str, Any]:
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    words_rounds = [r.rounds_to_target(r.words_precision, 0) for r in runs]
+    refined_rounds = [r.rounds_to_target(r.refined_precision, 1) for r in runs]
+    return {
+        "index_version": version, "weights": weights, "depth": depth, "target": TARGET, "rounds": rounds,
+        "per_round": [{"round": n + 1, "words_precision": mean([r.words_precision[n] for r in runs]),
+                       "refined_precision": mean([r.refined_precision[n] for r in runs])} for n in range(rounds)],
+        "terms": [{"term": r.term, "category": r.category, "words_precision": r.words_precision,
+                   "refined_precision": r.refined_precision,
+                   "browsed": r.browsed, "feedback_rounds_words": w, "feedback_rounds_refined": f}
+                  for r, w, f in zip(runs, words_rounds, refined_rounds)],
+        "mean_feedback_rounds_words": mean([float(w if w is not None else rounds) for w in words_rounds]),
+        "mean_feedback_rounds_refined": mean([float(f if f is not None else rounds) for f in refined_rounds]),
+        "all_reached": all(w is not None for w in words_rounds),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    def reached(value: int | None) -> str:
+        return str(value) if value is not None else f"not in {result['rounds']}"
+
+    lines = [f"## Feedback simulation, {result['index_version']} (weights: {result['weights']})", ""]
+    if result["weights"] == "random":
+        lines += ["**`random` weights:** the refined order inside a category is chance; the learnt part does "
+                  "not depend on the weights.", ""]
+    at = f"p@{result['depth']}"
+    lines += [f"| round (shopper) | {at}, words + what earlier shoppers taught | {at}, after this shopper's Refine |",
+              "|---:|---:|---:|"]
+    lines += [f"| {r['round']} | {r['words_precision']:.2f} | {r['refined_precision']:.2f} |" for r in result["per_round"]]
+    lines += ["", f"| words | meant | {at} by round (words) | feedback rounds to {at} ≥ {TARGET}: learnt | : refined |",
+              "|---|---|---|---:|---:|"]
+    for t in result["terms"]:
+        series = " ".join(f"{p:.2f}" for p in t["words_precision"])
+        lines.append(f"| {t['term']} | {t['category']} | {series} | {reached(t['feedback_rounds_words'])} | "
+                     f"{reached(t['feedback_rounds_refined'])} |")
+    lines += ["", f"Mean feedback rounds to {at} ≥ {TARGET}: learnt text associations "
+              f"{result['mean_feedback_rounds_words']:.1f}, embedding refinement "
+              f"{result['mean_feedback_rounds_refined']:.1f} (the Koblenz lab: 6; the goal: 3 or fewer).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.feedback", description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, default=IndexingSettings().index, help="index root (versions + current)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="shoppers per term")
+    parser.add_argument("--seed", type=int, default=0, help="for the browsing shoppers' samples")
+    parser.add_argument("--depth", type=int, default=DEPTH, help="results a shopper sees: p@depth")
+    parser.add_argument("--out", type=Path, default=Path("var/eval"), help="where feedback_report.json and .md go")
+    args = parser.parse_args(argv)
+    try:
+        with tempfile.TemporaryDirectory(prefix="feedback-eval-") as work:
+            result = asyncio.run(simulate(args.index, Path(work), args.rounds, args.seed, args.depth))
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_report(args.out, "feedback_report", result, markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
