@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from supervisor.settings_reference import PAGE, render
+from pydantic import BaseModel
+
+from lookalike.settings import ConnectionLimits, LoggingSettings, UploadLimits
+from supervisor.cli import Lookalike
+from supervisor.settings_reference import PAGE, commands, render
 
 
 def test_the_committed_configuration_reference_is_up_to_date() -> None:
@@ -16,3 +20,12 @@ def test_it_names_the_variables_people_already_set() -> None:
                      "`FEEDBACK_DB_URL`", "`LOOKALIKE_ADMIN_TOKEN`", "`HTTP_MAX_CONNECTIONS`"):
         assert variable in page, variable
     assert "| `BATCH_SIZE` | `--batch-size` | int | `16` |" in page
+
+
+def test_every_setting_says_what_it_is_for() -> None:
+    """Its description is its --help and its line in the reference."""
+    classes: list[type[BaseModel]] = [cls for _, cls in commands(Lookalike, ("lookalike",))]
+    classes += [ConnectionLimits, LoggingSettings, UploadLimits]
+    undescribed = [f"{cls.__name__}.{name}" for cls in classes for name, field in cls.model_fields.items()
+                   if not (field.description or "").strip()]
+    assert undescribed == []
