@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Settings (CATALOG, INDEX, WEIGHTS, PRECISION, *_PORT) reach the services as environment
+# Settings (CATALOG, INDEX, WEIGHTS, PRECISION, *_PORT) reach the programs as environment
 # variables: make passes on those set in the shell or on its command line (`make run WEIGHTS=random`).
+# Each target is a thin wrapper over the `lookalike` command's code (`.venv/bin/lookalike --help`);
+# docs/reference/configuration.md lists every variable and flag.
 
 .PHONY: install run test lint index rollback clean constraints bench bench-index
 
@@ -70,6 +72,11 @@ eval-feedback: install
 eval-text: install
 	$(PY) -m evaluation.text --queries $(or $(TEXT_QUERIES),evaluation/data/text_queries.csv) --out $(or $(EVAL_OUT),var/eval) \
 		$(if $(CATALOG),--catalog $(CATALOG),--index $(or $(INDEX),var/index))
+
+# docs/reference/configuration.md, generated from the settings classes (tests/docs fails while it is stale).
+.PHONY: settings-reference
+settings-reference: install
+	$(PY) -m supervisor.settings_reference
 
 clean:
 	rm -rf var test-output

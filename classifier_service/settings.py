@@ -10,24 +10,30 @@ from lookalike.settings import UploadLimits
 
 
 class ClassifierSettings(BaseSettings):
+    """Serve the classifier: a photo in, its embedding and category probabilities out (POST /v1/classify)."""
+
     model_config = SettingsConfigDict(env_prefix="CLASSIFIER_", extra="ignore", env_ignore_empty=True)
 
-    host: str = "127.0.0.1"
-    port: int = 8001
-    index: Path = Field(shared.INDEX_ROOT, validation_alias=AliasChoices("CLASSIFIER_INDEX", "INDEX"))
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
+    port: int = Field(8001, description="Port to listen on.")
+    index: Path = Field(shared.INDEX_ROOT, validation_alias=AliasChoices("CLASSIFIER_INDEX", "INDEX"),
+                        description="Index root; the category head and int8 model come from its serving version.")
     weights: str = Field(shared.MODEL_WEIGHTS, validation_alias=AliasChoices("CLASSIFIER_WEIGHTS", "WEIGHTS"),
-                         description="imagenet, random, auto, or a path to a .pth state dict")
-    precision: str = Field(shared.PRECISION, validation_alias=AliasChoices("CLASSIFIER_PRECISION", "PRECISION"),
-                           description="auto, fp32, bf16 or int8 (the serving index version's quantised model; "
-                           "auto serves it where its gate passed)")
+                         description="imagenet, random, auto, or a path to a .pth state dict; the index's own.")
+    precision: shared.Precision = Field(shared.PRECISION, validation_alias=AliasChoices(
+        "CLASSIFIER_PRECISION", "PRECISION"), description="auto, fp32, bf16 or int8 (the serving index version's "
+        "quantised model; auto serves it where its gate passed).")
     fused: bool = Field(True, description="Run the network through oneDNN Graph on a CPU; false runs eager PyTorch.")
     max_batch: int = Field(8, ge=1, description="Largest batch. On 2 AVX-512 cores the fused model runs 8 as fast "
                            "per image as 16, and smaller batches leave room to decode the next ones meanwhile.")
-    max_wait_ms: float = Field(5.0, ge=0)
+    max_wait_ms: float = Field(5.0, ge=0, description=(
+        "Longest wait for company in a batch, only while another upload is being decoded."))
     max_queue: int = Field(64, ge=1, description="Requests waiting beyond this get 503 with Retry-After.")
     max_upload_bytes: int = Field(shared.MAX_UPLOAD_BYTES,
-                                  validation_alias=AliasChoices("CLASSIFIER_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"))
-    max_pixels: int = Field(shared.MAX_PIXELS, validation_alias=AliasChoices("CLASSIFIER_MAX_PIXELS", "MAX_PIXELS"))
+                                  validation_alias=AliasChoices("CLASSIFIER_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"),
+                                  description="Largest upload accepted; a larger one gets 413.")
+    max_pixels: int = Field(shared.MAX_PIXELS, validation_alias=AliasChoices("CLASSIFIER_MAX_PIXELS", "MAX_PIXELS"),
+                            description="Largest image decoded, in pixels: a phone photo fits, a decompression bomb not.")
     upload_limits: UploadLimits = Field(default_factory=UploadLimits, description="MAX_INFLIGHT_UPLOAD_BYTES, "
                                         "UPLOAD_TIMEOUT_S, ...: see lookalike/settings.py.")
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 means the cores this process may use.")

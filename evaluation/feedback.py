@@ -24,7 +24,6 @@ results in a second.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import sys
@@ -36,18 +35,17 @@ from typing import Any
 import httpx
 
 from evaluation.report import served_version, write_report
+from evaluation.settings import FeedbackEvalSettings
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
-from indexing.settings import IndexingSettings
 from lookalike.catalog.layout import SYNONYMS, IndexLayout, read_items, read_manifest
 from lookalike.errors import EvalError, JobError
+from lookalike.settings import read_command_line
 from similarity_service.app import create_app as create_similarity
 from similarity_service.settings import SimilaritySettings
 
-DEPTH = 20
 BROWSED = 20  # products on a page of the shop that a shopper who found nothing looks through
 TARGET = 0.75
-ROUNDS = 8
 # Category words absent from the demo catalogue's names and columns. The issue also named "seat", but
 # 39 sofa names hold it ("2-seat sofa"): kept, as the case where the words find the wrong category.
 TERMS = {"couch": "sofa", "light": "lamp", "cot": "bed", "seating": "chair", "seat": "chair"}
@@ -122,7 +120,7 @@ class Shopper:
                 raise EvalError(f"a vote answered {response.status_code}: {response.text[:300]}")
 
 
-async def simulate(index_root: Path, work: Path, rounds: int = ROUNDS, seed: int = 0, depth: int = DEPTH,
+async def simulate(index_root: Path, work: Path, rounds: int, seed: int, depth: int,
                    terms: dict[str, str] | None = None) -> dict[str, Any]:
     root = serving_without_synonyms(index_root, work / "index")
     version_dir = served_version(root)
@@ -198,23 +196,20 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.feedback", description=__doc__.splitlines()[0])
-    parser.add_argument("--index", type=Path, default=IndexingSettings().index, help="index root (versions + current)")
-    parser.add_argument("--rounds", type=int, default=ROUNDS, help="shoppers per term")
-    parser.add_argument("--seed", type=int, default=0, help="for the browsing shoppers' samples")
-    parser.add_argument("--depth", type=int, default=DEPTH, help="results a shopper sees: p@depth")
-    parser.add_argument("--out", type=Path, default=Path("var/eval"), help="where feedback_report.json and .md go")
-    args = parser.parse_args(argv)
+def evaluate_feedback(settings: FeedbackEvalSettings) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="feedback-eval-") as work:
-            result = asyncio.run(simulate(args.index, Path(work), args.rounds, args.seed, args.depth))
+            result = asyncio.run(simulate(settings.index, Path(work), settings.rounds, settings.seed, settings.depth))
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_report(args.out, "feedback_report", result, markdown(result))
+    write_report(settings.out, "feedback_report", result, markdown(result))
     print(markdown(result))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return evaluate_feedback(read_command_line(FeedbackEvalSettings, argv, prog="python -m evaluation.feedback"))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ precision and preprocessing, and shared by the index types.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import faiss
 import numpy as np
@@ -28,8 +28,8 @@ from evaluation.contact_sheet import SheetRow, draw_contact_sheet
 from evaluation.query_set import Query, read_query_set
 from evaluation.report import markdown_report, served_version, write_report
 from evaluation.retrieval_metrics import category_accuracy, confusion_matrix, retrieval_metrics
+from evaluation.settings import EvalIndexType, EvalPrecision, PhotoEvalSettings, PreprocessingMode
 from indexing.build import THUMBNAIL_SIDE
-from indexing.settings import IndexingSettings
 from lookalike.catalog.index import CatalogIndex, CategoryIndex
 from lookalike.catalog.layout import HEAD
 from lookalike.catalog.manifest import Preprocessing
@@ -37,7 +37,7 @@ from lookalike.contracts import Hit
 from lookalike.errors import EvalError, ImageRejected, JobError
 from lookalike.hedging import categories_to_search, merge_by_score
 from lookalike.serving import configure_logging
-from lookalike.settings import MAX_PIXELS
+from lookalike.settings import MAX_PIXELS, read_command_line
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.head import CategoryHead
 from lookalike.vision.head_training import fit_head
@@ -45,9 +45,9 @@ from lookalike.vision.preprocess import decode_image, load_model_input, to_model
 
 log = logging.getLogger("lookalike.eval")
 
-PRECISIONS = ("fp32", "bf16")
-MODES = ("center-crop", "pad")
-INDEX_TYPES = ("flat", "pcaw")
+PRECISIONS: tuple[str, ...] = get_args(EvalPrecision)
+MODES: tuple[str, ...] = get_args(PreprocessingMode)
+INDEX_TYPES: tuple[str, ...] = get_args(EvalIndexType)
 DEPTH = 10  # the deepest rank any metric looks at
 SHEET_RESULTS = 5
 RANDOM_WARNING = "RANDOM WEIGHTS: these figures test the harness and say nothing about quality."
@@ -367,56 +367,26 @@ def sheet_rows(evaluation: Evaluation, queries: list[LoadedQuery], outcome: Outc
             for i in picks]
 
 
-def comma_list(kind: Callable[[str], object], choices: tuple[str, ...] | None = None) -> Callable[[str], tuple]:
-    def parse(text: str) -> tuple:
-        values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
-        if not values or (choices and any(v not in choices for v in values)):
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(choices or ('values',))}")
-        return values
-    return parse
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    settings = IndexingSettings()
-    parser = argparse.ArgumentParser(prog="python -m evaluation.photos", description=__doc__.splitlines()[0])
-    parser.add_argument("--index", type=Path, default=settings.index, help="index root (versions + current)")
-    parser.add_argument("--queries", type=Path, default=Path("../shared/furniture/queries"),
-                        help="folder with labels.csv (file, category, optional product_id) and the photos")
-    parser.add_argument("--out", type=Path, default=Path("var/eval"), help="where the reports go")
-    parser.add_argument("--weights", default=settings.weights,
-                        help="the index's weights: imagenet, random, auto or a .pth path")
-    parser.add_argument("--catalog", type=Path, default=None,
-                        help="catalogue folder for re-embedding (default: the one the manifest names)")
-    parser.add_argument("--precisions", type=comma_list(str, PRECISIONS), default=PRECISIONS)
-    parser.add_argument("--modes", type=comma_list(str, MODES), default=MODES, help="preprocessing modes")
-    parser.add_argument("--indexes", type=comma_list(str, INDEX_TYPES), default=INDEX_TYPES)
-    parser.add_argument("--hedge-below", type=comma_list(float), default=(0.5, 0.7, 0.9),
-                        help="thresholds to evaluate hedging at (top probability below it: search the top two)")
-    parser.add_argument("--pcaw-dim", type=int, default=256, help="dimensions kept by PCA whitening")
-    parser.add_argument("--sheet-queries", type=int, default=24, help="queries on the contact sheet")
-    parser.add_argument("--timed-queries", type=int, default=10,
-                        help="queries timed one at a time, per precision and preprocessing")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="threads decoding catalogue images")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def evaluate(settings: PhotoEvalSettings) -> int:
     configure_logging()
     started = time.perf_counter()
     try:
-        options = Options(args.weights, args.catalog, args.precisions, args.modes, args.indexes, args.hedge_below,
-                          args.pcaw_dim, args.timed_queries, args.batch_size, args.workers)
-        evaluation = Evaluation(args.index, options)
-        report = run(evaluation, args.queries, args.out, args.sheet_queries)
+        options = Options(settings.weights, settings.catalog, settings.precisions, settings.modes, settings.indexes,
+                          settings.hedge_below, settings.pcaw_dim, settings.timed_queries, settings.batch_size,
+                          settings.workers)
+        evaluation = Evaluation(settings.index, options)
+        report = run(evaluation, settings.queries, settings.out, settings.sheet_queries)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print((args.out / "report.md").read_text())
+    print((settings.out / "report.md").read_text())
     print(f"{report['queries']} queries, {len(evaluation.configurations())} configurations in "
-          f"{time.perf_counter() - started:.0f} s. Reports in {args.out}/: report.json, report.md, contact_sheet.png")
+          f"{time.perf_counter() - started:.0f} s. Reports in {settings.out}/: report.json, report.md, contact_sheet.png")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return evaluate(read_command_line(PhotoEvalSettings, argv, prog="python -m evaluation.photos"))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ and `random` weights write none.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import tempfile
@@ -23,15 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluation.report import served_version, write_report
+from evaluation.settings import TextEvalSettings
 from indexing.catalog import scan_catalog
-from indexing.settings import IndexingSettings
 from lookalike.catalog.layout import SYNONYMS, TEXT_INDEX, read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.catalog.text_index import TextIndex, text_fields, write_text_index
 from lookalike.errors import ApiError, EvalError, JobError
+from lookalike.settings import read_command_line
 
 DEPTH = 10
-DEFAULT_QUERIES = Path(__file__).with_name("data") / "text_queries.csv"
 
 
 @dataclass(frozen=True)
@@ -129,25 +128,22 @@ def markdown(report: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.text", description=__doc__.splitlines()[0])
-    parser.add_argument("--index", type=Path, default=IndexingSettings().index, help="index root (versions + current)")
-    parser.add_argument("--queries", type=Path, default=DEFAULT_QUERIES, help="CSV: query, relevant_ids, ...")
-    parser.add_argument("--catalog", type=Path, default=None,
-                        help="measure this catalogue's products.csv instead of the serving index (no embedding needed)")
-    parser.add_argument("--out", type=Path, default=Path("var/eval"), help="where text_report.json and .md go")
-    args = parser.parse_args(argv)
+def evaluate_text(settings: TextEvalSettings) -> int:
     try:
-        queries = read_text_queries(args.queries)
+        queries = read_text_queries(settings.queries)
         with tempfile.TemporaryDirectory(prefix="text-eval-") as work:
-            searched = written_now(args.catalog, Path(work)) if args.catalog else served(args.index)
+            searched = written_now(settings.catalog, Path(work)) if settings.catalog else served(settings.index)
             report = evaluate(searched, queries)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_report(args.out, "text_report", report, markdown(report))
+    write_report(settings.out, "text_report", report, markdown(report))
     print(markdown(report))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return evaluate_text(read_command_line(TextEvalSettings, argv, prog="python -m evaluation.text"))
 
 
 if __name__ == "__main__":

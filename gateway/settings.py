@@ -11,18 +11,22 @@ from lookalike.settings import UploadLimits
 
 
 class GatewaySettings(BaseSettings):
+    """Serve the web page and the public API (/api/v1), in front of the classifier and the similarity service."""
+
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", env_ignore_empty=True)
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    classifier_port: int = Field(8001, validation_alias="CLASSIFIER_PORT")
-    similarity_port: int = Field(8002, validation_alias="SIMILARITY_PORT")
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
+    port: int = Field(8000, description="Port to listen on.")
+    classifier_port: int = Field(8001, validation_alias="CLASSIFIER_PORT",
+                                 description="The classifier's port on 127.0.0.1, unless CLASSIFIER_URL says so.")
+    similarity_port: int = Field(8002, validation_alias="SIMILARITY_PORT",
+                                 description="The similarity service's port on 127.0.0.1, unless SIMILARITY_URL says so.")
     classifier_url: str = Field("", validation_alias=AliasChoices("GATEWAY_CLASSIFIER_URL", "CLASSIFIER_URL"),
                                 description="Defaults to http://127.0.0.1:$CLASSIFIER_PORT")
     similarity_url: str = Field("", validation_alias=AliasChoices("GATEWAY_SIMILARITY_URL", "SIMILARITY_URL"),
                                 description="Defaults to http://127.0.0.1:$SIMILARITY_PORT")
     classify_timeout_s: float = Field(15.0, gt=0, description="Covers queueing behind other uploads.")
-    search_timeout_s: float = Field(5.0, gt=0)
+    search_timeout_s: float = Field(5.0, gt=0, description="Timeout of each call to the similarity service.")
     hedge_below: float = Field(0.0, ge=0, le=1, description=(
         "When the classifier's top probability is below this, search the top two categories and merge "
         "by score. 0 (the default) never hedges; see README, Measuring quality."))
@@ -32,7 +36,8 @@ class GatewaySettings(BaseSettings):
     replica_refresh_s: float = Field(5.0, gt=0, description="How often service names are resolved again to find "
                                      "replicas; CLASSIFIER_URL and SIMILARITY_URL may also list several, comma-separated.")
     max_upload_bytes: int = Field(shared.MAX_UPLOAD_BYTES,
-                                  validation_alias=AliasChoices("GATEWAY_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"))
+                                  validation_alias=AliasChoices("GATEWAY_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES"),
+                                  description="Largest upload accepted; a larger one gets 413.")
     upload_limits: UploadLimits = Field(default_factory=UploadLimits, description="MAX_INFLIGHT_UPLOAD_BYTES, "
                                         "UPLOAD_TIMEOUT_S, ...: see lookalike/settings.py.")
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(

@@ -1,74 +1,39 @@
-"""The indexing job's command line.
+"""The indexing job's command line (also `lookalike index`, `lookalike rollback`, `lookalike versions`).
 
     python -m indexing --catalog DIR --index DIR --weights MODE [--keep N] [--notify URL...]
     python -m indexing rollback --index DIR [--to VERSION] [--notify URL...]
     python -m indexing versions --index DIR
+
+Flags and environment variables come from indexing/settings.py; `--help` lists them.
 """
 
 from __future__ import annotations
 
-import argparse
 import sqlite3
 import sys
-from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import CliSubCommand, get_subcommand
 
 from indexing.build import BuildSummary, Int8Options, build_index
 from indexing.catalog import default_catalog
 from indexing.notify import notify_reload
 from indexing.quantise_gate import GateThresholds
-from indexing.settings import IndexingSettings
+from indexing.settings import IndexBuildSettings, RollbackSettings, VersionsSettings
 from indexing.versions import rollback
 from lookalike.catalog.layout import IndexLayout
 from lookalike.errors import JobError
 from lookalike.serving import configure_logging
-from lookalike.vision.precision import PRECISIONS, gate_summary
-
-DEFAULT_KEEP = 3
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+from lookalike.settings import read_command_line
+from lookalike.vision.precision import gate_summary
 
 
-def parse_args(argv: list[str] | None = None, settings: IndexingSettings | None = None) -> argparse.Namespace:
-    settings = settings or IndexingSettings()
-    parser = argparse.ArgumentParser(prog="python -m indexing", description="Build and publish a new index version.")
-    parser.add_argument("--catalog", type=Path, default=None,
-                        help="folder with one sub-folder of images per category, and optionally products.csv "
-                             "(default: $CATALOG, else reference_images, else the demo catalogue while that is empty)")
-    parser.add_argument("--index", type=Path, default=settings.index,
-                        help="index root (versions + current); default $INDEX or var/index")
-    parser.add_argument("--weights", default=settings.weights,
-                        help="imagenet, random, auto, or a path to a .pth state dict; default $WEIGHTS or auto")
-    parser.add_argument("--precision", default=settings.precision, choices=list(PRECISIONS),
-                        help="int8 quantises on the catalogue and serves it even if its gate fails (loudly); auto "
-                             "serves int8 where the gate passes, else bf16 where the CPU is fast at it, else fp32")
-    parser.add_argument("--int8-calibration-images", type=positive, default=settings.int8_calibration_images)
-    parser.add_argument("--int8-gate-images", type=positive, default=settings.int8_gate_images)
-    parser.add_argument("--int8-min-cosine", type=float, default=settings.int8_min_cosine)
-    parser.add_argument("--int8-min-top10-overlap", type=float, default=settings.int8_min_top10_overlap)
-    parser.add_argument("--int8-min-head-agreement", type=float, default=settings.int8_min_head_agreement)
-    parser.add_argument("--batch-size", type=positive, default=16)
-    parser.add_argument("--workers", type=positive, default=2, help="threads decoding images ahead of the network")
-    parser.add_argument("--index-type", default="Flat", help="Faiss factory string, e.g. Flat, HNSW32, IVF256,Flat")
-    parser.add_argument("--keep", type=positive, default=DEFAULT_KEEP,
-                        help="index versions to keep, the new one included (older ones are deleted; "
-                             "the serving one never is)")
-    parser.add_argument("--notify", nargs="*", default=[], metavar="URL",
-                        help="service base URLs to ask to reload, e.g. http://127.0.0.1:8001")
-    return parser.parse_args(argv)
+class IndexingCommandLine(IndexBuildSettings):
+    """Build a new index version from a catalogue folder, publish it, and tell running services to reload;
+    `rollback` and `versions` manage the versions published."""
 
-
-def parse_rollback_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m indexing rollback",
-                                     description="Serve an older index version again.")
-    parser.add_argument("--index", type=Path, default=IndexingSettings().index, help="index root (versions + current)")
-    parser.add_argument("--to", metavar="VERSION", help="version to serve; default: the one before the serving one")
-    parser.add_argument("--notify", nargs="*", default=[], metavar="URL", help="service base URLs to ask to reload")
-    return parser.parse_args(argv)
+    rollback: CliSubCommand[RollbackSettings] = Field(description="Serve an older index version again.")
+    versions: CliSubCommand[VersionsSettings] = Field(description="List the index versions kept.")
 
 
 def format_summary(s: BuildSummary) -> str:
@@ -109,20 +74,19 @@ def format_summary(s: BuildSummary) -> str:
     return "\n".join(lines)
 
 
-def build_main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    if args.catalog is None:
-        args.catalog, note = default_catalog(IndexingSettings().catalog)
-        if note:
-            print(note)
+def build(settings: IndexBuildSettings) -> int:
+    catalog, note = default_catalog(settings.catalog)
+    if note:
+        print(note)
     try:
-        summary = build_index(args.catalog, args.index, args.weights, precision=args.precision,
-                              batch_size=args.batch_size, workers=args.workers, index_type=args.index_type,
-                              keep=args.keep, text_weights=IndexingSettings().text_weights or None,
-                              text_exclude=frozenset(IndexingSettings().text_exclude), int8=Int8Options(
-                                  calibration_images=args.int8_calibration_images, gate_images=args.int8_gate_images,
-                                  thresholds=GateThresholds(args.int8_min_cosine, args.int8_min_top10_overlap,
-                                                            args.int8_min_head_agreement)))
+        summary = build_index(catalog, settings.index, settings.weights, precision=settings.precision,
+                              batch_size=settings.batch_size, workers=settings.workers, index_type=settings.index_type,
+                              keep=settings.keep, text_weights=settings.text_weights or None,
+                              text_exclude=frozenset(settings.text_exclude), int8=Int8Options(
+                                  calibration_images=settings.int8_calibration_images,
+                                  gate_images=settings.int8_gate_images,
+                                  thresholds=GateThresholds(settings.int8_min_cosine, settings.int8_min_top10_overlap,
+                                                            settings.int8_min_head_agreement)))
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -134,41 +98,46 @@ def build_main(argv: list[str]) -> int:
         print(f"error: {exc}. The serving index is untouched; embeddings done so far are cached.", file=sys.stderr)
         return 1
     print(format_summary(summary))
-    for line in notify_reload(args.notify):
+    for line in notify_reload(settings.notify):
         print(line)
     return 0
 
 
-def rollback_main(argv: list[str]) -> int:
-    args = parse_rollback_args(argv)
+def roll_back(settings: RollbackSettings) -> int:
     try:
-        version, previous = rollback(args.index, args.to)
+        version, previous = rollback(settings.index, settings.to)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"Rolled back from {previous} to {version}")
-    for line in notify_reload(args.notify):
+    for line in notify_reload(settings.notify):
         print(line)
     return 0
 
 
-def versions_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m indexing versions", description="List the index versions kept.")
-    parser.add_argument("--index", type=Path, default=IndexingSettings().index)
-    layout = IndexLayout(parser.parse_args(argv).index)
+def list_versions(settings: VersionsSettings) -> int:
+    layout = IndexLayout(settings.index)
     current = layout.current()
     for name in layout.published():
         print(f"{'*' if current and current.name == name else ' '} {name}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def run_indexing(settings: IndexBuildSettings | RollbackSettings | VersionsSettings) -> int:
     configure_logging()
-    commands = {"rollback": rollback_main, "versions": versions_main}
-    if argv and argv[0] in commands:
-        return commands[argv[0]](argv[1:])
-    return build_main(argv)
+    match settings:
+        case RollbackSettings():
+            return roll_back(settings)
+        case VersionsSettings():
+            return list_versions(settings)
+        case _:
+            return build(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    command_line = read_command_line(IndexingCommandLine, argv, prog="python -m indexing")
+    chosen = get_subcommand(command_line, is_required=False)
+    return run_indexing(chosen if isinstance(chosen, RollbackSettings | VersionsSettings) else command_line)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Everything the indexing job and the evaluation read from the environment, in one place.
+"""Everything the indexing job reads from its flags and the environment, in one place.
 
-The command line's flags default to these, so `INDEX=... WEIGHTS=random make index` and
-`python -m indexing --index ... --weights random` do the same thing.
+Each command's flags and environment variables come from its class here (lookalike.settings.read_command_line),
+so `INDEX=... WEIGHTS=random make index` and `python -m indexing --index ... --weights random` do the same thing.
 """
 
 from __future__ import annotations
@@ -9,23 +9,58 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
+from pydantic_settings import BaseSettings, CliVariadicArg, SettingsConfigDict
 
 from lookalike import settings as shared
 from lookalike.catalog.text_index import DEFAULT_EXCLUDED
 
+INDEX_ROOT_HELP = "Index root: the published versions and `current`, the one the services serve."
+NOTIFY_HELP = "Service base URLs to ask to reload afterwards, e.g. http://127.0.0.1:8001 http://127.0.0.1:8002."
+
 
 class IndexingSettings(shared.ModelSettings):
-    """INDEX, CATALOG, WEIGHTS, PRECISION, TEXT_WEIGHTS and TEXT_EXCLUDE, and the int8 gate's INT8_* figures."""
+    """Build a new index version from a catalogue folder, publish it, and prune old versions."""
 
-    index: Path = shared.INDEX_ROOT
-    catalog: Path | None = None
-    text_weights: dict[str, float] = Field(default_factory=dict, description=(
+    index: Path = Field(shared.INDEX_ROOT, description=INDEX_ROOT_HELP)
+    catalog: Path | None = Field(None, description=(
+        "Folder with one sub-folder of photos per category, and optionally products.csv. "
+        "Unset: reference_images, else the demo catalogue while that is empty."))
+    text_weights: dict[str, float] = Field({}, description=(
         'bm25 weight per searched field, as JSON, e.g. {"name": 10, "colour": 3}; 0 leaves a field out. '
         "Default: name 10, category 5, other text columns 2, imagenet_tags 1."))
-    text_exclude: list[str] = Field(default_factory=lambda: sorted(DEFAULT_EXCLUDED), description=(
+    text_exclude: list[str] = Field(sorted(DEFAULT_EXCLUDED), description=(
         'products.csv columns never searched, as JSON, e.g. ["url", "license"].'))
     int8_calibration_images: int = Field(300, ge=1, description="Catalogue photos the int8 ranges are calibrated on.")
     int8_gate_images: int = Field(200, ge=2, description="Other catalogue photos the gate compares fp32 and int8 on.")
     int8_min_cosine: float = Field(0.98, description="Mean fp32-int8 cosine the gate asks for.")
     int8_min_top10_overlap: float = Field(0.9, description="Mean top-10 overlap within category the gate asks for.")
     int8_min_head_agreement: float = Field(0.98, description="Share of equal head decisions the gate asks for.")
+
+
+class IndexBuildSettings(IndexingSettings):
+    """Build a new index version from a catalogue folder, publish it, and tell running services to reload."""
+
+    batch_size: int = Field(16, ge=1, description="Photos embedded per forward pass.")
+    workers: int = Field(2, ge=1, description="Threads decoding photos ahead of the network.")
+    index_type: str = Field("Flat", description="Faiss factory string for each category, e.g. Flat, HNSW32, IVF256,Flat.")
+    keep: int = Field(3, ge=1, description=(
+        "Index versions to keep, the new one included; older ones are deleted, the serving one never is."))
+    notify: CliVariadicArg[shared.CommaSeparated] = Field([], description=NOTIFY_HELP)
+
+
+class RollbackSettings(BaseSettings):
+    """Serve an older index version again, and tell running services to reload."""
+
+    model_config = SettingsConfigDict(env_prefix="ROLLBACK_", extra="ignore", env_ignore_empty=True)
+
+    index: Path = Field(shared.INDEX_ROOT, validation_alias="INDEX", description=INDEX_ROOT_HELP)
+    to: str | None = Field(None, description="Version to serve; unset: the one before the serving one.")
+    notify: CliVariadicArg[shared.CommaSeparated] = Field([], description=NOTIFY_HELP)
+
+
+class VersionsSettings(BaseSettings):
+    """List the index versions kept; `*` marks the one served."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
+
+    index: Path = Field(shared.INDEX_ROOT, description=INDEX_ROOT_HELP)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import uvicorn
+from fastapi import FastAPI
 
 from lookalike import observability
 from lookalike.http_protocol import with_head_limits
@@ -18,15 +20,17 @@ def configure_logging(program: str = "indexing") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per internal call is noise
 
 
-def serve(app_factory: str, host: str, port: int, limits: ConnectionLimits | None = None) -> None:
-    """Run `module:create_app` on host:port; SIGINT and SIGTERM shut it down gracefully.
+def serve(program: str, create_app: Callable[[], FastAPI], host: str, port: int,
+          limits: ConnectionLimits | None = None) -> None:
+    """Run the app `create_app` makes on host:port; SIGINT and SIGTERM shut it down gracefully.
 
-    uvicorn's access log is off: the observability middleware writes one line per request,
-    with its request id, status and duration. `limits` (from the environment by default) caps
-    connections, idle keep-alive and the request head; see lookalike/settings.py.
+    The app is made from settings the caller read (flags, else the environment). uvicorn's access
+    log is off: the observability middleware writes one line per request, with its request id,
+    status and duration. `limits` (from the environment by default) caps connections, idle
+    keep-alive and the request head; see lookalike/settings.py.
     """
     limits = limits or ConnectionLimits()
-    configure_logging(app_factory.split(".", 1)[0].removesuffix("_service"))
-    uvicorn.run(app_factory, factory=True, host=host, port=port, log_config=None, access_log=False,
+    configure_logging(program)
+    uvicorn.run(create_app, factory=True, host=host, port=port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=10, http=with_head_limits(limits.header_timeout_s, limits.max_header_bytes),
                 limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive_s)

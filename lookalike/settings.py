@@ -7,11 +7,14 @@ disagree about where the index lives or how many pixels a photo may have.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, CliApp, CliSettingsSource, NoDecode, SettingsConfigDict, SettingsError
 
 INDEX_ROOT = Path("var/index")
 """Where `make index` publishes and the services read, unless INDEX says otherwise."""
@@ -25,7 +28,70 @@ MAX_UPLOAD_BYTES = 20_000_000
 MODEL_WEIGHTS = "auto"
 """`imagenet`, `random`, `auto` (ImageNet where it can be loaded, else random) or a .pth path."""
 
-PRECISION = "auto"
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+"""What the network runs at; `auto` picks per machine and index version (lookalike/vision/precision.py)."""
+
+PRECISION: Precision = "auto"
+
+
+def split_commas(value: object) -> object:
+    """`a, b` as ["a", "b"]: how a list is given in one environment variable."""
+    return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+
+CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
+"""A list given as `a,b` in the environment, and as `--flag a b`, `--flag a,b` or `--flag a --flag b`."""
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def environment_names(field_name: str, field: FieldInfo, env_prefix: str) -> tuple[str, ...]:
+    """The variables a settings field is read from, first one first: its aliases, else prefix + name."""
+    alias = field.validation_alias
+    names = ([c for c in alias.choices if isinstance(c, str)] if isinstance(alias, AliasChoices)
+             else [alias] if isinstance(alias, str) else [env_prefix + field_name])
+    return tuple(name.upper() for name in names)
+
+
+class _CommandLineSource(CliSettingsSource[Any]):
+    """pydantic-settings' command line, with `--help` naming each field's own environment variables.
+
+    Its own rule names a subcommand's variables after the parent's, and so names none here, but every
+    subcommand here is a program's settings class that reads its own (BATCH_SIZE). Overrides a private
+    hook of pydantic-settings 2.16; tests/lookalike/test_command_line.py checks the help text it gives.
+    """
+
+    def _get_field_env_var_names(self, field_name: str, field_info: FieldInfo, env_prefixes: tuple[tuple[str, bool], ...],
+                                 model_config: Mapping[str, Any]) -> tuple[str, ...]:
+        return environment_names(field_name, field_info, str(model_config.get("env_prefix", "")))
+
+
+def command_line(settings_class: type[BaseSettings], prog: str) -> CliSettingsSource[Any]:
+    """The command line a settings class gives, not yet parsed: its parser names every flag."""
+    return _CommandLineSource(
+        settings_class, cli_prog_name=prog, cli_kebab_case=True, cli_implicit_flags=True, cli_hide_none_type=True,
+        cli_avoid_json=True, cli_show_env_vars=True, case_sensitive=False)
+
+
+def read_command_line(settings_class: type[S], argv: Sequence[str] | None, prog: str) -> S:
+    """A program's settings from its flags, else the environment, else the defaults: one class gives all three.
+
+    Flags are the fields' names in kebab case (`--batch-size`; an alias such as INDEX gives `--index`), and
+    `--help` shows each field's description with its default and environment variable. A value that does
+    not validate, from a flag or the environment, ends the program with its usage and exit status 2, as
+    argparse does for a flag it does not know.
+    """
+    source = command_line(settings_class, prog)
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return CliApp.run(settings_class, cli_args=args, cli_settings_source=source)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{str(e['loc'][-1]).lower().replace('_', '-')}: {e['msg']} (got {e['input']!r})"
+                             for e in exc.errors())
+        source.root_parser.error(f"{problems}; from the flag, else its environment variable (see --help)")
+    except SettingsError as exc:
+        source.root_parser.error(str(exc))
+    raise AssertionError("argparse's error() exits")
 
 
 class LoggingSettings(BaseSettings):
@@ -33,8 +99,9 @@ class LoggingSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOG_", extra="ignore", env_ignore_empty=True)
 
-    level: str = "INFO"
-    format: Literal["json", "text"] = "json"
+    level: str = Field("INFO", description="Least severe log level written: DEBUG, INFO, WARNING or ERROR.")
+    format: Literal["json", "text"] = Field("json", description=(
+        "`json`: one JSON object per log line, searchable by request id; `text` for reading at a terminal."))
 
     @field_validator("format", mode="before")
     @classmethod
@@ -47,8 +114,14 @@ class ModelSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
-    weights: str = MODEL_WEIGHTS
-    precision: str = PRECISION
+    weights: str = Field(MODEL_WEIGHTS, description=(
+        "The network's weights: `imagenet` (downloaded once into $TORCH_HOME), `random` (seeded; results mean "
+        "nothing, for tests and demos), `auto` (imagenet where it loads, else random with a loud warning) "
+        "or the path of a .pth state dict."))
+    precision: Precision = Field(PRECISION, description=(
+        "`fp32`, `bf16`, `int8` or `auto`: int8 where the index version's int8 gate passed, else bf16 where "
+        "the CPU is fast at it, else fp32. `int8` quantises on the catalogue and serves it even if its gate "
+        "failed, with a loud warning."))
 
 # What one service lets a client hold: connections, header time, upload bytes and upload time.
 # Read without a service's prefix: each service runs in its own process (and container), so
@@ -78,7 +151,8 @@ class UploadLimits(BaseSettings):
     max_inflight_upload_bytes: int = Field(256_000_000, ge=1, description=(
         "Upload bytes being read or held at once. A request that would pass it waits up to "
         "UPLOAD_BUDGET_WAIT_S, then gets 503 `busy` with Retry-After before its body is read."))
-    upload_budget_wait_s: float = Field(2.0, ge=0)
+    upload_budget_wait_s: float = Field(2.0, ge=0, description=(
+        "How long a request waits for room in MAX_INFLIGHT_UPLOAD_BYTES before it gets 503 `busy`."))
     upload_timeout_s: float = Field(30.0, gt=0, description="A body not finished within this gets 408.")
     upload_idle_s: float = Field(10.0, gt=0, description="A body that sends nothing for this long gets 408.")
     linger_s: float = Field(30.0, ge=0, description=(

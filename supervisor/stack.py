@@ -1,4 +1,4 @@
-"""`make run`, one machine's stack: build the index when it is missing, start the three services, stop them together.
+"""`make run` (`lookalike run`), one machine's stack: build a missing index, start the three services, stop them together.
 
 Each service runs in its own process group, so Ctrl-C reaches only this supervisor, which
 stops them in order. They also get SIGTERM from the kernel if the supervisor itself dies
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import httpx
 
 from indexing.catalog import default_catalog
+from lookalike.settings import read_command_line
 from supervisor.settings import StackSettings
 
 PR_SET_PDEATHSIG = 1
@@ -81,10 +82,11 @@ def wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], timeout_
     return False
 
 
-def main() -> int:
-    settings = StackSettings()
+def run_stack(settings: StackSettings) -> int:
     index, weights = settings.index, settings.weights
-    env = {**os.environ, "INDEX": str(index), "WEIGHTS": weights}
+    # What the flags said reaches the services as their environment.
+    env = {**os.environ, "INDEX": str(index), "WEIGHTS": weights,
+           **{service.port_env: str(settings.port(service.name)) for service in SERVICES}}
     if not (index / "current").exists():
         catalog, note = default_catalog(settings.catalog)
         if note:
@@ -120,6 +122,10 @@ def main() -> int:
         return 0
     finally:
         stop_all(processes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stack(read_command_line(StackSettings, argv, prog="python -m supervisor.stack"))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ the index version holds a quantised model whose gate passed. `auto` picks among 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import torch
 
 from lookalike.contracts import GateFigures
+from lookalike.settings import Precision
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 def cpu_has_fast_bf16() -> bool:
