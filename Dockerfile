@@ -1,7 +1,7 @@
 # One image for every role; the command picks it (module names, run with `python -m`):
 #   classifier_service | similarity_service | gateway (default) | indexing --catalog DIR --index DIR ...
 # No weights and no catalogue inside: $TORCH_HOME, the index and the catalogue are volumes under /data.
-# Every role listens on port 8000 inside its own container. See compose.yaml and README "Deploy".
+# Every role listens on port 8000 inside its own container. See compose.yaml and docs/operations.md.
 # No `# syntax=` line: BuildKit would fetch that frontend from Docker Hub; the one built into Docker
 # (20.10 or later) reads everything here, cache mounts included.
 # BASE_IMAGE: any Debian bookworm with Python 3.11 as `python`; `make test-deploy` builds a stand-in.

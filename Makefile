@@ -1,4 +1,4 @@
-# Lookalike: `make install`, `make run`, `make test`. See README.md.
+# Lookalike: `make install`, `make run`, `make test`, `make docs`. See README.md and docs/.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Each target is a thin wrapper over the `lookalike` command's code (`.venv/bin/lookalike --help`);
 # docs/reference/configuration.md lists every variable and flag.
 
-.PHONY: install run test lint index rollback clean constraints bench bench-index
+.PHONY: install run test lint index rollback clean constraints bench bench-index docs docs-screenshot
 
 install: $(STAMP)
 
@@ -52,7 +52,7 @@ bench: install
 bench-index: install
 	$(PY) -m bench.index_scale $(BENCH_ARGS)
 
-# Quality report for the built index (not part of `make test`): see README, "Measuring quality".
+# Quality report for the built index (not part of `make test`): see docs/quality.md.
 .PHONY: eval
 eval: install
 	$(PY) -m evaluation.photos --index $(or $(INDEX),var/index) --queries $(or $(QUERIES),../shared/furniture/queries) \
@@ -79,10 +79,24 @@ settings-reference: install
 	$(PY) -m supervisor.settings_reference
 
 clean:
-	rm -rf var test-output
+	rm -rf var test-output site
+
+# The documentation site (docs/, mkdocs.yml) built into site/; --strict fails on a broken link or a page
+# missing from the nav. Installs the docs extra (mkdocs-material) on first use.
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,docs]'
+	touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# docs/screenshot.png, the docs' one picture, made by the browser tests (needs /usr/bin/chromium).
+docs-screenshot: install
+	LOOKALIKE_SCREENSHOT=1 $(PY) -m pytest tests/gateway/browser/test_search_page.py -k docs_screenshot -q
 
 # The real image built and the compose stack run, on this machine's own Docker engine (needs root to
-# start one; skips loudly where none can start, fails with CI=true). See README "Deploy".
+# start one; skips loudly where none can start, fails with CI=true). See docs/operations.md.
 .PHONY: test-deploy
 test-deploy: install
 	PY=$(PY) tools/test_deploy.sh

@@ -36,7 +36,7 @@ timed() {  # timed NAME COMMAND...: run it, append "NAME SECONDS" to timings.txt
 skip_or_fail() {
     printf '\n%s\n' "################################################################################"
     printf 'test-deploy SKIPPED: %s\n' "$*"
-    printf 'The image was NOT built and the compose stack NOT run (see README, Deploy).\n'
+    printf 'The image was NOT built and the compose stack NOT run (see docs/operations.md).\n'
     printf '%s\n' "################################################################################"
     if [[ ${CI:-} == true ]]; then echo "CI=true: a skipped deploy test fails CI."; exit 1; fi
     exit 0
