@@ -1,6 +1,7 @@
 """The indexing job's command line.
 
     python -m indexing --catalog DIR --index DIR --weights MODE [--keep N] [--notify URL...]
+    python -m indexing --feed URL_OR_FILE [--feed-categories FILE] [--allow-host HOST...] [--force] ...
     python -m indexing rollback --index DIR [--to VERSION] [--notify URL...]
     python -m indexing versions --index DIR
 """
@@ -14,12 +15,14 @@ from pathlib import Path
 
 from indexing.build import BuildSummary, Int8Options, build_index
 from indexing.catalog import default_catalog
+from indexing.feed import FeedOptions, format_feed_summary, index_feed
 from indexing.notify import notify_reload
 from indexing.quantise_gate import GateThresholds
 from indexing.settings import IndexingSettings
 from indexing.versions import rollback
 from lookalike.catalog.layout import IndexLayout
 from lookalike.errors import JobError
+from lookalike.feed.download import DownloadLimits
 from lookalike.serving import configure_logging
 from lookalike.vision.precision import PRECISIONS, gate_summary
 
@@ -39,6 +42,20 @@ def parse_args(argv: list[str] | None = None, settings: IndexingSettings | None 
     parser.add_argument("--catalog", type=Path, default=None,
                         help="folder with one sub-folder of images per category, and optionally products.csv "
                              "(default: $CATALOG, else reference_images, else the demo catalogue while that is empty)")
+    parser.add_argument("--feed", default=settings.feed, metavar="URL_OR_FILE",
+                        help="index a Google Merchant Center feed (RSS 2.0 XML or TSV, a URL or a file) instead of "
+                             "a catalogue folder; default $FEED")
+    parser.add_argument("--feed-categories", type=Path, default=settings.feed_categories, metavar="FILE",
+                        help="the feed's category mapping file; default $FEED_CATEGORIES, else Google's taxonomy "
+                             "for chair, sofa, table, bed and lamp")
+    parser.add_argument("--feed-photos", type=Path, default=settings.feed_photos, metavar="DIR",
+                        help="the feed's photo cache; default $FEED_PHOTOS, else INDEX/feed-photos")
+    parser.add_argument("--allow-host", action="append", default=list(settings.feed_allowed_hosts), metavar="HOST",
+                        help="a host, address or network (e.g. 127.0.0.1, 10.0.0.0/8) feed downloads may reach "
+                             "although it is not public; repeatable; adds to $FEED_ALLOWED_HOSTS")
+    parser.add_argument("--force", action="store_true",
+                        help="publish a feed's version even if more than FEED_MAX_DROP_SHARE of the served "
+                             "products would drop out")
     parser.add_argument("--index", type=Path, default=settings.index,
                         help="index root (versions + current); default $INDEX or var/index")
     parser.add_argument("--weights", default=settings.weights,
@@ -69,6 +86,12 @@ def parse_rollback_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--to", metavar="VERSION", help="version to serve; default: the one before the serving one")
     parser.add_argument("--notify", nargs="*", default=[], metavar="URL", help="service base URLs to ask to reload")
     return parser.parse_args(argv)
+
+
+def int8_options(args: argparse.Namespace) -> Int8Options:
+    return Int8Options(calibration_images=args.int8_calibration_images, gate_images=args.int8_gate_images,
+                       thresholds=GateThresholds(args.int8_min_cosine, args.int8_min_top10_overlap,
+                                                 args.int8_min_head_agreement))
 
 
 def format_summary(s: BuildSummary) -> str:
@@ -109,8 +132,45 @@ def format_summary(s: BuildSummary) -> str:
     return "\n".join(lines)
 
 
+def feed_options(args: argparse.Namespace, settings: IndexingSettings) -> FeedOptions:
+    return FeedOptions(
+        source=args.feed, photos=args.feed_photos, categories=args.feed_categories,
+        allowed_hosts=tuple(args.allow_host), force=args.force, max_feed_bytes=settings.feed_max_bytes,
+        max_drop_share=settings.feed_max_drop_share,
+        limits=DownloadLimits(max_bytes=settings.feed_max_photo_bytes, connect_timeout_s=settings.feed_connect_timeout_s,
+                              total_timeout_s=settings.feed_timeout_s, max_redirects=settings.feed_max_redirects,
+                              concurrency=settings.feed_concurrency, per_host=settings.feed_per_host))
+
+
 def build_main(argv: list[str]) -> int:
-    args = parse_args(argv)
+    settings = IndexingSettings()
+    args = parse_args(argv, settings)
+    if args.feed and args.catalog is not None:
+        print("error: --feed and --catalog are two sources; give one", file=sys.stderr)
+        return 2
+    if args.feed:
+        build_options = dict(precision=args.precision, batch_size=args.batch_size, workers=args.workers,
+                             index_type=args.index_type, keep=args.keep)
+        try:
+            feed = index_feed(feed_options(args, settings), args.index, args.weights, **build_options,
+                              text_weights=settings.text_weights or None, text_exclude=frozenset(settings.text_exclude),
+                              int8=int8_options(args))
+        except JobError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted: the serving index is untouched; photos and embeddings done so far are cached",
+                  file=sys.stderr)
+            return 130
+        except (OSError, sqlite3.Error) as exc:
+            print(f"error: {exc}. The serving index is untouched.", file=sys.stderr)
+            return 1
+        print(format_summary(feed.build))
+        for line in format_feed_summary(feed):
+            print(line)
+        for line in notify_reload(args.notify):
+            print(line)
+        return 0
     if args.catalog is None:
         args.catalog, note = default_catalog(IndexingSettings().catalog)
         if note:
@@ -119,10 +179,7 @@ def build_main(argv: list[str]) -> int:
         summary = build_index(args.catalog, args.index, args.weights, precision=args.precision,
                               batch_size=args.batch_size, workers=args.workers, index_type=args.index_type,
                               keep=args.keep, text_weights=IndexingSettings().text_weights or None,
-                              text_exclude=frozenset(IndexingSettings().text_exclude), int8=Int8Options(
-                                  calibration_images=args.int8_calibration_images, gate_images=args.int8_gate_images,
-                                  thresholds=GateThresholds(args.int8_min_cosine, args.int8_min_top10_overlap,
-                                                            args.int8_min_head_agreement)))
+                              text_exclude=frozenset(IndexingSettings().text_exclude), int8=int8_options(args))
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -324,3 +324,15 @@ class EvalError(JobError):
 
 class FeedbackDatabaseError(JobError):
     """The gateway can't open or migrate its feedback database at start-up."""
+
+
+class FeedError(JobError):
+    """A product feed that can't be read: unreachable, too large, malformed, or refused as unsafe XML."""
+
+
+class CategoryMappingError(JobError):
+    """A category mapping file line that is not `category: value`."""
+
+
+class SafetyStop(JobError):
+    """The new version would drop more of the served catalogue than allowed; publishing needs --force."""
