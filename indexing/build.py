@@ -15,7 +15,7 @@ import shutil
 import sqlite3
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -304,12 +304,14 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 embedder: Embedder | None = None, progress: Progress | None = None,
                 text_weights: dict[str, float] | None = None,
                 text_exclude: frozenset[str] = DEFAULT_EXCLUDED, int8: Int8Options | None = None,
-                scan: CatalogScan | None = None, source: str | None = None) -> BuildSummary:
+                scan: CatalogScan | None = None, source: str | None = None,
+                before_publish: Callable[[Path | None, list[CatalogItem]], None] | None = None) -> BuildSummary:
     """Scan, (quantise and gate), embed what the cache lacks, fit the head, write a hidden build folder,
     publish it, prune old versions.
 
     Holds the index root's lock throughout, so two jobs never build at once. A feed passes its own
-    `scan` (photos in its cache under `catalog`) and the feed's address as `source`.
+    `scan` (photos in its cache under `catalog`) and the feed's address as `source`; `before_publish`
+    sees the serving version and the new items under the lock, and may refuse by raising.
     """
     started = time.perf_counter()
     scan = scan or scan_catalog(catalog)
@@ -369,6 +371,8 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 compatibility=compatibility(model.precision, quantised),
             )
             (build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+            if before_publish is not None:
+                before_publish(previous, items)
             final = layout.publish(build_dir, version)
             forget_departed(cache, items)
         except BaseException:

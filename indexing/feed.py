@@ -2,9 +2,9 @@
 
 The feed's products become catalogue entries exactly as a folder's photos do (one entry per
 photo, the product's columns on each), and `build_index` does the rest: photos whose bytes the
-embedding cache knows are not embedded again. Before anything is embedded, a safety stop
-compares the products that would be published with the served version's: a broken CDN or a
-truncated feed must not empty the store's search.
+embedding cache knows are not embedded again. Before anything is embedded, and again under
+the index lock just before publishing, a safety stop compares the products that would be published
+with the served version's: a broken CDN or a truncated feed must not empty the store's search.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from indexing.build import BuildSummary, build_index
 from indexing.catalog import CatalogScan, Entry, valid_id
 from lookalike.catalog.layout import IndexLayout, read_items
+from lookalike.catalog.manifest import CatalogItem
 from lookalike.errors import EmptyCatalog, FeedError, SafetyStop
 from lookalike.feed.categories import CategoryMapping
 from lookalike.feed.download import AddressPolicy, Downloader, DownloadFailed, DownloadLimits, Resolver, system_resolver
@@ -95,9 +96,9 @@ def entries_for(products: list[tuple[FeedProduct, str]], results: dict[str, Phot
     return entries, failed
 
 
-def check_drop(layout: IndexLayout, kept: set[str], options: FeedOptions) -> int:
-    """How many served products this version leaves out; SafetyStop if more than the allowed share, unless forced."""
-    current = layout.current()
+def check_drop(current: Path | None, kept: set[str], options: FeedOptions) -> int:
+    """How many of the served products this version leaves out; SafetyStop if more than the allowed share,
+    unless forced."""
     if current is None:
         return 0
     served = {item.id for item in read_items(current)}
@@ -156,9 +157,17 @@ def index_feed(options: FeedOptions, index_root: Path, weights: str = "auto", **
                 f"no category ({mapping.source}), {len(failed)} without a usable photo."
                 + (f" First unmapped: {unmapped[0]}." if unmapped else "")
                 + (f" First failed: {failed[0][0]}: {failed[0][1][0][1]}." if failed and failed[0][1] else ""))
-        dropped = check_drop(layout, {e.id for e in entries}, options)
+        kept = {e.id for e in entries}
+        dropped = check_drop(layout.current(), kept, options)  # early, before anything is embedded
         scan = CatalogScan(cache.root, entries, [])
-        summary = build_index(cache.root, index_root, weights, scan=scan, source=options.source, **build)
+
+        def recheck(current: Path | None, items: list[CatalogItem]) -> None:
+            """Again under the lock: another run may have published since."""
+            nonlocal dropped
+            dropped = check_drop(current, {i.id for i in items}, options)
+
+        summary = build_index(cache.root, index_root, weights, scan=scan, source=options.source,
+                              before_publish=recheck, **build)
         cache.retain(photos_of(feed.products))
     finally:
         cache.close()

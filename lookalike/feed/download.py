@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urljoin
@@ -109,22 +110,34 @@ class Downloader:
     """One run's downloads: one connection pool, the bounds above, the address policy."""
 
     def __init__(self, policy: AddressPolicy, limits: DownloadLimits = DownloadLimits(),
-                 resolver: Resolver = system_resolver) -> None:
+                 resolver: Resolver = system_resolver, verify: ssl.SSLContext | None = None) -> None:
         self.policy, self.limits, self.resolver = policy, limits, resolver
+        self.verify: ssl.SSLContext | bool = verify if verify is not None else True
         self.slots = asyncio.Semaphore(limits.concurrency)
         self.host_slots: dict[str, asyncio.Semaphore] = {}
+        self.clients: dict[str, httpx.AsyncClient] = {}
         self.bytes_fetched = 0
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(limits.total_timeout_s, connect=limits.connect_timeout_s),
-            limits=httpx.Limits(max_connections=limits.concurrency, max_keepalive_connections=limits.concurrency),
-            follow_redirects=False, trust_env=False,  # no proxy from the environment: we connect where we checked
-            headers={"User-Agent": USER_AGENT})
+
+    def client(self, host: str) -> httpx.AsyncClient:
+        """One connection pool per host name: the pool knows connections by address, and a TLS connection
+        checked for one name must never carry a request for another name on the same address."""
+        client = self.clients.get(host)
+        if client is None:
+            client = self.clients[host] = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.limits.total_timeout_s, connect=self.limits.connect_timeout_s),
+                limits=httpx.Limits(max_connections=self.limits.per_host,
+                                    max_keepalive_connections=self.limits.per_host),
+                follow_redirects=False, trust_env=False,  # no proxy from the environment: we connect where we checked
+                verify=self.verify, headers={"User-Agent": USER_AGENT})
+        return client
 
     async def __aenter__(self) -> Downloader:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.client.aclose()
+        for client in self.clients.values():
+            await client.aclose()
+        self.clients.clear()
 
     async def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
                   max_bytes: int | None = None) -> Downloaded:
@@ -182,9 +195,10 @@ class Downloader:
             if last_modified:
                 headers["If-Modified-Since"] = last_modified
             extensions = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
-            request = self.client.build_request("GET", parsed.copy_with(host=address), headers=headers,
-                                                extensions=extensions)
-            response = await self.client.send(request, stream=True)
+            client = self.client(parsed.host)
+            request = client.build_request("GET", parsed.copy_with(host=address), headers=headers,
+                                           extensions=extensions)
+            response = await client.send(request, stream=True)
             try:
                 if response.status_code in REDIRECTS:
                     location = response.headers.get("location")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ class Route:
 
 
 class FeedServer:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: Counter[str] = Counter()
         self.bodies: Counter[str] = Counter()  # 200s with a body
@@ -87,8 +88,10 @@ class FeedServer:
 
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.http.daemon_threads = True
+        if tls is not None:
+            self.http.socket = tls.wrap_socket(self.http.socket, server_side=True)
         self.port = self.http.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -104,8 +107,8 @@ class FeedServer:
 
 
 @contextmanager
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer()
+def feed_server(tls: ssl.SSLContext | None = None) -> Iterator[FeedServer]:
+    server = FeedServer(tls)
     thread = threading.Thread(target=server.http.serve_forever, daemon=True)
     thread.start()
     try:

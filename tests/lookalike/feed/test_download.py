@@ -8,6 +8,8 @@ the resolver here is a table, and nothing is sent off this machine.
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +152,27 @@ def test_many_photos_are_fetched_within_the_bounds_and_counted(server: FeedServe
     assert (counts.downloaded, counts.failed, counts.not_modified) == (6, 1, 0)
     assert counts.bytes_fetched >= sum(p.stat().st_size for p in photos)
     assert results[urls[-1]].reason == "HTTP 404 Not Found"
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_certificate_for_the_name(photo: Path,
+                                                                                         tmp_path: Path) -> None:
+    """The request goes to the address checked, yet TLS checks the certificate against the URL's name."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=shop.test",
+                    "-addext", "subjectAltName=DNS:shop.test", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    trusted = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    resolver = {"shop.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]}
+
+    async def get_tls(url: str) -> bytes | None:
+        async def table(host: str, port: int) -> list[str]:
+            return resolver[host]
+        async with Downloader(LOOPBACK, LIMITS, table, verify=trusted) as downloader:
+            return (await downloader.get(url)).body
+
+    with feed_server(served) as server:
+        server.photo("/p/chair.jpg", photo)
+        assert asyncio.run(get_tls(f"https://shop.test:{server.port}/p/chair.jpg")) == photo.read_bytes()
+        with pytest.raises(DownloadFailed, match="certificate"):
+            asyncio.run(get_tls(f"https://other.test:{server.port}/p/chair.jpg"))
