@@ -55,6 +55,7 @@ class FeedSummary:
     photos: PhotoCounts
     problems: list[str] = field(default_factory=list)  # feed rows left out, with why
     dropped: int = 0  # served products this version no longer has
+    photo_failures: list[str] = field(default_factory=list)  # "url: reason" of failed photos of indexed products
 
 
 async def read_source(source: str, downloader: Downloader, max_bytes: int) -> bytes:
@@ -151,6 +152,9 @@ def index_feed(options: FeedOptions, index_root: Path, weights: str = "auto", **
     try:
         feed, mapped, unmapped, results, counts = asyncio.run(gather_feed(options, cache, mapping))
         entries, failed = entries_for(mapped, results)
+        left_out = {url for _, reasons in failed for url, _ in reasons}
+        photo_failures = [f"{url}: {r.reason}" for url, r in sorted(results.items())
+                          if r.how == "failed" and url not in left_out]
         if not entries:
             raise EmptyCatalog(
                 f"Nothing to index from {options.source}: {len(feed.products)} products, {len(unmapped)} mapped to "
@@ -173,7 +177,7 @@ def index_feed(options: FeedOptions, index_root: Path, weights: str = "auto", **
         cache.close()
     return FeedSummary(build=summary, source=options.source, form=feed.form, products=len(feed.products),
                        indexed_products=len({e.id for e in entries}), unmapped=unmapped, failed=failed, photos=counts,
-                       problems=feed.problems, dropped=dropped)
+                       problems=feed.problems, dropped=dropped, photo_failures=photo_failures)
 
 
 def format_feed_summary(s: FeedSummary) -> list[str]:
@@ -192,6 +196,9 @@ def format_feed_summary(s: FeedSummary) -> list[str]:
         lines.append(f"Products whose photos all failed, left out ({len(s.failed)}):")
         for product_id, reasons in s.failed:
             lines += [f"  {product_id}: {url}: {reason}" for url, reason in reasons]
+    if s.photo_failures:
+        lines.append(f"Photos that failed, their products indexed with their other photos ({len(s.photo_failures)}):")
+        lines += [f"  {line}" for line in s.photo_failures]
     if p.warnings:
         lines.append(f"Photos that failed and were used from the last run ({len(p.warnings)}):")
         lines += [f"  {w}" for w in p.warnings]

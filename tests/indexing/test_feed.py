@@ -168,6 +168,8 @@ def test_products_whose_photos_all_fail_are_left_out_and_reported_with_each_reas
     products = [dict(p) for p in server.products]  # type: ignore[attr-defined]
     products[1]["image_link"] = server.url("/photos/gone.jpg")
     products[2]["image_link"] = server.url("/photos/page.jpg")
+    products[0]["additional_image_link"] = [server.url("/photos/broken.jpg")]
+    server.routes["/photos/broken.jpg"] = Route(b"", status=500, content_type="text/plain")
     server.routes["/photos/page.jpg"] = Route(b"<html>Sorry</html>")
     serve(server, products)
     code = main(["--feed", server.url("/feed.xml"), "--index", str(copy), "--weights", "random",
@@ -178,8 +180,10 @@ def test_products_whose_photos_all_fail_are_left_out_and_reported_with_each_reas
     assert f"  {products[1]['id']}: {server.url('/photos/gone.jpg')}: HTTP 404 Not Found" in out
     assert f"  {products[2]['id']}: {server.url('/photos/page.jpg')}: not a usable image" in out
     assert "Unmapped, left out (1)" in out and "  vase-1: Home & Garden > Decor > Vases" in out
-    assert "Photos: downloaded 0, not modified (304) 24, from cache 0, failed 2" in out
-    assert "embedded 0, reused 24, removed 2" in out
+    assert "Photos: downloaded 0, not modified (304) 23, from cache 0, failed 3" in out
+    assert ("Photos that failed, their products indexed with their other photos (1):\n"
+            f"  {server.url('/photos/broken.jpg')}: HTTP 500 Internal Server Error") in out
+    assert "embedded 0, reused 23, removed 3" in out
     assert {products[1]["id"], products[2]["id"]}.isdisjoint({i.id for i in served_items(copy)})
 
 
