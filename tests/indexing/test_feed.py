@@ -212,3 +212,20 @@ def test_a_search_through_the_gateway_filters_on_the_feeds_columns_and_returns_t
     assert results and all(r["extra"]["availability"] == "in_stock" and float(r["extra"]["price"]) <= 300
                            for r in results)
     assert all(r["extra"]["link"] == f"https://shop.example/products/{r['id']}" for r in results)
+
+
+@pytest.mark.parametrize(("declaration", "said"), [
+    ('<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">', "declares an entity declaration ('a')"),
+    ('<!ENTITY secret SYSTEM "file:///etc/passwd">', "declares an external entity ('secret')"),
+])
+def test_a_feed_with_entities_stops_the_job_with_a_clear_error(server: FeedServer, copy: Path, declaration: str,
+                                                               said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    before = IndexLayout(copy).current()
+    server.routes["/feed.xml"] = Route(f'<?xml version="1.0"?><!DOCTYPE rss [{declaration}]>'.encode()
+                                       + as_xml(server.products).split(b"?>", 1)[1],  # type: ignore[attr-defined]
+                                       content_type="application/xml")
+    code = main(["--feed", server.url("/feed.xml"), "--index", str(copy), "--weights", "random",
+                 "--allow-host", "127.0.0.1"])
+    assert code == 2
+    assert said in capsys.readouterr().err
+    assert IndexLayout(copy).current() == before
