@@ -72,6 +72,9 @@ class CatalogInfo(BaseModel):
     max_upload_bytes: int | None = Field(None, description="Largest upload accepted, so a page can check first.")
     columns: list[FilterableColumn] = Field(default_factory=list, description="The products.csv columns that "
                                             "`where` filters on, with their kind and range or most common values.")
+    filters: list[FilterableColumn] = Field(default_factory=list, description=(
+        "The columns among them that the page offers as filters, in FILTER_COLUMNS order: shopper-facing ones "
+        "(price, availability, ...), not bookkeeping (license, source)."))
 
 
 class GatewayReadiness(Readiness):

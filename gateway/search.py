@@ -58,6 +58,7 @@ class SearchPipeline:
         self.similarity = Upstream("similarity", settings.similarity_url, settings.search_timeout_s,
                                    settings.replica_refresh_s, transport)
         self.max_upload_bytes = settings.max_upload_bytes
+        self.filter_columns = list(settings.filter_columns)
         self.hedge_below = settings.hedge_below
         self.min_score = settings.min_score
 
@@ -190,7 +191,9 @@ class SearchPipeline:
         empty = similarity is not None and (similarity.index_version is None or not any(categories.values()))
         state: Literal["ready", "empty", "unavailable"] = "empty" if empty else "ready" if ready.ready else "unavailable"
         columns = await self.columns() if similarity is not None and similarity.ready else None
-        return CatalogInfo(categories=categories, weights=ready.weights,
+        by_name = {column.name: column for column in columns.columns} if columns else {}
+        return CatalogInfo(filters=[by_name[name] for name in self.filter_columns if name in by_name],
+                           categories=categories, weights=ready.weights,
                            index_version=similarity.index_version if similarity else None,
                            state=state, reason=ready.reason, max_upload_bytes=self.max_upload_bytes,
                            columns=columns.columns if columns else [])

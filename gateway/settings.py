@@ -60,11 +60,16 @@ class GatewaySettings(BaseSettings):
         "The most that shoppers' votes can add to (or take from) an item's text score: the weight of a strong "
         "text match (scores run 0 to 1): however many sessions vote, an item rises by at most one strong match."))
     learnt_full_at: int = Field(3, ge=1, description="Sessions agreeing on an item for the learnt weight to be full.")
+    filter_columns: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["price", "availability", "brand", "color", "material"],
+        validation_alias=AliasChoices("GATEWAY_FILTER_COLUMNS", "FILTER_COLUMNS"), description=(
+            "Comma-separated catalogue columns the page offers as filters, in this order; `where` accepts every "
+            "column all the same. Default: the shopper-facing ones a product feed brings."))
     admin_token: SecretStr | None = Field(None, validation_alias=AliasChoices("LOOKALIKE_ADMIN_TOKEN"),
                                           description="Bearer token for operator endpoints; unset refuses them all.")
     session_cookie_secure: bool = Field(False, description="Mark the session cookie Secure (behind HTTPS).")
 
-    @field_validator("cors_allow_origins", mode="before")
+    @field_validator("cors_allow_origins", "filter_columns", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value

@@ -1,6 +1,7 @@
 """The indexing job's command line (also `lookalike index`, `lookalike rollback`, `lookalike versions`).
 
     python -m indexing --catalog DIR --index DIR --weights MODE [--keep N] [--notify URL...]
+    python -m indexing --feed URL_OR_FILE [--feed-categories FILE] [--allow-host HOST...] [--force] ...
     python -m indexing rollback --index DIR [--to VERSION] [--notify URL...]
     python -m indexing versions --index DIR
 
@@ -17,12 +18,14 @@ from pydantic_settings import CliSubCommand, get_subcommand
 
 from indexing.build import BuildSummary, Int8Options, build_index
 from indexing.catalog import default_catalog
+from indexing.feed import FeedOptions, format_feed_summary, index_feed
 from indexing.notify import notify_reload
 from indexing.quantise_gate import GateThresholds
 from indexing.settings import IndexBuildSettings, RollbackSettings, VersionsSettings
 from indexing.versions import rollback
 from lookalike.catalog.layout import IndexLayout
 from lookalike.errors import JobError
+from lookalike.feed.download import DownloadLimits
 from lookalike.serving import configure_logging
 from lookalike.settings import read_command_line
 from lookalike.vision.precision import gate_summary
@@ -74,19 +77,45 @@ def format_summary(s: BuildSummary) -> str:
     return "\n".join(lines)
 
 
+def int8_options(settings: IndexBuildSettings) -> Int8Options:
+    return Int8Options(calibration_images=settings.int8_calibration_images, gate_images=settings.int8_gate_images,
+                       thresholds=GateThresholds(settings.int8_min_cosine, settings.int8_min_top10_overlap,
+                                                 settings.int8_min_head_agreement))
+
+
+def feed_options(settings: IndexBuildSettings) -> FeedOptions:
+    assert settings.feed is not None
+    return FeedOptions(
+        source=settings.feed, photos=settings.feed_photos, categories=settings.feed_categories,
+        allowed_hosts=tuple(settings.feed_allowed_hosts), force=settings.force, max_feed_bytes=settings.feed_max_bytes,
+        max_drop_share=settings.feed_max_drop_share,
+        limits=DownloadLimits(max_bytes=settings.feed_max_photo_bytes, connect_timeout_s=settings.feed_connect_timeout_s,
+                              total_timeout_s=settings.feed_timeout_s, max_redirects=settings.feed_max_redirects,
+                              concurrency=settings.feed_concurrency, per_host=settings.feed_per_host))
+
+
 def build(settings: IndexBuildSettings) -> int:
-    catalog, note = default_catalog(settings.catalog)
-    if note:
-        print(note)
+    if settings.feed and settings.catalog is not None:
+        print("error: --feed and --catalog are two sources; give one", file=sys.stderr)
+        return 2
+    feed_lines: list[str] = []
     try:
-        summary = build_index(catalog, settings.index, settings.weights, precision=settings.precision,
-                              batch_size=settings.batch_size, workers=settings.workers, index_type=settings.index_type,
-                              keep=settings.keep, text_weights=settings.text_weights or None,
-                              text_exclude=frozenset(settings.text_exclude), int8=Int8Options(
-                                  calibration_images=settings.int8_calibration_images,
-                                  gate_images=settings.int8_gate_images,
-                                  thresholds=GateThresholds(settings.int8_min_cosine, settings.int8_min_top10_overlap,
-                                                            settings.int8_min_head_agreement)))
+        if settings.feed:
+            feed = index_feed(feed_options(settings), settings.index, settings.weights, precision=settings.precision,
+                              batch_size=settings.batch_size, workers=settings.workers,
+                              index_type=settings.index_type, keep=settings.keep,
+                              text_weights=settings.text_weights or None,
+                              text_exclude=frozenset(settings.text_exclude), int8=int8_options(settings))
+            summary, feed_lines = feed.build, list(format_feed_summary(feed))
+        else:
+            catalog, note = default_catalog(settings.catalog)
+            if note:
+                print(note)
+            summary = build_index(catalog, settings.index, settings.weights, precision=settings.precision,
+                                  batch_size=settings.batch_size, workers=settings.workers,
+                                  index_type=settings.index_type, keep=settings.keep,
+                                  text_weights=settings.text_weights or None,
+                                  text_exclude=frozenset(settings.text_exclude), int8=int8_options(settings))
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -98,6 +127,8 @@ def build(settings: IndexBuildSettings) -> int:
         print(f"error: {exc}. The serving index is untouched; embeddings done so far are cached.", file=sys.stderr)
         return 1
     print(format_summary(summary))
+    for line in feed_lines:
+        print(line)
     for line in notify_reload(settings.notify):
         print(line)
     return 0

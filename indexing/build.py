@@ -15,7 +15,7 @@ import shutil
 import sqlite3
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -303,14 +303,18 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 batch_size: int = 16, workers: int = 2, index_type: str = "Flat", keep: int | None = None,
                 embedder: Embedder | None = None, progress: Progress | None = None,
                 text_weights: dict[str, float] | None = None,
-                text_exclude: frozenset[str] = DEFAULT_EXCLUDED, int8: Int8Options | None = None) -> BuildSummary:
+                text_exclude: frozenset[str] = DEFAULT_EXCLUDED, int8: Int8Options | None = None,
+                scan: CatalogScan | None = None, source: str | None = None,
+                before_publish: Callable[[Path | None, list[CatalogItem]], None] | None = None) -> BuildSummary:
     """Scan, (quantise and gate), embed what the cache lacks, fit the head, write a hidden build folder,
     publish it, prune old versions.
 
-    Holds the index root's lock throughout, so two jobs never build at once.
+    Holds the index root's lock throughout, so two jobs never build at once. A feed passes its own
+    `scan` (photos in its cache under `catalog`) and the feed's address as `source`; `before_publish`
+    sees the serving version and the new items under the lock, and may refuse by raising.
     """
     started = time.perf_counter()
-    scan = scan_catalog(catalog)
+    scan = scan or scan_catalog(catalog)
     if not scan.entries:
         raise EmptyCatalog(
             f"No images found in {catalog}. Put photos in {catalog}/<category>/, one folder per category "
@@ -362,11 +366,13 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 preprocessing=embedder.preprocessing, embedding_dim=int(vectors.shape[1]), index_type=index_type,
                 categories=stats,
                 head=HeadStats(cv_accuracy=accuracy, folds=folds, train_items=len(items)),
-                catalog=str(catalog), requested_precision=embedder.requested_precision,
+                catalog=source or str(catalog), requested_precision=embedder.requested_precision,
                 precision_reason=precision_reason, int8=quantised.record if quantised else None,
                 compatibility=compatibility(model.precision, quantised),
             )
             (build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+            if before_publish is not None:
+                before_publish(previous, items)
             final = layout.publish(build_dir, version)
             forget_departed(cache, items)
         except BaseException:

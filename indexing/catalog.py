@@ -68,7 +68,7 @@ def derived_name(relative: str) -> str:
     return re.sub(r"[-_]+", " ", stem).strip().capitalize() or stem
 
 
-def _valid_id(item_id: str) -> bool:
+def valid_id(item_id: str) -> bool:
     return 0 < len(item_id) <= 200 and "/" not in item_id and item_id.isprintable()
 
 
@@ -116,7 +116,7 @@ def scan_catalog(root: Path) -> CatalogScan:
                 continue
             row = products.pop(relative, None)
             item_id = (row or {}).get("id") or derived_id(relative)
-            if not _valid_id(item_id):
+            if not valid_id(item_id):
                 skipped.append(Skipped(relative, f"products.csv id {item_id!r} is not usable; using one from the path"))
                 item_id = derived_id(relative)
             extra = {k: v for k, v in (row or {}).items() if k not in REQUIRED_COLUMNS and k != GROUP_COLUMN and v}

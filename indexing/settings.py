@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, CliVariadicArg, SettingsConfigDict
 
 from lookalike import settings as shared
@@ -46,6 +46,29 @@ class IndexBuildSettings(IndexingSettings):
     keep: int = Field(3, ge=1, description=(
         "Index versions to keep, the new one included; older ones are deleted, the serving one never is."))
     notify: CliVariadicArg[shared.CommaSeparated] = Field([], description=NOTIFY_HELP)
+    feed: str | None = Field(None, description=(
+        "A Google Merchant Center feed to index instead of a catalogue folder: an http(s) URL or a file, "
+        "RSS 2.0 XML or TSV."))
+    feed_categories: Path | None = Field(None, description=(
+        "The store's category mapping file (`category: product_type path, google_product_category path or id`, "
+        "one a line); default: Google's taxonomy for chair, sofa, table, bed and lamp."))
+    feed_photos: Path | None = Field(None, description="The feed's photo cache; default $INDEX/feed-photos.")
+    feed_allowed_hosts: CliVariadicArg[shared.CommaSeparated] = Field(
+        [], validation_alias=AliasChoices("allow_host", "feed_allowed_hosts"), description=(
+            "Hosts, addresses or networks feed downloads may reach although they are loopback, private, "
+            "link-local or multicast, e.g. 127.0.0.1 or 10.0.0.0/8 or cdn.internal (comma-separated in "
+            "FEED_ALLOWED_HOSTS; `--allow-host` repeatable)."))
+    feed_max_bytes: int = Field(200 * 1024 * 1024, ge=1, description="The largest feed read, in bytes.")
+    feed_max_photo_bytes: int = Field(20 * 1024 * 1024, ge=1, description="The largest photo downloaded, in bytes.")
+    feed_connect_timeout_s: float = Field(10.0, gt=0, description="Seconds to connect to a feed or photo server.")
+    feed_timeout_s: float = Field(60.0, gt=0, description="Seconds one download may take in all, redirects included.")
+    feed_max_redirects: int = Field(5, ge=0, description="Redirects followed for one download.")
+    feed_concurrency: int = Field(16, ge=1, description="Downloads at once, in all.")
+    feed_per_host: int = Field(4, ge=1, description="Downloads at once from one host.")
+    feed_max_drop_share: float = Field(0.10, ge=0, le=1, description=(
+        "The share of the served products a feed run may drop before it refuses to publish (without --force)."))
+    force: bool = Field(False, description=(
+        "Publish even if a safety check refuses: more than FEED_MAX_DROP_SHARE of the served products dropping out."))
 
 
 class RollbackSettings(BaseSettings):

@@ -60,7 +60,10 @@ that one type.
     ├── SynonymsError            a store's synonyms.txt has a line that is not Solr synonym syntax
     ├── QuantisationFailed       the int8 model could not be exported or quantised
     ├── EvalError                the evaluation cannot run
-    └── FeedbackDatabaseError    the gateway can't open or migrate FEEDBACK_DB_URL at start-up
+    ├── FeedbackDatabaseError    the gateway can't open or migrate FEEDBACK_DB_URL at start-up
+    ├── FeedError                a product feed can't be read or parsed (or declares entities)
+    ├── CategoryMappingError     the feed's category mapping file has a line that is not `category: value`
+    └── SafetyStop               a feed run would drop too many served products (publish with --force)
 """
 
 from __future__ import annotations
@@ -324,3 +327,15 @@ class EvalError(JobError):
 
 class FeedbackDatabaseError(JobError):
     """The gateway can't open or migrate its feedback database at start-up."""
+
+
+class FeedError(JobError):
+    """A product feed that can't be read: unreachable, too large, malformed, or refused as unsafe XML."""
+
+
+class CategoryMappingError(JobError):
+    """A category mapping file line that is not `category: value`."""
+
+
+class SafetyStop(JobError):
+    """The new version would drop more of the served catalogue than allowed; publishing needs --force."""

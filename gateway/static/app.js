@@ -634,7 +634,7 @@ async function loadCatalog() {
   const counts = Object.values(info.categories);
   const total = counts.reduce((a, b) => a + b, 0);
   els.summary.textContent = total ? `Searching ${total} photos in ${counts.length} categories.` : "";
-  renderFilters(info.columns || []);
+  renderFilters(info.filters || []);  // FILTER_COLUMNS: the shopper-facing columns, not license or source
   if (info.state === "empty") {
     showNotice("empty", "This store has no products to search yet",
       ["To add them, put product photos in ", element("code", { textContent: "reference_images/<category>/" }),

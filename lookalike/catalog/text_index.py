@@ -28,7 +28,8 @@ NAME, CATEGORY, TAGS = "name", "category", "imagenet_tags"
 DEFAULT_WEIGHTS = {NAME: 10.0, CATEGORY: 5.0, TAGS: 1.0}
 OTHER_COLUMN_WEIGHT = 2.0
 # products.csv columns that are not words about the product; a store may name others.
-DEFAULT_EXCLUDED = frozenset({"url", "license", "source", "item_group_id", "image", "image_url", "sku", "gtin"})
+DEFAULT_EXCLUDED = frozenset({"url", "link", "license", "source", "item_group_id", "image", "image_url", "sku", "gtin",
+                              "availability", "currency"})
 TOKENIZER = "unicode61 remove_diacritics 2"
 PREFIX_MIN_CHARS = 2  # a one-letter prefix would match most of the catalogue
 

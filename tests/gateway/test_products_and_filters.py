@@ -165,3 +165,11 @@ def test_the_catalogue_lists_its_filterable_columns(stack: Services) -> None:
     assert columns["price"]["kind"] == "number" and (columns["price"]["min"], columns["price"]["max"]) == (5, 700)
     assert columns["in_stock"]["kind"] == "text" and set(columns["in_stock"]["values"]) == {"yes", "no"}
     assert columns["price"]["products"] == CHAIRS - 1 + LAMPS
+
+
+def test_the_page_is_offered_only_the_shopper_facing_columns_as_filters(stack: Services) -> None:
+    """FILTER_COLUMNS (default price, availability, brand, color, material): `in_stock` is no filter on the
+    page, though `where` takes it."""
+    catalog = httpx.get(stack.gateway + "/api/v1/catalog").json()
+    assert [c["name"] for c in catalog["filters"]] == ["price"]
+    assert "in_stock" in {c["name"] for c in catalog["columns"]}
