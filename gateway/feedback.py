@@ -16,13 +16,14 @@ from urllib.parse import quote
 import anyio
 from fastapi import Request
 
-from gateway.feedback_store import PHOTO_QUERY, FeedbackStore, normalise_query
+from gateway.feedback_store import PHOTO_QUERY, FeedbackStore
 from gateway.learnt import blend, learnt_prior
 from gateway.schemas import FeedbackStats, FeedbackStored, FeedbackVote, LearntForQuery, LearntItem, Result
 from gateway.search import image_url
 from gateway.upstream import Upstream
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.errors import AdminTokenRequired, ApiError, MissingSession, NotInCatalog
+from lookalike.text_query import normalise_query
 
 SESSION_HEADER = "X-Session-ID"
 SESSION_COOKIE = "lookalike_session"

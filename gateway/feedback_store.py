@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +29,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.feedback_migrations import SCRIPT_LOCATION
 from lookalike.errors import FeedbackCapReached, FeedbackDatabaseError, FeedbackRateLimited, FeedbackUnavailable
+from lookalike.text_query import MAX_QUERY_CHARS, normalise_query
 
 Vote = Literal["like", "unlike"]
 PHOTO_QUERY = "photo"
-MAX_QUERY_CHARS = 200
 SQLITE_FILE = "feedback.sqlite3"
 
 metadata = sa.MetaData()
@@ -62,13 +60,6 @@ def alembic_config(connection: Connection | None = None) -> Config:
     config.set_main_option("script_location", str(SCRIPT_LOCATION))
     config.attributes["connection"] = connection
     return config
-
-
-def normalise_query(words: str) -> str:
-    """The form a query is stored and looked up by: case-folded, without diacritics or punctuation."""
-    decomposed = unicodedata.normalize("NFKD", words.casefold())
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(re.sub(r"[^\w]+", " ", plain).split())[:MAX_QUERY_CHARS]
 
 
 def session_key(session_id: str) -> str:

@@ -4,8 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from gateway.feedback_store import normalise_query
 from lookalike.contracts import ClassifierReadiness, FilterableColumn, Readiness, SimilarityReadiness
+from lookalike.text_query import MAX_QUERY_CHARS, normalise_query
 
 
 class Result(BaseModel):
@@ -83,7 +83,7 @@ class GatewayReadiness(Readiness):
 class FeedbackVote(BaseModel):
     """One shopper's opinion of one result. Stored without the photo, its embedding or the raw session id."""
 
-    query: str | None = Field(max_length=200, description="The words searched; null for a photo search.")
+    query: str | None = Field(max_length=MAX_QUERY_CHARS, description="The words searched; null for a photo search.")
     item_id: str = Field(min_length=1, max_length=200)
     vote: Literal["like", "unlike"]
     category: str | None = Field(None, max_length=200,

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from gateway.feedback_store import FeedbackStore, Limits, alembic_config, engine_url, normalise_query, session_key
+from gateway.feedback_store import FeedbackStore, Limits, alembic_config, engine_url, session_key
 from lookalike.errors import FeedbackCapReached, FeedbackDatabaseError, FeedbackRateLimited
 
 DAY = 86400.0
@@ -20,12 +20,6 @@ def open_store(url: str, **limits: float) -> FeedbackStore:
     store = FeedbackStore(engine_url(url, Path()), Limits(**limits))
     store.migrate()
     return store
-
-
-def test_queries_are_stored_case_folded_without_diacritics_or_punctuation() -> None:
-    assert normalise_query("  Green   VELVET, sofa!") == "green velvet sofa"
-    assert normalise_query("Poäng") == "poang"
-    assert normalise_query("?!") == ""
 
 
 def test_after_votes_from_three_sessions_an_unknown_term_returns_the_liked_items(feedback_db_url: str) -> None:
