@@ -19,9 +19,10 @@ from fastapi import Request
 from gateway.feedback_store import PHOTO_QUERY, FeedbackStore
 from gateway.learnt import blend, learnt_prior
 from gateway.schemas import FeedbackStats, FeedbackStored, FeedbackVote, LearntForQuery, LearntItem, Result
-from gateway.search import image_url
+from gateway.search import result_of
 from gateway.upstream import Upstream
 from lookalike.catalog.manifest import CatalogItem
+from lookalike.contracts import Hit
 from lookalike.errors import AdminTokenRequired, ApiError, MissingSession, NotInCatalog
 from lookalike.text_query import normalise_query
 
@@ -125,9 +126,8 @@ class Feedback:
         missing = [b.id for b in ranked if b.id not in known]
         for item_id, found in zip(missing, await asyncio.gather(*(self._catalog_item(i) for i in missing))):
             if found is not None:
-                known[item_id] = Result(id=found.id, name=found.name, category=found.category, score=0.0,
-                                        image_url=image_url(found.id), extra=found.extra,
-                                        group_id=found.group, photos=1, variants=1)
+                known[item_id] = result_of(Hit(id=found.id, name=found.name, category=found.category, score=0.0,
+                                               extra=found.extra, group_id=found.group))
         return [known[b.id].model_copy(update={"score": b.score, "learned": b.learned}) for b in ranked if b.id in known]
 
     async def _catalog_item(self, item_id: str) -> CatalogItem | None:
