@@ -217,7 +217,7 @@ class Evaluation:
     # -- searching ---------------------------------------------------------------------------
 
     def search_space(self, index_type: str, vectors: np.ndarray) -> SearchSpace:
-        """Flat: cosine on the embeddings, as served. PCA-whitened: learnt once on the whole catalogue,
+        """Flat: cosine on the embeddings, as served. PCA-whitened: learned once on the whole catalogue,
         so that scores stay comparable across categories (the ungated search and hedging merge them)."""
         if index_type == "flat":
             return SearchSpace(self.category_indexes(vectors), lambda x: x)

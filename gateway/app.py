@@ -25,7 +25,7 @@ from gateway.schemas import (
     FeedbackStored,
     FeedbackVote,
     GatewayReadiness,
-    LearntForQuery,
+    LearnedForQuery,
     SearchResult,
     SimilarItems,
     TextSearchResult,
@@ -169,10 +169,10 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         if found.refined:
             return found  # ranked by the shopper's own marks, not by words the votes could re-weigh
         try:
-            learnt = await votes.rerank(q, found.results, k)
+            learned = await votes.rerank(q, found.results, k)
         except FeedbackUnavailable:
             return found  # the votes are a refinement: without their database the words still search
-        return found.model_copy(update={"results": learnt})
+        return found.model_copy(update={"results": learned})
 
     @app.get("/api/v1/items/{item_id}/similar", response_model=SimilarItems, responses=ERRORS)
     async def similar(item_id: str, pipeline: Pipeline, where: Where = None, min_score: MinScore = None,
@@ -215,11 +215,11 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         require_admin(request, admin_token)
         return await votes.stats()
 
-    @app.get("/api/v1/feedback/learnt", response_model=LearntForQuery, responses=FEEDBACK_ERRORS)
+    @app.get("/api/v1/feedback/learnt", response_model=LearnedForQuery, responses=FEEDBACK_ERRORS)
     async def learnt(request: Request, votes: Votes,
-                     q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS)) -> LearntForQuery:
+                     q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS)) -> LearnedForQuery:
         """For operators (admin token): what shoppers' votes taught these words, as text searches will blend it."""
         require_admin(request, admin_token)
-        return await votes.learnt_for(q)
+        return await votes.learned_for(q)
 
     return app

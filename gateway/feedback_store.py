@@ -103,7 +103,7 @@ class Limits:
 
 
 class FeedbackStore:
-    """Votes in, learnt associations out; every method is one short transaction (call it off the event loop)."""
+    """Votes in, learned associations out; every method is one short transaction (call it off the event loop)."""
 
     def __init__(self, url: str, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()

@@ -115,12 +115,12 @@ class FeedbackStats(BaseModel):
     retention_days: float
 
 
-class LearntItem(BaseModel):
+class LearnedItem(BaseModel):
     id: str
     net_sessions: int = Field(description="Sessions that liked it for the query, minus those that unliked it.")
     prior: float = Field(description="What it adds to a text score (0 to 1), bounded by GATEWAY_LEARNT_WEIGHT.")
 
 
-class LearntForQuery(BaseModel):
+class LearnedForQuery(BaseModel):
     query: str = Field(description="The normalised query the votes are stored under.")
-    items: list[LearntItem] = Field(description="Highest prior first.")
+    items: list[LearnedItem] = Field(description="Highest prior first.")
