@@ -19,9 +19,10 @@ from indexing.quantise_gate import GateThresholds
 from indexing.settings import IndexingSettings
 from indexing.versions import rollback
 from lookalike.catalog.layout import IndexLayout
+from lookalike.contracts import PRECISION_SETTINGS
 from lookalike.errors import JobError
 from lookalike.serving import configure_logging
-from lookalike.vision.precision import PRECISIONS, gate_summary
+from lookalike.vision.precision import gate_summary
 
 DEFAULT_KEEP = 3
 
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None = None, settings: IndexingSettings | None 
                         help="index root (versions + current); default $INDEX or var/index")
     parser.add_argument("--weights", default=settings.weights,
                         help="imagenet, random, auto, or a path to a .pth state dict; default $WEIGHTS or auto")
-    parser.add_argument("--precision", default=settings.precision, choices=list(PRECISIONS),
+    parser.add_argument("--precision", default=settings.precision, choices=list(PRECISION_SETTINGS),
                         help="int8 quantises on the catalogue and serves it even if its gate fails (loudly); auto "
                              "serves int8 where the gate passes, else bf16 where the CPU is fast at it, else fp32")
     parser.add_argument("--int8-calibration-images", type=positive, default=settings.int8_calibration_images)

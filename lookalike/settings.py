@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lookalike.contracts import PrecisionSetting
+
 INDEX_ROOT = Path("var/index")
 """Where `make index` publishes and the services read, unless INDEX says otherwise."""
 
@@ -25,7 +27,7 @@ MAX_UPLOAD_BYTES = 20_000_000
 MODEL_WEIGHTS = "auto"
 """`imagenet`, `random`, `auto` (ImageNet where it can be loaded, else random) or a .pth path."""
 
-PRECISION = "auto"
+PRECISION: PrecisionSetting = "auto"
 
 
 class LoggingSettings(BaseSettings):
@@ -48,7 +50,7 @@ class ModelSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     weights: str = MODEL_WEIGHTS
-    precision: str = PRECISION
+    precision: PrecisionSetting = PRECISION
 
 # What one service lets a client hold: connections, header time, upload bytes and upload time.
 # Read without a service's prefix: each service runs in its own process (and container), so
