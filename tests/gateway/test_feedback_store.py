@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from gateway.feedback_store import FeedbackStore, Limits, alembic_config, engine_url, session_key
+from gateway.feedback_store import FeedbackStore, Limits, alembic_config, engine_url, metadata, session_key
 from lookalike.errors import FeedbackCapReached, FeedbackDatabaseError, FeedbackRateLimited
 
 DAY = 86400.0
@@ -126,6 +128,13 @@ def test_a_fresh_database_gets_the_schema_under_alembic(feedback_db_url: str) ->
     assert {"feedback_events", "alembic_version"} <= tables and "feedback_schema" not in tables
     indexes = {index["name"] for index in sa.inspect(store.engine).get_indexes("feedback_events")}
     assert indexes == {"feedback_by_query", "feedback_by_session", "feedback_by_time"}
+
+
+def test_the_revisions_build_exactly_the_tables_the_code_reads_and_writes(feedback_db_url: str) -> None:
+    """A change to the table in feedback_store.py without a revision (or the reverse) fails here."""
+    store = open_store(feedback_db_url)
+    with store.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
 
 
 # What the gateway's hand-written migration 1 ran before Alembic (SQLAlchemy's DDL for each dialect),
