@@ -37,11 +37,10 @@ from bench.report import LOAD_GENERATOR, Report, write_report
 from indexing.build import build_index
 from indexing.catalog import scan_catalog
 from lookalike.catalog.layout import IndexLayout, read_manifest
-from lookalike.contracts import ClassifyResponse, SearchRequest
+from lookalike.contracts import PRECISION_SETTINGS, PRECISIONS, ClassifyResponse, SearchRequest
 from lookalike.settings import ModelSettings
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.int8_engine import Int8Embedder
-from lookalike.vision.precision import PRECISIONS
 from lookalike.vision.preprocess import load_model_input
 from supervisor.stack import SERVICES, start, stop_all, wait_ready
 
@@ -55,8 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queries", type=Path, default=SHARED / "queries")
     model = ModelSettings()
     parser.add_argument("--weights", default=model.weights)
-    parser.add_argument("--precision", default=model.precision, choices=list(PRECISIONS))
-    parser.add_argument("--precisions", default="fp32,bf16,int8",
+    parser.add_argument("--precision", default=model.precision, choices=list(PRECISION_SETTINGS))
+    parser.add_argument("--precisions", default=",".join(PRECISIONS),
                         help="bare-model precisions measured besides the served one (int8 needs an int8 model)")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
     parser.add_argument("--index", type=Path, default=None,

@@ -23,11 +23,11 @@ import numpy as np
 from indexing.build import build_index
 from indexing.catalog import scan_catalog
 from lookalike.catalog.layout import INT8_MODEL
+from lookalike.contracts import PRECISION_SETTINGS
 from lookalike.serving import configure_logging
 from lookalike.settings import MAX_PIXELS
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.int8_engine import Int8Embedder
-from lookalike.vision.precision import PRECISIONS
 from lookalike.vision.preprocess import load_model_input
 
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalog", type=Path, default=Path("../shared/furniture/bulk"))
     parser.add_argument("--weights", default="auto")
-    parser.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+    parser.add_argument("--precision", default="auto", choices=list(PRECISION_SETTINGS),
                         help="int8: the job quantises on these photos, and the bare figures are its int8 model's")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)

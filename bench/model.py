@@ -14,6 +14,7 @@ import numpy as np
 
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.int8_engine import Int8Embedder
+from lookalike.vision.precision import TORCH_PRECISIONS
 
 CHUNK = 32
 
@@ -85,7 +86,7 @@ class PrecisionAgreement:
 def compare_precisions(weights: str, catalog: list[np.ndarray], queries: list[np.ndarray]) -> PrecisionAgreement:
     """The same check as the test suite's, for whatever weights are loaded."""
     vectors = {}
-    for precision in ("fp32", "bf16"):
+    for precision in TORCH_PRECISIONS:
         embedder = Embedder(weights, precision)
         vectors[precision] = (embed_all(embedder, catalog), embed_all(embedder, queries))
         del embedder

@@ -6,6 +6,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lookalike import settings as shared
+from lookalike.contracts import PrecisionSetting
 from lookalike.settings import UploadLimits
 
 
@@ -20,7 +21,7 @@ class ClassifierSettings(BaseSettings):
                         description="Index root; the category head and int8 model come from its serving version.")
     weights: str = Field(shared.MODEL_WEIGHTS, validation_alias=AliasChoices("CLASSIFIER_WEIGHTS", "WEIGHTS"),
                          description="imagenet, random, auto, or a path to a .pth state dict; the index's own.")
-    precision: shared.Precision = Field(shared.PRECISION, validation_alias=AliasChoices(
+    precision: PrecisionSetting = Field(shared.PRECISION, validation_alias=AliasChoices(
         "CLASSIFIER_PRECISION", "PRECISION"), description="auto, fp32, bf16 or int8 (the serving index version's "
         "quantised model; auto serves it where its gate passed).")
     fused: bool = Field(True, description="Run the network through oneDNN Graph on a CPU; false runs eager PyTorch.")

@@ -10,7 +10,7 @@ shopper (one anonymous session) a round, and each does what the page lets them d
 3. press Refine once (`like=` / `unlike=`), see the refined p@20, and mark that list the same way.
 
 Every mark is a `POST /api/v1/feedback` for those words. Two parts are reported apart:
-- learnt text associations: p@20 of step 1, which only earlier shoppers' votes move;
+- learned text associations: p@20 of step 1, which only earlier shoppers' votes move;
 - embedding refinement: p@20 of step 3, Rocchio's rule within one search. A refined list is
   searched in the categories of the words' top products and of the liked ones, so once a shopper
   liked the right category it shows that category; the order inside it is the embedding's, and
@@ -178,19 +178,19 @@ def markdown(result: dict[str, Any]) -> str:
 
     lines = [f"## Feedback simulation, {result['index_version']} (weights: {result['weights']})", ""]
     if result["weights"] == "random":
-        lines += ["**`random` weights:** the refined order inside a category is chance; the learnt part does "
+        lines += ["**`random` weights:** the refined order inside a category is chance; the learned part does "
                   "not depend on the weights.", ""]
     at = f"p@{result['depth']}"
     lines += [f"| round (shopper) | {at}, words + what earlier shoppers taught | {at}, after this shopper's Refine |",
               "|---:|---:|---:|"]
     lines += [f"| {r['round']} | {r['words_precision']:.2f} | {r['refined_precision']:.2f} |" for r in result["per_round"]]
-    lines += ["", f"| words | meant | {at} by round (words) | feedback rounds to {at} ≥ {TARGET}: learnt | : refined |",
+    lines += ["", f"| words | meant | {at} by round (words) | feedback rounds to {at} ≥ {TARGET}: learned | : refined |",
               "|---|---|---|---:|---:|"]
     for t in result["terms"]:
         series = " ".join(f"{p:.2f}" for p in t["words_precision"])
         lines.append(f"| {t['term']} | {t['category']} | {series} | {reached(t['feedback_rounds_words'])} | "
                      f"{reached(t['feedback_rounds_refined'])} |")
-    lines += ["", f"Mean feedback rounds to {at} ≥ {TARGET}: learnt text associations "
+    lines += ["", f"Mean feedback rounds to {at} ≥ {TARGET}: learned text associations "
               f"{result['mean_feedback_rounds_words']:.1f}, embedding refinement "
               f"{result['mean_feedback_rounds_refined']:.1f} (the Koblenz lab: 6; the goal: 3 or fewer).", ""]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import TypeVar, get_args
 
 import faiss
 import numpy as np
@@ -33,7 +33,7 @@ from indexing.build import THUMBNAIL_SIDE
 from lookalike.catalog.index import CatalogIndex, CategoryIndex
 from lookalike.catalog.layout import HEAD
 from lookalike.catalog.manifest import Preprocessing
-from lookalike.contracts import Hit
+from lookalike.contracts import Hit, Precision
 from lookalike.errors import EvalError, ImageRejected, JobError
 from lookalike.hedging import categories_to_search, merge_by_score
 from lookalike.serving import configure_logging
@@ -41,9 +41,11 @@ from lookalike.settings import MAX_PIXELS, read_command_line
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.head import CategoryHead
 from lookalike.vision.head_training import fit_head
+from lookalike.vision.precision import TORCH_PRECISIONS
 from lookalike.vision.preprocess import decode_image, load_model_input, to_model_input
 
 log = logging.getLogger("lookalike.eval")
+T = TypeVar("T", bound=str)
 
 PRECISIONS: tuple[str, ...] = get_args(EvalPrecision)
 MODES: tuple[str, ...] = get_args(PreprocessingMode)
@@ -56,7 +58,7 @@ RANDOM_WARNING = "RANDOM WEIGHTS: these figures test the harness and say nothing
 
 @dataclass(frozen=True)
 class Configuration:
-    precision: str
+    precision: Precision
     mode: str
     index: str
 
@@ -105,7 +107,7 @@ class Outcome:
 class Options:
     weights: str = "auto"
     catalog: Path | None = None  # default: the folder the manifest names
-    precisions: tuple[str, ...] = PRECISIONS
+    precisions: tuple[Precision, ...] = TORCH_PRECISIONS
     modes: tuple[str, ...] = MODES
     index_types: tuple[str, ...] = INDEX_TYPES
     hedge_below: tuple[float, ...] = (0.5, 0.7, 0.9)
@@ -129,7 +131,7 @@ class Evaluation:
 
     def configurations(self) -> list[Configuration]:
         """Every combination, the index's own precision and preprocessing first."""
-        def first(values: tuple[str, ...], own: str) -> list[str]:
+        def first(values: tuple[T, ...], own: str) -> list[T]:
             return sorted(values, key=lambda v: v != own)
         options = self.options
         return [Configuration(p, m, i) for p in first(options.precisions, self.manifest.model.precision)
@@ -146,7 +148,7 @@ class Evaluation:
 
     # -- embedding ---------------------------------------------------------------------------
 
-    def embed(self, precision: str, mode: str, queries: list[LoadedQuery]) -> Embedded:
+    def embed(self, precision: Precision, mode: str, queries: list[LoadedQuery]) -> Embedded:
         embedder = Embedder(self.options.weights, precision, self.preprocessing(mode))
         own = self.manifest.model
         if mode == self.manifest.preprocessing.mode and embedder.info.model_id != own.model_id:
@@ -217,7 +219,7 @@ class Evaluation:
     # -- searching ---------------------------------------------------------------------------
 
     def search_space(self, index_type: str, vectors: np.ndarray) -> SearchSpace:
-        """Flat: cosine on the embeddings, as served. PCA-whitened: learnt once on the whole catalogue,
+        """Flat: cosine on the embeddings, as served. PCA-whitened: learned once on the whole catalogue,
         so that scores stay comparable across categories (the ungated search and hedging merge them)."""
         if index_type == "flat":
             return SearchSpace(self.category_indexes(vectors), lambda x: x)

@@ -25,7 +25,7 @@ from gateway.schemas import (
     FeedbackStored,
     FeedbackVote,
     GatewayReadiness,
-    LearntForQuery,
+    LearnedForQuery,
     SearchResult,
     SimilarItems,
     TextSearchResult,
@@ -35,6 +35,7 @@ from gateway.settings import GatewaySettings
 from lookalike.contracts import MAX_EXAMPLES, MAX_K, Box
 from lookalike.errors import FeedbackUnavailable
 from lookalike.service import create_service, error_responses, from_state, metrics_of
+from lookalike.text_query import MAX_QUERY_CHARS
 from lookalike.upload_guard import install_upload_guard
 from lookalike.uploads import read_multipart_field
 
@@ -150,8 +151,8 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
     async def search_text(
         pipeline: Pipeline,
         votes: Votes,
-        q: str = Query("", description="Words, e.g. `green velvet sofa`; at most 200 characters. Typed FTS5 syntax "
-                                       "is plain words."),
+        q: str = Query("", description=f"Words, e.g. `green velvet sofa`; at most {MAX_QUERY_CHARS} characters. "
+                                       "Typed FTS5 syntax is plain words."),
         k: int = Query(10, ge=1, le=MAX_K, description="How many products to return."),
         category: str | None = Query(None, description="Search only this category."),
         where: Where = None,
@@ -168,10 +169,10 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         if found.refined:
             return found  # ranked by the shopper's own marks, not by words the votes could re-weigh
         try:
-            learnt = await votes.rerank(q, found.results, k)
+            learned = await votes.rerank(q, found.results, k)
         except FeedbackUnavailable:
             return found  # the votes are a refinement: without their database the words still search
-        return found.model_copy(update={"results": learnt})
+        return found.model_copy(update={"results": learned})
 
     @app.get("/api/v1/items/{item_id}/similar", response_model=SimilarItems, responses=ERRORS)
     async def similar(item_id: str, pipeline: Pipeline, where: Where = None, min_score: MinScore = None,
@@ -214,10 +215,11 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         require_admin(request, admin_token)
         return await votes.stats()
 
-    @app.get("/api/v1/feedback/learnt", response_model=LearntForQuery, responses=FEEDBACK_ERRORS)
-    async def learnt(request: Request, votes: Votes, q: str = Query(..., min_length=1, max_length=200)) -> LearntForQuery:
+    @app.get("/api/v1/feedback/learnt", response_model=LearnedForQuery, responses=FEEDBACK_ERRORS)
+    async def learnt(request: Request, votes: Votes,
+                     q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS)) -> LearnedForQuery:
         """For operators (admin token): what shoppers' votes taught these words, as text searches will blend it."""
         require_admin(request, admin_token)
-        return await votes.learnt_for(q)
+        return await votes.learned_for(q)
 
     return app

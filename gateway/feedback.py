@@ -16,13 +16,15 @@ from urllib.parse import quote
 import anyio
 from fastapi import Request
 
-from gateway.feedback_store import PHOTO_QUERY, FeedbackStore, normalise_query
-from gateway.learnt import blend, learnt_prior
-from gateway.schemas import FeedbackStats, FeedbackStored, FeedbackVote, LearntForQuery, LearntItem, Result
-from gateway.search import image_url
+from gateway.feedback_store import PHOTO_QUERY, FeedbackStore
+from gateway.learned import blend, learned_prior
+from gateway.schemas import FeedbackStats, FeedbackStored, FeedbackVote, LearnedForQuery, LearnedItem, Result
+from gateway.search import result_of
 from gateway.upstream import Upstream
 from lookalike.catalog.manifest import CatalogItem
+from lookalike.contracts import Hit
 from lookalike.errors import AdminTokenRequired, ApiError, MissingSession, NotInCatalog
+from lookalike.text_query import normalise_query
 
 SESSION_HEADER = "X-Session-ID"
 SESSION_COOKIE = "lookalike_session"
@@ -66,7 +68,7 @@ def require_admin(request: Request, token: str | None) -> None:
 
 
 class Feedback:
-    """Votes checked against the catalogue and stored; the learnt prior for a text query."""
+    """Votes checked against the catalogue and stored; the learned prior for a text query."""
 
     def __init__(self, store: FeedbackStore, similarity: Upstream, weight: float = 1.0, full_at: int = 3) -> None:
         self.store = store
@@ -101,32 +103,31 @@ class Feedback:
         return FeedbackStats(votes=int(counts["votes"] or 0), sessions=int(counts["sessions"] or 0),
                              oldest=counts["oldest"], retention_days=self.store.limits.retention_s / 86400)
 
-    async def learnt(self, query: str) -> dict[str, float]:
-        """Item id -> bounded prior for these words: the hook a text search blends into its ranking (`learnt.blend`)."""
+    async def learned(self, query: str) -> dict[str, float]:
+        """Item id -> bounded prior for these words: the hook a text search blends into its ranking (`learned.blend`)."""
         net = await anyio.to_thread.run_sync(self.store.net_votes, query)
-        return learnt_prior(net, self.weight, self.full_at)
+        return learned_prior(net, self.weight, self.full_at)
 
-    async def learnt_for(self, query: str) -> LearntForQuery:
+    async def learned_for(self, query: str) -> LearnedForQuery:
         """The operator's view of what shoppers taught these words."""
         net = await anyio.to_thread.run_sync(self.store.net_votes, query)
-        prior = learnt_prior(net, self.weight, self.full_at)
-        items = [LearntItem(id=item, net_sessions=n, prior=prior[item]) for item, n in net.items()]
-        return LearntForQuery(query=normalise_query(query), items=sorted(items, key=lambda i: (-i.prior, i.id)))
+        prior = learned_prior(net, self.weight, self.full_at)
+        items = [LearnedItem(id=item, net_sessions=n, prior=prior[item]) for item, n in net.items()]
+        return LearnedForQuery(query=normalise_query(query), items=sorted(items, key=lambda i: (-i.prior, i.id)))
 
     async def rerank(self, query: str, text_results: list[Result], k: int) -> list[Result]:
-        """Text results (score 0..1, best first) with what shoppers taught these words blended in (`learnt.blend`).
+        """Text results (score 0..1, best first) with what shoppers taught these words blended in (`learned.blend`).
 
         The hook for the text search: items only the votes found are fetched from the similarity
         service; one that has left the catalogue since is dropped.
         """
-        ranked = blend([(r.id, r.score) for r in text_results], await self.learnt(query), k, self.weight)
+        ranked = blend([(r.id, r.score) for r in text_results], await self.learned(query), k, self.weight)
         known = {r.id: r for r in text_results}
         missing = [b.id for b in ranked if b.id not in known]
         for item_id, found in zip(missing, await asyncio.gather(*(self._catalog_item(i) for i in missing))):
             if found is not None:
-                known[item_id] = Result(id=found.id, name=found.name, category=found.category, score=0.0,
-                                        image_url=image_url(found.id), extra=found.extra,
-                                        group_id=found.group, photos=1, variants=1)
+                known[item_id] = result_of(Hit(id=found.id, name=found.name, category=found.category, score=0.0,
+                                               extra=found.extra, group_id=found.group))
         return [known[b.id].model_copy(update={"score": b.score, "learned": b.learned}) for b in ranked if b.id in known]
 
     async def _catalog_item(self, item_id: str) -> CatalogItem | None:

@@ -5,35 +5,38 @@ One code path for both, through SQLAlchemy Core. What is stored, per vote: the n
 anonymous session id. Never the photo, never its embedding, never the raw session id.
 
 Every limit is read from the database, not from memory, so replicas stay interchangeable: the
-per-minute rate and the per-session cap count the session's rows. The schema is migrated by the
-code at start-up (`migrate`), under a lock, so replicas starting together don't race.
+per-minute rate and the per-session cap count the session's rows. The schema is migrated by
+Alembic at start-up (`migrate`, revisions in gateway/feedback_migrations/), under a lock, so
+replicas starting together don't race.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import re
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from gateway.feedback_migrations import SCRIPT_LOCATION
 from lookalike.errors import FeedbackCapReached, FeedbackDatabaseError, FeedbackRateLimited, FeedbackUnavailable
+from lookalike.text_query import MAX_QUERY_CHARS, normalise_query
 
 Vote = Literal["like", "unlike"]
 PHOTO_QUERY = "photo"
-MAX_QUERY_CHARS = 200
 SQLITE_FILE = "feedback.sqlite3"
 
 metadata = sa.MetaData()
-schema_version = sa.Table("feedback_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
+"""The schema as this code reads and writes it; gateway/feedback_migrations/ builds it, revision by revision."""
 events = sa.Table(
     "feedback_events", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -47,22 +50,16 @@ events = sa.Table(
     sa.Index("feedback_by_session", "session", "created_at"),
     sa.Index("feedback_by_time", "created_at"),
 )
+MIGRATION_LOCK = 1506
+"""PostgreSQL advisory lock key held while one replica migrates."""
 
 
-def _migration_1(connection: Connection) -> None:
-    """The events table and its indexes. A later step alters it with explicit DDL (`ALTER TABLE ...`)."""
-    events.create(connection)
-
-
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
-"""Schema steps in order; version N means the first N have run. Append, never edit one that shipped."""
-
-
-def normalise_query(words: str) -> str:
-    """The form a query is stored and looked up by: case-folded, without diacritics or punctuation."""
-    decomposed = unicodedata.normalize("NFKD", words.casefold())
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(re.sub(r"[^\w]+", " ", plain).split())[:MAX_QUERY_CHARS]
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's settings, in code: the revisions shipped in the package, and the connection to migrate."""
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.attributes["connection"] = connection
+    return config
 
 
 def session_key(session_id: str) -> str:
@@ -106,7 +103,7 @@ class Limits:
 
 
 class FeedbackStore:
-    """Votes in, learnt associations out; every method is one short transaction (call it off the event loop)."""
+    """Votes in, learned associations out; every method is one short transaction (call it off the event loop)."""
 
     def __init__(self, url: str, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -122,19 +119,18 @@ class FeedbackStore:
     def dispose(self) -> None:
         self.engine.dispose()
 
-    def migrate(self) -> int:
-        """Bring the schema to the newest version; returns it. A FeedbackDatabaseError says what went wrong."""
+    def migrate(self) -> str:
+        """Upgrade the schema to Alembic's head; returns its revision. A FeedbackDatabaseError says what went wrong.
+
+        One transaction: on PostgreSQL it holds an advisory lock, so replicas starting together queue
+        and the later ones find nothing to do; SQLite's BEGIN IMMEDIATE queues them by itself.
+        """
         try:
             with self.engine.begin() as connection:
                 if connection.dialect.name == "postgresql":
-                    # Replicas starting together: one migrates, the others wait, then find nothing to do.
-                    connection.execute(sa.text("SELECT pg_advisory_xact_lock(1506)"))
-                schema_version.create(connection, checkfirst=True)
-                current = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
-                for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
-                    step(connection)
-                    connection.execute(schema_version.insert().values(version=number))
-                return max(len(MIGRATIONS), int(current))
+                    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+                command.upgrade(alembic_config(connection), "head")
+                return str(MigrationContext.configure(connection).get_current_revision())
         except sa.exc.SQLAlchemyError as exc:
             cause = getattr(exc, "orig", None) or exc
             raise FeedbackDatabaseError(

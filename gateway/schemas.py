@@ -4,8 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from gateway.feedback_store import normalise_query
 from lookalike.contracts import ClassifierReadiness, FilterableColumn, Readiness, SimilarityReadiness
+from lookalike.text_query import MAX_QUERY_CHARS, normalise_query
 
 
 class Result(BaseModel):
@@ -86,7 +86,7 @@ class GatewayReadiness(Readiness):
 class FeedbackVote(BaseModel):
     """One shopper's opinion of one result. Stored without the photo, its embedding or the raw session id."""
 
-    query: str | None = Field(max_length=200, description="The words searched; null for a photo search.")
+    query: str | None = Field(max_length=MAX_QUERY_CHARS, description="The words searched; null for a photo search.")
     item_id: str = Field(min_length=1, max_length=200)
     vote: Literal["like", "unlike"]
     category: str | None = Field(None, max_length=200,
@@ -118,12 +118,12 @@ class FeedbackStats(BaseModel):
     retention_days: float
 
 
-class LearntItem(BaseModel):
+class LearnedItem(BaseModel):
     id: str
     net_sessions: int = Field(description="Sessions that liked it for the query, minus those that unliked it.")
     prior: float = Field(description="What it adds to a text score (0 to 1), bounded by GATEWAY_LEARNT_WEIGHT.")
 
 
-class LearntForQuery(BaseModel):
+class LearnedForQuery(BaseModel):
     query: str = Field(description="The normalised query the votes are stored under.")
-    items: list[LearntItem] = Field(description="Highest prior first.")
+    items: list[LearnedItem] = Field(description="Highest prior first.")

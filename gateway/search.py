@@ -34,11 +34,15 @@ def image_url(item_id: str, photo: int = 0) -> str:
     return f"/api/v1/items/{quote(item_id, safe='')}/image" + (f"?photo={photo}" if photo else "")
 
 
+def result_of(hit: Hit) -> Result:
+    """The public shape of a similarity service hit: the one place a hit becomes a result."""
+    return Result(id=hit.id, name=hit.name, category=hit.category, score=hit.score, image_url=image_url(hit.id, hit.photo),
+                  extra=hit.extra, group_id=hit.group_id or hit.id, photos=hit.photos, variants=hit.variants,
+                  matched=hit.matched)
+
+
 def _results(hits: list[Hit]) -> list[Result]:
-    return [Result(id=h.id, name=h.name, category=h.category, score=h.score, image_url=image_url(h.id, h.photo),
-                   extra=h.extra, group_id=h.group_id or h.id, photos=h.photos, variants=h.variants,
-                   matched=h.matched)
-            for h in hits]
+    return [result_of(hit) for hit in hits]
 
 
 def merge_groups(hits: list[Hit]) -> list[Hit]:

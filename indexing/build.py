@@ -48,7 +48,7 @@ from lookalike.catalog.layout import (
 from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest
 from lookalike.catalog.synonyms import Synonyms
 from lookalike.catalog.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
-from lookalike.contracts import GateFigures
+from lookalike.contracts import GateFigures, Precision, PrecisionSetting
 from lookalike.errors import EmptyCatalog, ImageRejected
 from lookalike.settings import MAX_PIXELS
 from lookalike.vision.embedder import Embedder
@@ -83,7 +83,7 @@ class BuildSummary:
     text_fields: list[TextField] = field(default_factory=list)
     tagged: int | None = None  # photos with ImageNet tags; None: skipped, the weights know no ImageNet classes
     synonyms: str = "default"
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     precision_reason: str = ""
     int8_gate: GateFigures | None = None
     warnings: list[str] = field(default_factory=list)
@@ -155,7 +155,9 @@ def _settle(entry: Entry, future: Future[Prepared | Cached], skipped: list[Skipp
 
 
 @dataclass
-class Embedded:
+class EmbeddedCatalog:
+    """The catalogue's readable photos with their Faiss labels and vectors, and how many the network ran on."""
+
     items: list[CatalogItem]
     vectors: np.ndarray
     embedded: int
@@ -164,7 +166,7 @@ class Embedded:
 
 
 def embed_catalog(scan: CatalogScan, embedder: CatalogueEmbedder, cache: EmbeddingCache, build_dir: Path, batch_size: int,
-                  workers: int, skipped: list[Skipped], progress: Progress | None = None) -> Embedded:
+                  workers: int, skipped: list[Skipped], progress: Progress | None = None) -> EmbeddedCatalog:
     """Every readable image embedded or taken from the cache, its thumbnail written; items carry their Faiss labels.
 
     Each batch the network embeds is committed to the cache before the next one starts.
@@ -221,7 +223,7 @@ def embed_catalog(scan: CatalogScan, embedder: CatalogueEmbedder, cache: Embeddi
         flush()
     progress.close()
     vectors = np.stack(rows) if rows else np.zeros((0, EMBEDDING_DIM), np.float32)
-    return Embedded(items, vectors, counts["embedded"], counts["reused"], tags)
+    return EmbeddedCatalog(items, vectors, counts["embedded"], counts["reused"], tags)
 
 
 def forget_departed(cache: EmbeddingCache, items: list[CatalogItem]) -> None:
@@ -292,14 +294,14 @@ def choose_catalogue_model(scan: CatalogScan, embedder: Embedder, build_dir: Pat
     return (quantised.embedder if precision == "int8" else embedder), quantised, reason, warnings
 
 
-def compatibility(precision: str, quantised: Quantised | None) -> str:
+def compatibility(precision: Precision, quantised: Quantised | None) -> str:
     if quantised is None:
         return f"catalogue embedded at {precision}; bf16 and fp32 queries agree with it to within rounding"
     return (f"catalogue embedded at {precision}; queries at another precision agree with it only within the "
             f"int8 gate's figures: {gate_summary(quantised.record.gate)}")
 
 
-def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, precision: str = "auto",
+def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, precision: PrecisionSetting = "auto",
                 batch_size: int = 16, workers: int = 2, index_type: str = "Flat", keep: int | None = None,
                 embedder: Embedder | None = None, progress: Progress | None = None,
                 text_weights: dict[str, float] | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
@@ -20,6 +20,15 @@ EMBEDDING_DTYPE = np.dtype("<f4")
 MAX_K = 100
 MAX_EXAMPLES = 20
 """Most products a search may name as liked, and as unliked, to refine it."""
+
+Precision = Literal["fp32", "bf16", "int8"]
+"""What a network runs at: torch at fp32 or bf16, or the index version's quantised ONNX model at int8."""
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+
+PrecisionSetting = Literal["auto", "fp32", "bf16", "int8"]
+"""PRECISION as asked: a precision, or `auto`, which the machine and the int8 gate decide
+(`lookalike.vision.precision.choose_precision`)."""
+PRECISION_SETTINGS: tuple[PrecisionSetting, ...] = get_args(PrecisionSetting)
 
 
 def encode_embedding(vector: np.ndarray) -> str:
@@ -46,7 +55,7 @@ class ModelInfo(BaseModel):
 
     weights: str = Field(description="`imagenet`, `random` or `file:<name>`. `random` results mean nothing.")
     model_id: str = Field(description="Identity of the weights and preprocessing; an index serves only this model.")
-    precision: str = "fp32"
+    precision: Precision = "fp32"
 
 
 class Box(BaseModel):

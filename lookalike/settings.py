@@ -16,6 +16,8 @@ from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, fiel
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, CliApp, CliSettingsSource, NoDecode, SettingsConfigDict, SettingsError
 
+from lookalike.contracts import PrecisionSetting
+
 INDEX_ROOT = Path("var/index")
 """Where `make index` publishes and the services read, unless INDEX says otherwise."""
 
@@ -28,10 +30,7 @@ MAX_UPLOAD_BYTES = 20_000_000
 MODEL_WEIGHTS = "auto"
 """`imagenet`, `random`, `auto` (ImageNet where it can be loaded, else random) or a .pth path."""
 
-Precision = Literal["auto", "fp32", "bf16", "int8"]
-"""What the network runs at; `auto` picks per machine and index version (lookalike/vision/precision.py)."""
-
-PRECISION: Precision = "auto"
+PRECISION: PrecisionSetting = "auto"
 
 
 def split_commas(value: object) -> object:
@@ -118,7 +117,7 @@ class ModelSettings(BaseSettings):
         "The network's weights: `imagenet` (downloaded once into $TORCH_HOME), `random` (seeded; results mean "
         "nothing, for tests and demos), `auto` (imagenet where it loads, else random with a loud warning) "
         "or the path of a .pth state dict."))
-    precision: Precision = Field(PRECISION, description=(
+    precision: PrecisionSetting = Field(PRECISION, description=(
         "`fp32`, `bf16`, `int8` or `auto`: int8 where the index version's int8 gate passed, else bf16 where "
         "the CPU is fast at it, else fp32. `int8` quantises on the catalogue and serves it even if its gate "
         "failed, with a loud warning."))

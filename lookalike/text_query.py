@@ -1,4 +1,5 @@
-"""Words a shopper types, made safe to search by: the gateway checks them early, the similarity service searches.
+"""Words a shopper types, made safe to search by: the gateway checks them early, the similarity service searches,
+and shoppers' votes are stored under them (`normalise_query`).
 
 Text is cut into words the way SQLite FTS5's `unicode61 remove_diacritics 2` tokenizer cuts it:
 case folded, accents dropped (`POÄNG` is `poang`), anything but letters and digits a separator.
@@ -29,6 +30,11 @@ def words(text: str) -> list[str]:
     decomposed = unicodedata.normalize("NFKD", text)
     plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _WORD.findall(plain.casefold())
+
+
+def normalise_query(text: str) -> str:
+    """One string for the words, as votes are stored and looked up by: `POÄNG, chair!` is `poang chair`."""
+    return " ".join(words(text))[:MAX_QUERY_CHARS]
 
 
 def query_words(q: str | None) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from lookalike.contracts import GateFigures, ModelInfo
+from lookalike.contracts import GateFigures, ModelInfo, PrecisionSetting
 
 THUMBNAILS = "thumbnails"
 
@@ -63,7 +63,8 @@ class Manifest(BaseModel):
     categories: list[CategoryStats]
     head: HeadStats
     catalog: str = Field(description="The catalogue folder the index was built from.")
-    requested_precision: str = Field("", description="PRECISION as the job was asked: auto, fp32, bf16 or int8.")
+    requested_precision: PrecisionSetting | Literal[""] = Field(
+        "", description="PRECISION as the job was asked: auto, fp32, bf16 or int8.")
     precision_reason: str = Field("", description="Why the catalogue was embedded at `model.precision`.")
     int8: Int8Model | None = None
     compatibility: str = Field(

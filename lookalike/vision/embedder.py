@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lookalike.catalog.manifest import Preprocessing
-from lookalike.contracts import ModelInfo
+from lookalike.contracts import ModelInfo, PrecisionSetting
 from lookalike.vision.network import Pool5AndLogits, fuse_for_cpu, preprocessing_digest, resolve_device
 from lookalike.vision.precision import resolve_precision
 from lookalike.vision.weights import load_resnet50
@@ -34,7 +34,7 @@ class Embedder:
     from the index version (`lookalike.vision.int8_engine`).
     """
 
-    def __init__(self, weights: str, precision: str = "auto", preprocessing: Preprocessing | None = None,
+    def __init__(self, weights: str, precision: PrecisionSetting = "auto", preprocessing: Preprocessing | None = None,
                  fused: bool = True) -> None:
         self.preprocessing = preprocessing or Preprocessing()
         self.weights_spec = weights

@@ -24,7 +24,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import Fail as OrtFail
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidGraph, InvalidProtobuf, NoSuchFile
 
 from lookalike.catalog.manifest import Preprocessing
-from lookalike.contracts import ModelInfo
+from lookalike.contracts import ModelInfo, Precision
 from lookalike.errors import QuantisedModelInvalid
 
 log = logging.getLogger("lookalike.int8")
@@ -64,7 +64,7 @@ def session_options(threads: int, plain_kernels: bool) -> ort.SessionOptions:
 class Int8Embedder:
     """Images in, L2-normalised pool5 embeddings out, from the quantised model: `Embedder`'s interface."""
 
-    precision = "int8"
+    precision: Precision = "int8"
     device = torch.device("cpu")
 
     def __init__(self, path: Path, base: ModelInfo, preprocessing: Preprocessing, *, sha256: str | None = None,

@@ -7,14 +7,15 @@ the index version holds a quantised model whose gate passed. `auto` picks among 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import get_args
+from typing import Literal, get_args
 
 import torch
 
-from lookalike.contracts import GateFigures
-from lookalike.settings import Precision
+from lookalike.contracts import PRECISION_SETTINGS, GateFigures, Precision, PrecisionSetting
 
-PRECISIONS: tuple[str, ...] = get_args(Precision)
+TorchPrecision = Literal["fp32", "bf16"]
+"""What the torch model runs at; int8 is the quantised ONNX model's (`int8_engine`)."""
+TORCH_PRECISIONS: tuple[TorchPrecision, ...] = get_args(TorchPrecision)
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -26,12 +27,12 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(requested: str, device: torch.device) -> str:
+def resolve_precision(requested: PrecisionSetting, device: torch.device) -> TorchPrecision:
     """What the torch model runs: `int8` is served by `int8_engine`, and asks this for its fallback."""
     if requested in ("fp32", "bf16"):
         return requested
-    if requested not in PRECISIONS:
-        raise ValueError(f"PRECISION must be one of {', '.join(PRECISIONS)}, not {requested!r}")
+    if requested not in PRECISION_SETTINGS:
+        raise ValueError(f"PRECISION must be one of {', '.join(PRECISION_SETTINGS)}, not {requested!r}")
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cpu_has_fast_bf16() else "fp32"
@@ -49,8 +50,8 @@ def cpu_int8_kernels() -> str:
     return "AVX-512 (no VNNI)" if "avx512bw" in flags else "AVX2 (no VNNI)" if "avx2" in flags else "baseline"
 
 
-def choose_precision(requested: str, weights: str, device: torch.device, fallback: str,
-                     gate: GateFigures | None) -> tuple[str, str, list[str]]:
+def choose_precision(requested: PrecisionSetting, weights: str, device: torch.device, fallback: TorchPrecision,
+                     gate: GateFigures | None) -> tuple[Precision, str, list[str]]:
     """(precision to run, why, loud warnings), the one rule the indexing job and the classifier share.
 
     `fallback` is what the torch model runs where int8 does not: bf16 on CPUs fast at it, else fp32.

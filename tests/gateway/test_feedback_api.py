@@ -104,6 +104,7 @@ def test_the_page_gives_a_random_http_only_session_cookie_that_votes_use(gateway
     other = gateway()
     other.get("/")
     assert other.cookies["lookalike_session"] != client.cookies["lookalike_session"]
+    client.cookies.clear()
     client.cookies.set("lookalike_session", "bad")  # malformed: the page replaces it rather than refusing
     assert client.get("/").headers["set-cookie"].startswith("lookalike_session=")
 

@@ -26,7 +26,7 @@ def vote(url: str, session: str, item_id: str, query: str = "seat", kind: str = 
                       headers={"X-Session-ID": session}, timeout=30)
 
 
-def learnt(url: str, query: str = "seat") -> dict[str, int]:
+def learned(url: str, query: str = "seat") -> dict[str, int]:
     response = httpx.get(f"{url}/api/v1/feedback/learnt", params={"q": query}, headers=ADMIN, timeout=30)
     assert response.status_code == 200, response.text
     return {item["id"]: item["net_sessions"] for item in response.json()["items"]}
@@ -44,10 +44,10 @@ def test_feedback_survives_a_restart_of_the_gateway(built_index: Path, tmp_path:
         stack.stop("gateway")
         stack.start("gateway", env=settings)
         stack.wait_ready("gateway", path="/healthz")
-        assert learnt(stack.gateway) == {sofa_ids[0]: 3, sofa_ids[1]: -1}
+        assert learned(stack.gateway) == {sofa_ids[0]: 3, sofa_ids[1]: -1}
 
 
-def test_two_gateway_replicas_on_one_postgresql_share_what_they_learnt(
+def test_two_gateway_replicas_on_one_postgresql_share_what_they_learned(
         built_index: Path, tmp_path: Path, postgres: str, sofa_ids: list[str]) -> None:
     from tests.gateway.conftest import fresh_postgres_database
 
@@ -60,11 +60,11 @@ def test_two_gateway_replicas_on_one_postgresql_share_what_they_learnt(
         a, b = stack.gateway, stack.url("gateway_b")
         assert vote(a, "shopper-one", sofa_ids[2]).status_code == 201
         assert vote(b, "shopper-two", sofa_ids[2]).status_code == 201
-        assert learnt(a) == learnt(b) == {sofa_ids[2]: 2}
+        assert learned(a) == learned(b) == {sofa_ids[2]: 2}
         # The rate limit is counted in the database, so taking turns between replicas doesn't get round it.
         statuses = [vote(url, "eager-client", sofa_ids[3]).status_code for url in (a, b, a, b, a, b)]
         assert statuses == [201, 201, 201, 201, 429, 429]
-        assert learnt(b) == {sofa_ids[2]: 2, sofa_ids[3]: 1}  # four votes, one session: counted once
+        assert learned(b) == {sofa_ids[2]: 2, sofa_ids[3]: 1}  # four votes, one session: counted once
         forgotten = httpx.delete(f"{b}/api/v1/feedback", headers={"X-Session-ID": "eager-client"}, timeout=30)
         assert forgotten.json() == {"forgotten": 4}
-        assert learnt(a) == {sofa_ids[2]: 2}
+        assert learned(a) == {sofa_ids[2]: 2}

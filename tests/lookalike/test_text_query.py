@@ -5,12 +5,20 @@ from __future__ import annotations
 import pytest
 
 from lookalike.errors import BadTextQuery
-from lookalike.text_query import MAX_QUERY_CHARS, query_words, words
+from lookalike.text_query import MAX_QUERY_CHARS, normalise_query, query_words, words
 
 
 def test_words_are_case_folded_and_lose_their_diacritics_as_fts5_unicode61_does() -> None:
     assert words("POÄNG Armchair") == ["poang", "armchair"]
     assert words("ÄPPLARÖ / HÅLLÖ 2-seat sofa") == ["applaro", "hallo", "2", "seat", "sofa"]
+
+
+def test_votes_are_stored_under_the_same_words_the_text_index_searches() -> None:
+    assert normalise_query("  Green   VELVET, sofa!") == "green velvet sofa"
+    assert normalise_query("Poäng") == "poang"
+    assert normalise_query("sofa_bed") == " ".join(words("sofa_bed")) == "sofa bed"
+    assert normalise_query("?!") == ""
+    assert len(normalise_query("oak " * 100)) == MAX_QUERY_CHARS
 
 
 @pytest.mark.parametrize("typed, expected", [

@@ -20,9 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
+from classifier_service.settings import ClassifierSettings
 from indexing.catalog import scan_catalog
 from lookalike.catalog.manifest import Preprocessing
+from lookalike.contracts import PRECISION_SETTINGS
+from lookalike.settings import ModelSettings
 from lookalike.vision.classifier import Classifier
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.network import resolve_device
@@ -39,7 +43,9 @@ SLOW_BF16 = ("this CPU has no fast bf16 (no AVX-512 BF16 or AMX): the product se
 
 
 @dataclass(frozen=True)
-class Embedded:
+class Vectors:
+    """The catalogue's and the queries' embeddings at one precision."""
+
     catalog: np.ndarray
     queries: np.ndarray
 
@@ -60,7 +66,7 @@ def top1(queries: np.ndarray, catalog: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def embedded(shared: Path, query_photos: list[tuple[Path, str]]) -> dict[str, Embedded]:
+def embedded(shared: Path, query_photos: list[tuple[Path, str]]) -> dict[str, Vectors]:
     if resolve_device().type == "cpu" and not cpu_has_fast_bf16():
         pytest.skip(SLOW_BF16)
     scan = scan_catalog(shared / "catalog")
@@ -69,7 +75,7 @@ def embedded(shared: Path, query_photos: list[tuple[Path, str]]) -> dict[str, Em
     result = {}
     for precision in ("fp32", "bf16"):
         embedder = Embedder("random", precision)
-        result[precision] = Embedded(embed_all(embedder, catalog_inputs), embed_all(embedder, query_inputs))
+        result[precision] = Vectors(embed_all(embedder, catalog_inputs), embed_all(embedder, query_inputs))
         del embedder
         gc.collect()
     return result
@@ -85,7 +91,7 @@ def query_categories(query_photos: list[tuple[Path, str]]) -> np.ndarray:
     return np.array([category for _, category in query_photos])
 
 
-def test_bf16_embeddings_have_cosine_at_least_0_99_with_fp32_for_every_photo(embedded: dict[str, Embedded]) -> None:
+def test_bf16_embeddings_have_cosine_at_least_0_99_with_fp32_for_every_photo(embedded: dict[str, Vectors]) -> None:
     fp32, bf16 = embedded["fp32"], embedded["bf16"]
     cosines = np.concatenate([(fp32.catalog * bf16.catalog).sum(axis=1), (fp32.queries * bf16.queries).sum(axis=1)])
     assert cosines.size >= 1000
@@ -94,7 +100,7 @@ def test_bf16_embeddings_have_cosine_at_least_0_99_with_fp32_for_every_photo(emb
 
 @pytest.mark.parametrize(("index_precision", "query_precision"), [("fp32", "bf16"), ("bf16", "fp32")])
 def test_every_photo_embedded_at_one_precision_finds_itself_first_in_an_index_built_at_the_other(
-        embedded: dict[str, Embedded], index_precision: str, query_precision: str) -> None:
+        embedded: dict[str, Vectors], index_precision: str, query_precision: str) -> None:
     """The sharp form of the cosine check above, which `random` weights make easy to pass: they put
     every photo within cosine 0.99 of every other. Here bf16's error must stay smaller than the
     difference between any two of the 1,188 photos, near-duplicates included."""
@@ -105,7 +111,7 @@ def test_every_photo_embedded_at_one_precision_finds_itself_first_in_an_index_bu
 
 
 def test_bf16_finds_the_same_top_result_as_fp32_for_at_least_95_percent_of_queries(
-        embedded: dict[str, Embedded], catalog_categories: np.ndarray, query_categories: np.ndarray) -> None:
+        embedded: dict[str, Vectors], catalog_categories: np.ndarray, query_categories: np.ndarray) -> None:
     """Top-1 as the product finds it: in the index of the query's category, never the whole catalogue.
 
     Across the whole catalogue at once, `random` weights give 93% (measured): they put every photo
@@ -145,6 +151,15 @@ def test_auto_precision_is_bf16_exactly_where_the_cpu_runs_it_fast() -> None:
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(ValueError, match="auto, fp32, bf16, int8"):
         resolve_precision("fp16", cpu)
+
+
+def test_precision_settings_take_the_same_strings_and_refuse_others_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    for asked in PRECISION_SETTINGS:
+        monkeypatch.setenv("PRECISION", asked)
+        assert ModelSettings().precision == asked == ClassifierSettings().precision
+    monkeypatch.setenv("PRECISION", "fp16")
+    with pytest.raises(ValidationError, match="'auto', 'fp32', 'bf16' or 'int8'"):
+        ModelSettings()
 
 
 @pytest.mark.parametrize("supported", [True, False])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.learnt import blend, learnt_prior
+from gateway.learned import blend, learned_prior
 
 
 def test_the_prior_grows_with_agreeing_sessions_and_stops_at_the_weight() -> None:
-    prior = learnt_prior({"a": 1, "b": 3, "c": 40, "d": -2, "e": 0}, weight=1.0, full_at=3)
+    prior = learned_prior({"a": 1, "b": 3, "c": 40, "d": -2, "e": 0}, weight=1.0, full_at=3)
     assert prior == pytest.approx({"a": 1 / 3, "b": 1.0, "c": 1.0, "d": -2 / 3})
 
 
@@ -27,10 +27,10 @@ def test_a_term_the_text_does_not_find_returns_what_shoppers_liked() -> None:
 
 def test_votes_add_at_most_one_strong_text_match_however_many_sessions_send_them() -> None:
     """An item nothing in the text matched, with any number of likes, ties a perfect match without votes."""
-    flood = learnt_prior({"weak": 10_000}, weight=1.0, full_at=3)
+    flood = learned_prior({"weak": 10_000}, weight=1.0, full_at=3)
     ranked = blend([("perfect", 1.0), ("weak", 0.0)], flood, k=2)
     assert ranked[0].score == ranked[1].score == pytest.approx(0.5)
-    ranked = blend([("perfect", 1.0), ("fair", 0.5)], learnt_prior({"fair": 1}, 1.0, 3), k=2)
+    ranked = blend([("perfect", 1.0), ("fair", 0.5)], learned_prior({"fair": 1}, 1.0, 3), k=2)
     assert [r.id for r in ranked] == ["perfect", "fair"]  # one session is not enough to pass it
 
 

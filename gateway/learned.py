@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
-def learnt_prior(net_sessions: Mapping[str, int], weight: float = 1.0, full_at: int = 3) -> dict[str, float]:
+def learned_prior(net_sessions: Mapping[str, int], weight: float = 1.0, full_at: int = 3) -> dict[str, float]:
     """Item id -> prior in [-weight, weight], from the net count of sessions that liked it."""
     return {item: weight * max(-1.0, min(1.0, net / full_at)) for item, net in net_sessions.items() if net}
 
@@ -26,26 +26,26 @@ class Blended:
     id: str
     score: float
     text_score: float
-    learnt: float
+    prior: float
 
     @property
     def learned(self) -> bool:
-        """The learnt part contributed: the votes moved this item, or brought it in."""
-        return self.learnt != 0.0
+        """The learned prior contributed: the votes moved this item, or brought it in."""
+        return self.prior != 0.0
 
 
-def blend(text_hits: Iterable[tuple[str, float]], learnt: Mapping[str, float], k: int,
+def blend(text_hits: Iterable[tuple[str, float]], priors: Mapping[str, float], k: int,
           weight: float = 1.0) -> list[Blended]:
-    """The k best of the text hits (id, score 0..1) and the learnt priors, by (text + prior) / (1 + weight).
+    """The k best of the text hits (id, score 0..1) and the learned priors, by (text + prior) / (1 + weight).
 
     An item liked for the query but absent from the text hits joins with a text score of 0, so a
     word the catalogue lacks ("seat") finds what shoppers liked for it; one that shoppers only
     disliked and the text did not find stays out.
     """
     text = dict(text_hits)
-    candidates = set(text) | {item for item, prior in learnt.items() if prior > 0}
+    candidates = set(text) | {item for item, prior in priors.items() if prior > 0}
     scale = 1.0 + weight
-    ranked = [Blended(item, max(0.0, min(1.0, (text.get(item, 0.0) + learnt.get(item, 0.0)) / scale)),
-                      text.get(item, 0.0), learnt.get(item, 0.0)) for item in candidates]
+    ranked = [Blended(item, max(0.0, min(1.0, (text.get(item, 0.0) + priors.get(item, 0.0)) / scale)),
+                      text.get(item, 0.0), priors.get(item, 0.0)) for item in candidates]
     ranked.sort(key=lambda b: (-b.score, -b.text_score, b.id))
     return ranked[:k]
