@@ -29,7 +29,7 @@ router = APIRouter()
 @router.post(
     "/v1/classify", response_model=ClassifyResponse, responses=error_responses(400, 408, 413, 415, 422, 503),
     openapi_extra={"requestBody": {"required": True, "content": {
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}}}}},
 )
 async def classify(request: Request, classifier: ClassifierDep, batcher: BatcherDep,
                    decode_limiter: DecodeLimiterDep, settings: SettingsDep,

@@ -17,7 +17,7 @@ from lookalike.uploads import read_multipart_field
 ERRORS = error_responses(400, 404, 408, 413, 415, 422, 503)
 SEARCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],
-    "properties": {"image": {"type": "string", "format": "binary", "description": "The photo."}}}}}}}
+    "properties": {"image": {"type": "string", "format": "binary", "minLength": 1, "description": "The photo."}}}}}}}
 Liked = Annotated[list[str] | None, Query(max_length=MAX_EXAMPLES, description=(
     "Refine: a product id the shopper liked (repeatable, at most 20); the search moves toward it."))]
 Unliked = Annotated[list[str] | None, Query(max_length=MAX_EXAMPLES, description=(
