@@ -37,7 +37,7 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
         faiss.omp_set_num_threads(settings.faiss_threads)
         serving: Serving = ServedVersion(settings.index, CatalogIndex.load, "similarity")
         serving.load_at_start()
-        app.state.serving = serving
+        app.state.serving, app.state.faiss_threads = serving, settings.faiss_threads
         app.state.rocchio_weights = RocchioWeights(alpha=settings.rocchio_alpha, beta=settings.rocchio_beta,
                                                    gamma=settings.rocchio_gamma)
         metrics_of(app).labelled_gauge(

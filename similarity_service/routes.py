@@ -6,12 +6,17 @@ the served `CatalogIndex` once (`require()`) and only reads it; a reload swaps i
 so a request in flight finishes on the version it started with. The text index's one SQLite
 connection is read-only and immutable, opened with check_same_thread=False; SQLite itself is built
 serialised (sqlite3.threadsafety 3), so threads may share it.
+
+OpenMP's thread count is per thread: `omp_set_num_threads` in the lifespan reaches only the event
+loop's thread, and a worker thread would start a team of one thread per core. So each route that
+searches with Faiss first sets SIMILARITY_FAISS_THREADS for the thread it runs on.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import faiss
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
@@ -33,6 +38,7 @@ ERRORS = error_responses(404, 422, 503)
 Serving = ServedVersion[CatalogIndex]
 ServingDep = Annotated[Serving, from_state("serving", ServedVersion)]
 Weights = Annotated[RocchioWeights, from_state("rocchio_weights", RocchioWeights)]
+FaissThreads = Annotated[int, from_state("faiss_threads", int)]
 Where = Annotated[list[str] | None, Query(description="Filters `column<op>value`; see /v1/columns.")]
 Marks = Annotated[list[str] | None, Query(max_length=MAX_EXAMPLES, description="Product ids, at most 20.")]
 
@@ -40,11 +46,12 @@ router = APIRouter()
 
 
 @router.post("/v1/search", response_model=SearchResponse, responses=ERRORS)
-def search(body: SearchRequest, serving: ServingDep, weights: Weights) -> SearchResponse:
+def search(body: SearchRequest, serving: ServingDep, weights: Weights, threads: FaissThreads) -> SearchResponse:
     """The k product groups of `category` nearest to the embedding, by cosine similarity, that pass `where`.
 
     With `like` or `unlike`, the embedding first moves by Rocchio's rule, and unliked products are left out.
     """
+    faiss.omp_set_num_threads(threads)
     catalog = serving.require()
     vector = body.vector()
     if body.like or body.unlike:
@@ -63,7 +70,8 @@ def columns(serving: ServingDep) -> CatalogColumns:
 
 
 @router.get("/v1/search/text", response_model=TextSearchResponse, responses=ERRORS)
-def search_text(serving: ServingDep, weights: Weights, q: str = Query("", description="Words to search for."),
+def search_text(serving: ServingDep, weights: Weights, threads: FaissThreads,
+                q: str = Query("", description="Words to search for."),
                 k: int = Query(10, ge=1, le=MAX_K), category: str | None = None,
                 where: Where = None, like: Marks = None, unlike: Marks = None) -> TextSearchResponse:
     """The k products best matching the words (bm25 over names, categories, text columns, tags), passing `where`.
@@ -71,6 +79,7 @@ def search_text(serving: ServingDep, weights: Weights, q: str = Query("", descri
     With `like` or `unlike`, the words' top products' mean vector moves by Rocchio's rule and the
     vectors rank the results (`refined`); unliked products are left out.
     """
+    faiss.omp_set_num_threads(threads)
     catalog = serving.require()
     if like or unlike:
         hits = catalog.refine_text(q, k, like or [], unlike or [], weights, category=category or None, where=where)
@@ -86,9 +95,10 @@ def item(item_id: str, serving: ServingDep) -> CatalogItem:
 
 
 @router.get("/v1/items/{item_id}/similar", response_model=SearchResponse, responses=ERRORS)
-def similar(item_id: str, serving: ServingDep, k: int = Query(10, ge=1, le=MAX_K),
+def similar(item_id: str, serving: ServingDep, threads: FaissThreads, k: int = Query(10, ge=1, le=MAX_K),
             where: Where = None, min_score: float = Query(0.0, ge=0, le=1)) -> SearchResponse:
     """More like this product: all its photos as the query, its variant group left out."""
+    faiss.omp_set_num_threads(threads)
     catalog = serving.require()
     hits = catalog.similar_to(item_id, k, where=where, min_score=min_score)
     return SearchResponse(category=catalog.item(item_id).category, hits=hits, index_version=catalog.version)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import faiss
 import httpx
 import numpy as np
 import pytest
@@ -37,9 +38,11 @@ async def test_a_slow_search_holds_up_neither_readiness_nor_another_search(
         similarity: httpx.AsyncClient, built_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The search of `bed` blocks its thread (as a long Faiss search would) until the other requests have answered."""
     entered, release = threading.Event(), threading.Event()
+    openmp_threads: list[int] = []
     search = CatalogIndex.search
 
     def slow_for_beds(self: CatalogIndex, category: str, *args: Any, **kwargs: Any) -> Any:
+        openmp_threads.append(faiss.omp_get_max_threads())
         if category == "bed":
             entered.set()
             release.wait(STUCK_AT_MOST_S)
@@ -63,3 +66,5 @@ async def test_a_slow_search_holds_up_neither_readiness_nor_another_search(
         await call("text search", "GET", "/v1/search/text", params={"q": "chair"})
         release.set()
     assert finished == ["readyz", "other search", "text search", "slow search"]
+    # On the worker threads too, Faiss runs SIMILARITY_FAISS_THREADS (1) threads, not one per core.
+    assert openmp_threads == [1, 1]
