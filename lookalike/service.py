@@ -3,8 +3,9 @@
 `create_service` gives each service the same outside: every error answers with `ErrorEnvelope`,
 every request gets an id, a log line and metrics, `/healthz` says the process is alive, `/readyz`
 answers 200 or 503 from the service's readiness model, and `POST /v1/reload` (where a service
-serves an index) switches to the index's current version. A service's `app.py` adds only its
-own routes, and reads what its lifespan put on `app.state` through `from_state` dependencies.
+serves an index) switches to the index's current version. A service's `app.py` builds its state
+in the lifespan and includes its own routers (module-level `APIRouter`s), whose routes read that
+state from `app.state` through `from_state` dependencies.
 """
 
 
