@@ -3,8 +3,9 @@
 `create_service` gives each service the same outside: every error answers with `ErrorEnvelope`,
 every request gets an id, a log line and metrics, `/healthz` says the process is alive, `/readyz`
 answers 200 or 503 from the service's readiness model, and `POST /v1/reload` (where a service
-serves an index) switches to the index's current version. A service's `app.py` adds only its
-own routes, and reads what its lifespan put on `app.state` through `from_state` dependencies.
+serves an index) switches to the index's current version. A service's `app.py` builds its state
+in the lifespan and includes its own routers (module-level `APIRouter`s), whose routes read that
+state from `app.state` through `from_state` dependencies.
 """
 
 
@@ -18,7 +19,9 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from lookalike.contracts import Readiness, ReloadResponse
 from lookalike.errors import ApiError, ErrorDetail, ErrorEnvelope
@@ -60,6 +63,15 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "Invalid request. " + "; ".join(parts)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path; Starlette's 405 names only the first route's."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):  # included routers' routes too, with their prefixes
+        if route.path is not None and route.methods and compile_path(route.path)[0].match(request.scope["path"]):
+            methods |= route.methods
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error, including FastAPI's own, answer with `ErrorEnvelope`."""
 
@@ -72,11 +84,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+            # FastAPI's answer to a JSON body that json.loads cannot even start on (not UTF-8, or
+            # nested past the recursion limit): as bad a body as malformed JSON, which is a 422.
+            return error_response(422, "invalid_request", "Invalid request. The body is not JSON: "
+                                  "send it as UTF-8 JSON text.")
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405 and (allowed := allowed_methods(request)):
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
         phrase = HTTPStatus(exc.status_code).phrase
         code = phrase.lower().replace(" ", "_").replace("-", "_")
         message = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else f"{phrase}."
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+        return error_response(exc.status_code, code, message, headers)
 
     # Starlette calls a handler registered for Exception only for what nothing else handled,
     # then re-raises it for the server to log: this is the 500's body, not a catch-all.
@@ -89,10 +109,14 @@ def install_error_handlers(app: FastAPI) -> None:
                               {REQUEST_ID_HEADER: request_id} if request_id else None)
 
 
-def state_getter(name: str, kind: type[State]) -> Callable[[Request], State]:
-    """The dependency function that hands a route what the lifespan put on `app.state` under `name`."""
+def state_getter(name: str, kind: type[State]) -> Callable[[Request], Awaitable[State]]:
+    """The dependency function that hands a route what the lifespan put on `app.state` under `name`.
 
-    def dependency(request: Request) -> State:
+    A coroutine, so FastAPI calls it on the event loop: a getattr needs no worker thread, and
+    `/readyz` answers even while every worker thread is busy with a search.
+    """
+
+    async def dependency(request: Request) -> State:
         return cast(State, getattr(request.app.state, name))
 
     dependency.__name__ = f"state_{name}"
@@ -115,7 +139,7 @@ def create_service(
     readiness: Callable[..., Awaitable[Readiness]],
     readiness_model: type[Readiness],
     readiness_doc: str,
-    reload: Callable[..., Reloadable] | None = None,
+    reload: Callable[..., Awaitable[Reloadable]] | None = None,
     description: str | None = None,
 ) -> FastAPI:
     """A FastAPI app with the shared outside; the service adds its own routes to it.

@@ -166,6 +166,39 @@ def test_without_a_configured_token_admin_endpoints_say_how_to_set_one(gateway: 
     assert "LOOKALIKE_ADMIN_TOKEN" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("path", ["/api/v1/feedback/learned", "/api/v1/feedback/learnt"])
+def test_what_the_votes_taught_is_at_learned_and_still_at_the_first_spelling(gateway: Gateway, path: str) -> None:
+    client = gateway(lookalike_admin_token=TOKEN)
+    vote(client, session="teacher-1", query="seat")
+    response = client.get(path, params={"q": "seat"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200 and [item["id"] for item in response.json()["items"]] == ["sofa-1"]
+    assert error_code(client.get(path, params={"q": "seat"}), 401) == "admin_token_required"
+
+
+def test_the_openapi_page_declares_the_session_the_admin_token_and_one_spelling(gateway: Gateway) -> None:
+    schema = gateway().get("/openapi.json").json()
+    assert "/api/v1/feedback/learned" in schema["paths"] and "/api/v1/feedback/learnt" not in schema["paths"]
+    admin = schema["components"]["securitySchemes"]["admin_token"]
+    assert (admin["type"], admin["scheme"]) == ("http", "bearer") and "LOOKALIKE_ADMIN_TOKEN" in admin["description"]
+    feedback = schema["paths"]["/api/v1/feedback"]
+    for method in ("post", "delete"):
+        assert {(p["in"], p["name"]) for p in feedback[method]["parameters"]} >= {
+            ("header", "X-Session-ID"), ("cookie", "lookalike_session")}
+    assert feedback["delete"]["security"] == [{"admin_token": []}, {}]  # the token only for another's session
+    assert schema["paths"]["/api/v1/feedback/stats"]["get"]["security"] == [{"admin_token": []}]
+
+
+def test_a_405_on_the_feedback_path_allows_both_methods_served_there(gateway: Gateway) -> None:
+    response = gateway().put("/api/v1/feedback", headers={"X-Session-ID": "session-aaaa"})
+    assert response.status_code == 405 and response.headers["allow"] == "DELETE, POST"
+
+
+def test_a_vote_that_is_not_utf8_json_is_a_422(gateway: Gateway) -> None:
+    response = gateway().post("/api/v1/feedback", content=b'{"query": "\xff\xfe", "item_id": "sofa-1"}',
+                              headers={"X-Session-ID": "session-aaaa", "content-type": "application/json"})
+    assert error_code(response, 422) == "invalid_request"
+
+
 @pytest.fixture
 async def feedback(tmp_path: Path) -> AsyncIterator[Feedback]:
     store = FeedbackStore(engine_url("", tmp_path))

@@ -90,3 +90,35 @@ def test_fastapi_s_own_errors_answer_with_the_same_envelope(path: str, status: i
     with TestClient(app) as client:
         response: TestResponse = client.get(path)
     assert response.status_code == status and response.json()["error"]["code"] == code
+
+
+def test_a_405_names_every_method_served_at_the_path_not_only_the_first_route_s() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/votes")
+    async def cast() -> None: ...
+
+    @app.delete("/votes")
+    async def forget() -> None: ...
+
+    with TestClient(app) as client:
+        response = client.put("/votes")
+    assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+    assert response.headers["allow"] == "DELETE, POST"
+
+
+@pytest.mark.parametrize("body", [b'{"n": "\xff\xfe\xfa"}', b"[" * 100_000 + b"]" * 100_000])
+def test_a_json_body_json_cannot_decode_at_all_is_a_422_like_any_bad_body(body: bytes) -> None:
+    """Not UTF-8, or nested past the parser's recursion limit: FastAPI's own answer would be an undeclared 400."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/echo")
+    async def echo(payload: dict[str, int]) -> dict[str, int]:
+        return payload
+
+    with TestClient(app) as client:
+        response = client.post("/echo", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
+    assert "UTF-8 JSON" in response.json()["error"]["message"]

@@ -1,0 +1,111 @@
+"""The search API: by photo, by words, by product; catalogue images and what the catalogue holds."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from gateway.routes.dependencies import Pipeline, Settings, Votes
+from gateway.schemas import CatalogInfo, SearchResult, SimilarItems, TextSearchResult
+from lookalike.contracts import MAX_EXAMPLES, MAX_K, Box
+from lookalike.errors import FeedbackUnavailable
+from lookalike.service import error_responses
+from lookalike.text_query import MAX_QUERY_CHARS
+from lookalike.uploads import read_multipart_field
+
+ERRORS = error_responses(400, 404, 408, 413, 415, 422, 503)
+SEARCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["image"],
+    "properties": {"image": {"type": "string", "format": "binary", "minLength": 1, "description": "The photo."}}}}}}}
+Liked = Annotated[list[str] | None, Query(max_length=MAX_EXAMPLES, description=(
+    "Refine: a product id the shopper liked (repeatable, at most 20); the search moves toward it."))]
+Unliked = Annotated[list[str] | None, Query(max_length=MAX_EXAMPLES, description=(
+    "Refine: a product id marked 'not like this' (repeatable, at most 20); the search moves away from it "
+    "and leaves it out."))]
+Where = Annotated[list[str] | None, Query(description=(
+    "Repeatable filter `column<op>value` on the catalogue's own columns, op one of =, !=, <, <=, >, >=; "
+    "e.g. `where=price<=300&where=in_stock=yes`. Numbers compare as numbers; an empty cell never matches. "
+    "GET /api/v1/catalog lists the columns."))]
+MinScore = Annotated[float | None, Query(ge=0, le=1, description=(
+    "Leave out results scoring below this (0 to 1); default GATEWAY_MIN_SCORE, off while the weights are random."))]
+
+router = APIRouter()
+
+
+@router.post("/api/v1/search", response_model=SearchResult, responses=ERRORS, openapi_extra=SEARCH_BODY)
+async def search(
+    request: Request,
+    pipeline: Pipeline,
+    settings: Settings,
+    where: Where = None,
+    min_score: MinScore = None,
+    k: int = Query(10, ge=1, le=MAX_K, description="How many products to return (one per variant group)."),
+    category: str | None = Query(None, description="Search this category instead of the classifier's decision."),
+    like: Liked = None,
+    unlike: Unliked = None,
+    box: str | None = Query(None, description=(
+        "`x0,y0,x1,y1`: search only this region of the photo, as fractions 0 to 1 of the upright photo's "
+        "width and height (after EXIF rotation), e.g. `0.5,0,1,0.5` for the top right quarter.")),
+    q: str | None = Query(None, description="Words: rank only the products matching them, by the photo's "
+                                            "similarity. Left empty, the photo's plain neighbours."),
+) -> SearchResult:
+    """Upload a photo as the multipart field `image`; get its category and the most similar products."""
+    region = Box.parse(box) if box else None  # refused before the upload is read
+    if where:
+        await pipeline.check_filters(where)  # refused before the upload is read, and before classifying it
+    image = await read_multipart_field(request, "image", settings.max_upload_bytes)
+    return await pipeline.search_image(image, k, category or None, box=region, where=where, min_score=min_score,
+                                       like=like, unlike=unlike, q=q if q and q.strip() else None)
+
+
+@router.get("/api/v1/search/text", response_model=TextSearchResult, responses=error_responses(422, 503))
+async def search_text(
+    pipeline: Pipeline,
+    votes: Votes,
+    q: str = Query("", description=f"Words, e.g. `green velvet sofa`; at most {MAX_QUERY_CHARS} characters. "
+                                   "Typed FTS5 syntax is plain words."),
+    k: int = Query(10, ge=1, le=MAX_K, description="How many products to return."),
+    category: str | None = Query(None, description="Search only this category."),
+    where: Where = None,
+    like: Liked = None,
+    unlike: Unliked = None,
+) -> TextSearchResult:
+    """Products by words: names, categories, the catalogue's text columns and ImageNet tags, with synonyms.
+
+    What shoppers' votes taught these words is blended into the bm25 ranking (`learned: true`).
+    With `like` or `unlike` the search is refined instead: the mean vector of the words' top
+    products moves toward the liked and away from the unliked, and ranks (`refined: true`).
+    """
+    found = await pipeline.search_text(q, k, category or None, where, like=like, unlike=unlike)
+    if found.refined:
+        return found  # ranked by the shopper's own marks, not by words the votes could re-weigh
+    try:
+        learned = await votes.rerank(q, found.results, k)
+    except FeedbackUnavailable:
+        return found  # the votes are a refinement: without their database the words still search
+    return found.model_copy(update={"results": learned})
+
+
+@router.get("/api/v1/items/{item_id}/similar", response_model=SimilarItems, responses=ERRORS)
+async def similar(item_id: str, pipeline: Pipeline, where: Where = None, min_score: MinScore = None,
+                  k: int = Query(10, ge=1, le=MAX_K)) -> SimilarItems:
+    """More like this product, by all its photos, without an upload; its own variant group is left out."""
+    return await pipeline.similar_to_item(item_id, k, where=where, min_score=min_score)
+
+
+@router.get("/api/v1/items/{item_id}/image", responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}})
+async def item_image(item_id: str, pipeline: Pipeline,
+                     photo: int = Query(0, ge=0, le=10_000, description="Which of its photos, from 0.")) -> Response:
+    """A product's picture, by id (its first photo unless `photo` says otherwise)."""
+    upstream = await pipeline.thumbnail(item_id, photo)
+    return Response(upstream.content, media_type="image/jpeg",
+                    headers={"Cache-Control": upstream.headers.get("cache-control", "no-cache")})
+
+
+@router.get("/api/v1/catalog", response_model=CatalogInfo)
+async def catalog(pipeline: Pipeline) -> CatalogInfo:
+    """The categories, their sizes, the weights in use (the page shows a banner for `random`), and the
+    columns `where` can filter on."""
+    return await pipeline.catalog()
