@@ -51,6 +51,10 @@ def parse_args(argv: list[str] | None = None, settings: IndexingSettings | None 
     parser.add_argument("--int8-min-cosine", type=float, default=settings.int8_min_cosine)
     parser.add_argument("--int8-min-top10-overlap", type=float, default=settings.int8_min_top10_overlap)
     parser.add_argument("--int8-min-head-agreement", type=float, default=settings.int8_min_head_agreement)
+    parser.add_argument("--text-model", default=settings.text_model,
+                        help="sentence model ranking words by meaning beside bm25: auto (the packaged "
+                             "all-MiniLM-L6-v2, else the model hub's, else none), a model hub name, a local "
+                             "directory, or none (bm25 alone); default $TEXT_MODEL or auto")
     parser.add_argument("--batch-size", type=positive, default=16)
     parser.add_argument("--workers", type=positive, default=2, help="threads decoding images ahead of the network")
     parser.add_argument("--index-type", default="Flat", help="Faiss factory string, e.g. Flat, HNSW32, IVF256,Flat")
@@ -95,6 +99,9 @@ def format_summary(s: BuildSummary) -> str:
                 else "n/a (too few images)")
     lines.append(f"Category head accuracy: {accuracy}")
     lines.append("Text index: " + ", ".join(f"{f.name}×{f.weight:g}" for f in s.text_fields) + f"; synonyms: {s.synonyms}")
+    lines.append(f"Text model: {s.text_model.name} ({s.text_model.dim}-d, digest {s.text_model.digest[:12]}); "
+                 f"texts embedded {s.text_embedded}, reused {s.text_reused}" if s.text_model is not None else
+                 "Text model: none (words are searched by bm25 alone)")
     lines.append(f"ImageNet tags: {s.tagged} photos tagged" if s.tagged is not None else
                  f"ImageNet tags: skipped, the {s.weights} weights know no ImageNet classes (tags need WEIGHTS=imagenet)")
     if s.skipped:
@@ -119,7 +126,8 @@ def build_main(argv: list[str]) -> int:
         summary = build_index(args.catalog, args.index, args.weights, precision=args.precision,
                               batch_size=args.batch_size, workers=args.workers, index_type=args.index_type,
                               keep=args.keep, text_weights=IndexingSettings().text_weights or None,
-                              text_exclude=frozenset(IndexingSettings().text_exclude), int8=Int8Options(
+                              text_exclude=frozenset(IndexingSettings().text_exclude), text_model=args.text_model,
+                              int8=Int8Options(
                                   calibration_images=args.int8_calibration_images, gate_images=args.int8_gate_images,
                                   thresholds=GateThresholds(args.int8_min_cosine, args.int8_min_top10_overlap,
                                                             args.int8_min_head_agreement)))

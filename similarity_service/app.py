@@ -8,11 +8,14 @@ from typing import Annotated
 
 import faiss
 from fastapi import FastAPI, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from lookalike.catalog.hybrid import Fusion
 from lookalike.catalog.index import CatalogIndex
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.catalog.refine import RocchioWeights, rocchio
+from lookalike.catalog.text_embedding import load_text_model
 from lookalike.contracts import (
     MAX_EXAMPLES,
     MAX_K,
@@ -40,7 +43,12 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.omp_set_num_threads(settings.faiss_threads)
-        serving: Serving = ServedVersion(settings.index, CatalogIndex.load, "similarity")
+        text_model = load_text_model(settings.text_model)
+        fusion = Fusion(k=settings.text_fusion_k, bm25_weight=settings.text_fusion_bm25_weight,
+                        meaning_weight=settings.text_fusion_meaning_weight, min_meaning=settings.text_min_meaning,
+                        depth=settings.text_fusion_depth)
+        serving: Serving = ServedVersion(settings.index, lambda version_dir: CatalogIndex.load(version_dir, text_model,
+                                                                                               fusion), "similarity")
         serving.load_at_start()
         app.state.serving = serving
         metrics_of(app).labelled_gauge(
@@ -56,6 +64,7 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
             index_version=catalog.version if catalog else None,
             model_id=catalog.manifest.model.model_id if catalog else None,
             weights=catalog.manifest.model.weights if catalog else None,
+            text_model=catalog.meaning.embedder.info if catalog and catalog.meaning else None,
             categories=catalog.items_per_category() if catalog else {},
         )
 
@@ -73,9 +82,10 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
         vector = body.vector()
         if body.like or body.unlike:
             vector = rocchio(vector, catalog.product_vectors(body.like), catalog.product_vectors(body.unlike), weights)
-        hits = catalog.search(body.category, vector, body.k, frozenset(body.exclude_ids) | frozenset(body.unlike),
-                              exclude_groups=frozenset(body.exclude_groups), where=body.where,
-                              min_score=body.min_score, q=body.q)
+        # off the event loop: words (`q`) may run the sentence model
+        hits = await run_in_threadpool(
+            catalog.search, body.category, vector, body.k, frozenset(body.exclude_ids) | frozenset(body.unlike),
+            exclude_groups=frozenset(body.exclude_groups), where=body.where, min_score=body.min_score, q=body.q)
         return SearchResponse(category=body.category, hits=hits, index_version=catalog.version)
 
     @app.get("/v1/columns", response_model=CatalogColumns, responses=ERRORS)
@@ -88,16 +98,18 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
     async def search_text(serving: ServingDep, q: str = Query("", description="Words to search for."),
                           k: int = Query(10, ge=1, le=MAX_K), category: str | None = None,
                           where: Where = None, like: Marks = None, unlike: Marks = None) -> TextSearchResponse:
-        """The k products best matching the words (bm25 over names, categories, text columns, tags), passing `where`.
+        """The k products best matching the words (bm25 over names, categories, text columns, tags, fused with a
+        sentence model's ranking by meaning where TEXT_MODEL has one), passing `where`.
 
         With `like` or `unlike`, the words' top products' mean vector moves by Rocchio's rule and the
         vectors rank the results (`refined`); unliked products are left out.
         """
         catalog = serving.require()
         if like or unlike:
-            hits = catalog.refine_text(q, k, like or [], unlike or [], weights, category=category or None, where=where)
-        else:
-            hits = catalog.text_search(q, k, category or None, where)
+            hits = await run_in_threadpool(catalog.refine_text, q, k, like or [], unlike or [], weights,
+                                           category=category or None, where=where)
+        else:  # off the event loop: the words are embedded by the sentence model
+            hits = await run_in_threadpool(catalog.text_search, q, k, category or None, where)
         return TextSearchResponse(query=q, category=category or None, hits=hits, index_version=catalog.version,
                                   refined=bool(like or unlike))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -85,5 +84,5 @@ def test_fastapi_s_own_errors_answer_with_the_same_envelope(path: str, status: i
         return n
 
     with TestClient(app) as client:
-        response: httpx.Response = client.get(path)
+        response = client.get(path)
     assert response.status_code == status and response.json()["error"]["code"] == code
