@@ -89,8 +89,9 @@ def served(index_root: Path, model: TextEmbedder | None) -> Searched:
     except ApiError as exc:
         raise EvalError(exc.message) from None
     if model is not None and meaning is None:
-        raise EvalError(f"{version_dir.name} was indexed without a text model; re-index with --text-model "
-                        f"{model.info.name}, or pass --catalog to embed a catalogue's texts on the spot")
+        print(f"warning: {version_dir.name} was indexed without a text model, so only bm25 is reported; re-index "
+              f"with --text-model {model.info.name}, or pass --catalog to embed a catalogue's texts on the spot",
+              file=sys.stderr)
     return Searched(text, {i.label: i for i in read_items(version_dir)}, manifest.version, manifest.model.weights,
                     meaning)
 
