@@ -29,7 +29,7 @@ RSS_PROBE = """
 import re, sys
 import similarity_service.app  # what the service imports: FastAPI, Faiss, the catalogue code
 from lookalike.catalog.text_embedding import load_text_model
-model = load_text_model(sys.argv[1])
+model = load_text_model(sys.argv[1], 1)
 if model is not None:
     model.embed_query("green velvet sofa")
 print(re.search(r"VmRSS:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
@@ -63,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=Path, nargs="+", default=DEFAULT_QUERIES)
     parser.add_argument("--repeat", type=int, default=5, help="times each query is ranked; the median counts")
     parser.add_argument("--text-model", default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads, as SIMILARITY_TEXT_MODEL_THREADS")
     args = parser.parse_args(argv)
     queries = [q.query for path in args.queries for q in read_text_queries(path)]
-    model = load_text_model(args.text_model)
+    model = load_text_model(args.text_model, args.threads)
     if model is None:
         print("error: no text model to measure (TEXT_MODEL resolved to none)", file=sys.stderr)
         return 2

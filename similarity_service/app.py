@@ -43,7 +43,7 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.omp_set_num_threads(settings.faiss_threads)
-        text_model = load_text_model(settings.text_model)
+        text_model = load_text_model(settings.text_model, settings.text_model_threads)
         fusion = Fusion(k=settings.text_fusion_k, bm25_weight=settings.text_fusion_bm25_weight,
                         meaning_weight=settings.text_fusion_meaning_weight, min_meaning=settings.text_min_meaning,
                         depth=settings.text_fusion_depth)
