@@ -66,11 +66,13 @@ eval: install
 eval-feedback: install
 	$(PY) -m evaluation.feedback --index $(or $(INDEX),var/index) --out $(or $(EVAL_OUT),var/eval)
 
-# Text search quality (precision@10, recall@10) on evaluation/data/text_queries.csv; TEXT_QUERIES names another set.
-# Against the serving index; `make eval-text CATALOG=../shared/furniture/catalog` measures a catalogue's words alone.
+# Text search quality (precision@1, @10, recall@10), bm25 alone against bm25 + the sentence model (TEXT_MODEL), on
+# evaluation/data/text_queries.csv and absent_words.csv; TEXT_QUERIES names other sets. Against the serving index;
+# `make eval-text CATALOG=../shared/furniture/catalog` measures a catalogue's words alone, embedded on the spot.
 .PHONY: eval-text
 eval-text: install
-	$(PY) -m evaluation.text --queries $(or $(TEXT_QUERIES),evaluation/data/text_queries.csv) --out $(or $(EVAL_OUT),var/eval) \
+	$(PY) -m evaluation.text --queries $(or $(TEXT_QUERIES),evaluation/data/text_queries.csv evaluation/data/absent_words.csv) \
+		--out $(or $(EVAL_OUT),var/eval) \
 		$(if $(CATALOG),--catalog $(CATALOG),--index $(or $(INDEX),var/index))
 
 # docs/reference/configuration.md, generated from the settings classes (tests/docs fails while it is stale).

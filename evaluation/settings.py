@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field
+from pydantic_settings import BaseSettings, CliVariadicArg, NoDecode, SettingsConfigDict
 
 from lookalike import settings as shared
 
@@ -19,7 +19,8 @@ PreprocessingMode = Literal["center-crop", "pad"]
 EvalIndexType = Literal["flat", "pcaw"]
 
 INDEX_HELP = "Index root; its serving version is the one evaluated."
-DEFAULT_TEXT_QUERIES = Path(__file__).with_name("data") / "text_queries.csv"
+DATA = Path(__file__).with_name("data")
+DEFAULT_TEXT_QUERIES = [DATA / "text_queries.csv", DATA / "absent_words.csv"]
 
 
 class PhotoEvalSettings(BaseSettings):
@@ -59,8 +60,11 @@ class TextEvalSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVAL_TEXT_", extra="ignore", env_ignore_empty=True)
 
     index: Path = Field(shared.INDEX_ROOT, validation_alias="INDEX", description=INDEX_HELP)
-    queries: Path = Field(DEFAULT_TEXT_QUERIES, description=(
-        "CSV with query, relevant_ids, relevant_categories and optionally kind."))
+    queries: CliVariadicArg[list[Path]] = Field(DEFAULT_TEXT_QUERIES, description=(
+        "CSVs with query, relevant_ids, relevant_categories and optionally kind (default: the shipped queries "
+        "and the absent words)."))
+    text_model: str = Field(shared.TEXT_MODEL, validation_alias=AliasChoices("EVAL_TEXT_MODEL", "TEXT_MODEL"),
+                            description="The sentence model of the hybrid ranking (as TEXT_MODEL); none: bm25 alone.")
     catalog: Path | None = Field(None, description=(
         "Measure this catalogue's products.csv instead of the serving index; unset: the serving index."))
     out: Path = Field(Path("var/eval"), description="Where text_report.json and text_report.md go.")

@@ -1,15 +1,17 @@
-"""`python -m evaluation.text --index DIR --queries CSV --out DIR`: how well words find products.
+"""`python -m evaluation.text --index DIR --queries CSV... --out DIR`: how well words find products, bm25 against hybrid.
 
-With `--catalog DIR` instead of an index, it writes a text index for that catalogue on the spot:
-text search reads no embedding, so its figures need no forward pass (only ImageNet tags would).
+With `--catalog DIR` instead of an index, it writes a text index for that catalogue on the spot
+(and, with a text model, embeds its items' texts): text search reads no photo embedding, so its
+figures need no ResNet forward pass (only ImageNet tags would).
 
 A query set is a CSV with `query`, `relevant_ids` (space-separated) and `relevant_categories`
-(space-separated), and optionally `kind` to group the figures by. A result is relevant when its id
-is listed or its category is. It runs the similarity service's own text index on the serving
-version and reports precision@1 (the first result is relevant), precision@10 (relevant results
-among the first 10, over 10) and recall@10 (relevant items among the first 10, over the relevant
-items in the index). Text search reads no embedding: only ImageNet tags depend on the weights,
-and `random` weights write none.
+(space-separated), and optionally `kind` to group the figures by. Results are what the API
+returns, one product per variant group; a result is relevant when its product is listed or its
+category is. Each query runs twice, by bm25 alone and by bm25 fused with the sentence model
+(TEXT_MODEL, `lookalike.catalog.hybrid`), and the report gives, per kind: precision@1 (the first
+result is relevant), precision@10 (relevant results among the first 10, over 10; category level
+where the set names categories) and recall@10 (listed products found among the first 10, over
+those in the index; only where the set lists products).
 """
 
 from __future__ import annotations
@@ -18,15 +20,21 @@ import csv
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from evaluation.report import served_version, write_report
 from evaluation.settings import TextEvalSettings
 from indexing.catalog import scan_catalog
-from lookalike.catalog.layout import SYNONYMS, TEXT_INDEX, read_items, read_manifest
+from lookalike.catalog.hybrid import Fusion, Meaning, bm25_products, fused_products
+from lookalike.catalog.index import Products
+from lookalike.catalog.layout import SYNONYMS, TEXT_INDEX, TEXT_VECTORS, read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem
-from lookalike.catalog.text_index import TextIndex, text_fields, write_text_index
+from lookalike.catalog.text_embedding import TextEmbedder, item_text, load_text_model
+from lookalike.catalog.text_index import Match, TextIndex, text_fields, write_text_index
 from lookalike.errors import ApiError, EvalError, JobError
 from lookalike.settings import read_command_line
 
@@ -55,84 +63,141 @@ def read_text_queries(path: Path) -> list[TextQuery]:
 
 @dataclass(frozen=True)
 class Searched:
-    """What is searched: a version's text index and items, or a catalogue's, written on the spot."""
+    """What is searched: a version's text index, items and text vectors, or a catalogue's, made on the spot."""
 
     text: TextIndex
     items: dict[int, CatalogItem]
     version: str
     weights: str
+    meaning: Meaning | None
+
+    @property
+    def products(self) -> Products:
+        return Products.of(list(self.items.values()))
 
 
-def served(index_root: Path) -> Searched:
+def served(index_root: Path, model: TextEmbedder | None) -> Searched:
     version_dir = served_version(index_root)
     text = TextIndex.load(version_dir)
     if text is None:
         raise EvalError(f"{version_dir.name} has no text index; run `make index` again, or pass --catalog")
     manifest = read_manifest(version_dir)
-    return Searched(text, {i.label: i for i in read_items(version_dir)}, manifest.version, manifest.model.weights)
+    try:
+        meaning = Meaning.load(version_dir, manifest, model, Fusion())
+    except ApiError as exc:
+        raise EvalError(exc.message) from None
+    if model is not None and meaning is None:
+        print(f"warning: {version_dir.name} was indexed without a text model, so only bm25 is reported; re-index "
+              f"with --text-model {model.info.name}, or pass --catalog to embed a catalogue's texts on the spot",
+              file=sys.stderr)
+    return Searched(text, {i.label: i for i in read_items(version_dir)}, manifest.version, manifest.model.weights,
+                    meaning)
 
 
-def written_now(catalog: Path, work: Path) -> Searched:
+def written_now(catalog: Path, work: Path, model: TextEmbedder | None) -> Searched:
     """The catalogue's products.csv as the indexing job would index it, without ImageNet tags."""
     scan = scan_catalog(catalog)
-    items = [CatalogItem(label=at, id=e.id, category=e.category, name=e.name, file=e.file, extra=e.extra)
-             for at, e in enumerate(scan.entries)]
+    items = [CatalogItem(label=at, id=e.id, category=e.category, name=e.name, file=e.file, extra=e.extra,
+                         group_id=e.group) for at, e in enumerate(scan.entries)]
     if not items:
         raise EvalError(f"no images found in {catalog}")
-    write_text_index(work / TEXT_INDEX, items, text_fields(items))
+    fields = text_fields(items)
+    write_text_index(work / TEXT_INDEX, items, fields)
     if (catalog / SYNONYMS).is_file():
         (work / SYNONYMS).write_bytes((catalog / SYNONYMS).read_bytes())
     text = TextIndex.load(work)
     assert text is not None
-    return Searched(text, {i.label: i for i in items}, f"catalogue {catalog} (text only)", "none: text only")
+    meaning = None
+    if model is not None:
+        np.save(work / TEXT_VECTORS, model.embed_texts([item_text(i, fields, {}) for i in items]))
+        meaning = Meaning(model, np.load(work / TEXT_VECTORS), Fusion())
+    return Searched(text, {i.label: i for i in items}, f"catalogue {catalog} (text only)", "none: text only", meaning)
+
+
+Ranking = Callable[[str], list[Match]]
+
+
+def rankings(searched: Searched) -> dict[str, Ranking]:
+    """`bm25` alone, and `hybrid` where there is a text model: each as the similarity service ranks them."""
+    products = searched.products
+    group_of = products.group_of
+    text = searched.text
+    found: dict[str, Ranking] = {"bm25": lambda q: bm25_products(text, text.parse(q), DEPTH, None, None, group_of)}
+    meaning = searched.meaning
+    if meaning is not None:
+        labels = np.fromiter(searched.items, dtype=np.int64)
+        found["hybrid"] = lambda q: fused_products(text, meaning, q, DEPTH, labels, None, None, group_of,
+                                                   lambda label: searched.items[label].name)
+    return found
+
+
+def _mean(rows: list[dict[str, object]], key: str) -> float | None:
+    values = [float(v) for v in (r[key] for r in rows) if isinstance(v, int | float)]
+    return sum(values) / len(values) if values else None
 
 
 def evaluate(searched: Searched, queries: list[TextQuery]) -> dict[str, object]:
-    per_query = []
-    for q in queries:
-        relevant = {i.id for i in searched.items.values() if i.id in q.ids or i.category in q.categories}
-        try:
-            found_items = [searched.items[m.label] for m in searched.text.search(searched.text.parse(q.query), DEPTH)]
-        except ApiError as exc:
-            raise EvalError(f"query {q.query!r}: {exc.message}") from None
-        found = sum(i.id in relevant for i in found_items)
-        per_query.append({"kind": q.kind, "query": q.query, "relevant": len(relevant),
-                          "precision@1": float(bool(found_items) and found_items[0].id in relevant),
-                          "precision@10": found / DEPTH,
-                          "recall@10": found / len(relevant) if relevant else None,
-                          "top": [i.name for i in found_items[:3]]})
-    kinds: dict[str, list[dict[str, object]]] = defaultdict(list)
-    for row in per_query:
-        kinds[str(row["kind"])].append(row)
-    kinds["all"] = per_query
+    products = searched.products
+    by_ranking: dict[str, object] = {}
+    for name, rank in rankings(searched).items():
+        per_query = []
+        for q in queries:
+            relevant_groups = {products.group_of[i.label] for i in searched.items.values() if i.id in q.ids}
+            try:
+                found_items = [searched.items[m.label] for m in rank(q.query)]
+            except ApiError as exc:
+                raise EvalError(f"query {q.query!r}: {exc.message}") from None
 
-    def mean(rows: list[dict[str, object]], key: str) -> float | None:
-        values = [float(v) for v in (r[key] for r in rows) if isinstance(v, int | float)]
-        return sum(values) / len(values) if values else None
+            def relevant(item: CatalogItem, q: TextQuery = q) -> bool:
+                group = products.groups[item.group]
+                return item.category in q.categories or any(member in q.ids for member in group)
 
-    summary = {kind: {"queries": len(rows), "precision@1": mean(rows, "precision@1"),
-                      "precision@10": mean(rows, "precision@10"),
-                      "recall@10": mean(rows, "recall@10")} for kind, rows in kinds.items()}
-    return {"index_version": searched.version, "weights": searched.weights, "summary": summary, "queries": per_query}
+            found_groups = {products.group_of[i.label] for i in found_items} & relevant_groups
+            per_query.append({"kind": q.kind, "query": q.query,
+                              "precision@1": float(bool(found_items) and relevant(found_items[0])),
+                              "precision@10": sum(relevant(i) for i in found_items) / DEPTH,
+                              "recall@10": len(found_groups) / len(relevant_groups) if relevant_groups else None,
+                              "top": [f"{i.name} ({i.category})" for i in found_items[:3]]})
+        kinds: dict[str, list[dict[str, object]]] = defaultdict(list)
+        for row in per_query:
+            kinds[str(row["kind"])].append(row)
+        kinds["all"] = per_query
+        summary = {kind: {"queries": len(rows), "precision@1": _mean(rows, "precision@1"),
+                          "precision@10": _mean(rows, "precision@10"), "recall@10": _mean(rows, "recall@10")}
+                   for kind, rows in kinds.items()}
+        by_ranking[name] = {"summary": summary, "queries": per_query}
+    model = searched.meaning.embedder.info.model_dump() if searched.meaning else None
+    return {"index_version": searched.version, "weights": searched.weights, "text_model": model, **by_ranking}
 
 
 def markdown(report: dict[str, object]) -> str:
-    summary = report["summary"]
-    assert isinstance(summary, dict)
+    model = report.get("text_model")
     lines = [f"## Text search, {report['index_version']}", "",
-             "| queries | n | precision@1 | precision@10 | recall@10 |", "|---|---:|---:|---:|---:|"]
-    for kind, row in summary.items():
-        p, r = row["precision@10"], row["recall@10"]
-        lines.append(f"| {kind} | {row['queries']} | {row['precision@1']:.3f} | {p:.3f} | "
-                     f"{'n/a' if r is None else f'{r:.3f}'} |")
+             f"Text model: {model['name'] + ' (' + model['digest'][:12] + ')' if isinstance(model, dict) else 'none'}. "
+             "Results are products (one per variant group); precision@10 counts relevant categories or products, "
+             "recall@10 listed products only.", "",
+             "| queries | ranking | n | precision@1 | precision@10 | recall@10 |", "|---|---|---:|---:|---:|---:|"]
+    rankings = [name for name in ("bm25", "hybrid") if isinstance(report.get(name), dict)]
+    first = report[rankings[0]]
+    assert isinstance(first, dict)
+    for kind in first["summary"]:
+        for name in rankings:
+            ranking = report[name]
+            assert isinstance(ranking, dict)
+            row = ranking["summary"][kind]
+            r = row["recall@10"]
+            lines.append(f"| {kind} | {name} | {row['queries']} | {row['precision@1']:.3f} | {row['precision@10']:.3f} | "
+                         f"{'n/a' if r is None else f'{r:.3f}'} |")
     return "\n".join(lines) + "\n"
 
 
 def evaluate_text(settings: TextEvalSettings) -> int:
     try:
-        queries = read_text_queries(settings.queries)
+        queries = [q for path in settings.queries for q in read_text_queries(path)]
+        model = load_text_model(settings.text_model)
         with tempfile.TemporaryDirectory(prefix="text-eval-") as work:
-            searched = written_now(settings.catalog, Path(work)) if settings.catalog else served(settings.index)
+            searched = (written_now(settings.catalog, Path(work), model) if settings.catalog
+                        else served(settings.index, model))
             report = evaluate(searched, queries)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -15,7 +15,8 @@ class Result(BaseModel):
     name: str
     category: str
     score: float = Field(description="Cosine similarity to the query photo, from -1 to 1; for a search by words "
-                                     "alone, the bm25 relevance squashed to 0-1.")
+                                     "alone, the bm25 relevance squashed to 0-1, or with a text model the fused "
+                                     "rank of bm25 and meaning over its best (1: an exact name, or first on both).")
     image_url: str = Field(description="The product's photo that matched.")
     extra: dict[str, str] = Field(default_factory=dict, description="Further products.csv columns, e.g. price, url.")
     group_id: str = Field(description="Its variant group (`item_group_id`, else its id); one result per group.")
@@ -24,7 +25,8 @@ class Result(BaseModel):
     learned: bool = Field(False, description="Shoppers' votes for these words moved this result, or brought it in "
                                              "(text searches only).")
     matched: list[str] = Field(default_factory=list, description=(
-        "Fields the search words matched (name, category, a products.csv column, imagenet_tags); empty without words."))
+        "Fields the search words matched (name, category, a products.csv column, imagenet_tags), and `meaning` when "
+        "the text model found it near the words; empty without words."))
 
 
 class SearchResult(BaseModel):

@@ -63,6 +63,9 @@ def format_summary(s: BuildSummary) -> str:
                 else "n/a (too few images)")
     lines.append(f"Category head accuracy: {accuracy}")
     lines.append("Text index: " + ", ".join(f"{f.name}×{f.weight:g}" for f in s.text_fields) + f"; synonyms: {s.synonyms}")
+    lines.append(f"Text model: {s.text_model.name} ({s.text_model.dim}-d, digest {s.text_model.digest[:12]}); "
+                 f"texts embedded {s.text_embedded}, reused {s.text_reused}" if s.text_model is not None else
+                 "Text model: none (words are searched by bm25 alone)")
     lines.append(f"ImageNet tags: {s.tagged} photos tagged" if s.tagged is not None else
                  f"ImageNet tags: skipped, the {s.weights} weights know no ImageNet classes (tags need WEIGHTS=imagenet)")
     if s.skipped:
@@ -105,7 +108,8 @@ def build(settings: IndexBuildSettings) -> int:
                               batch_size=settings.batch_size, workers=settings.workers,
                               index_type=settings.index_type, keep=settings.keep,
                               text_weights=settings.text_weights or None,
-                              text_exclude=frozenset(settings.text_exclude), int8=int8_options(settings))
+                              text_exclude=frozenset(settings.text_exclude), text_model=settings.text_model,
+                              int8=int8_options(settings))
             summary, feed_lines = feed.build, list(format_feed_summary(feed))
         else:
             catalog, note = default_catalog(settings.catalog)
@@ -115,7 +119,8 @@ def build(settings: IndexBuildSettings) -> int:
                                   batch_size=settings.batch_size, workers=settings.workers,
                                   index_type=settings.index_type, keep=settings.keep,
                                   text_weights=settings.text_weights or None,
-                                  text_exclude=frozenset(settings.text_exclude), int8=int8_options(settings))
+                                  text_exclude=frozenset(settings.text_exclude), text_model=settings.text_model,
+                              int8=int8_options(settings))
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

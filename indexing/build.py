@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from indexing.cache import CACHE_FILE, EmbeddingCache
+from indexing.cache import CACHE_FILE, EmbeddingCache, TextVectorCache
 from indexing.catalog import CatalogScan, Entry, Skipped, scan_catalog
 from indexing.imagenet_tags import Tags, top_tags, writes_tags
 from indexing.lock import exclusive
@@ -39,6 +39,7 @@ from lookalike.catalog.layout import (
     MANIFEST,
     SYNONYMS,
     TEXT_INDEX,
+    TEXT_VECTORS,
     THUMBNAILS,
     IndexLayout,
     index_file,
@@ -47,8 +48,9 @@ from lookalike.catalog.layout import (
 )
 from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest
 from lookalike.catalog.synonyms import Synonyms
+from lookalike.catalog.text_embedding import TextEmbedder, item_text, load_text_model, text_sha256
 from lookalike.catalog.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
-from lookalike.contracts import GateFigures, Precision, PrecisionSetting
+from lookalike.contracts import GateFigures, Precision, PrecisionSetting, TextModelInfo
 from lookalike.errors import EmptyCatalog, ImageRejected
 from lookalike.settings import MAX_PIXELS
 from lookalike.vision.embedder import Embedder
@@ -87,6 +89,9 @@ class BuildSummary:
     precision_reason: str = ""
     int8_gate: GateFigures | None = None
     warnings: list[str] = field(default_factory=list)
+    text_model: TextModelInfo | None = None  # None: TEXT_MODEL=none, words searched by bm25 alone
+    text_embedded: int = 0
+    text_reused: int = 0
 
     @property
     def changes(self) -> str:
@@ -237,6 +242,18 @@ def forget_departed(cache: EmbeddingCache, items: list[CatalogItem]) -> None:
         log.info("embedding cache: forgot %d photos no longer in the catalogue", forgotten)
 
 
+def forget_departed_texts(path: Path, model: TextEmbedder, items: list[CatalogItem], fields: list[TextField],
+                          tags: dict[int, Tags]) -> None:
+    """Drop cached text vectors of texts the published catalogue no longer holds, and other models'."""
+    cache = TextVectorCache(path, model.info.digest)
+    try:
+        cache.retain({text_sha256(item_text(item, fields, tags)) for item in items})
+    except sqlite3.Error as exc:
+        log.warning("could not prune the text vector cache (%s); the new index is published all the same", exc)
+    finally:
+        cache.close()
+
+
 def removed_since(previous: Path | None, items: list[CatalogItem]) -> int:
     """Images the serving version had that this one has not, by content (a rename removes nothing)."""
     if previous is None:
@@ -253,6 +270,33 @@ def clear_abandoned_builds(layout: IndexLayout) -> None:
         shutil.rmtree(path, ignore_errors=True)
     for link in layout.root.glob(".current-*"):
         link.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class EmbeddedTexts:
+    vectors: np.ndarray  # row = item label
+    embedded: int
+    reused: int
+
+
+def embed_item_texts(items: list[CatalogItem], fields: list[TextField], tags: dict[int, Tags],
+                     model: TextEmbedder, cache: TextVectorCache) -> EmbeddedTexts:
+    """Each item's text as the sentence model's vector; texts the cache knows (unchanged products) are not embedded.
+
+    Photos of one product share their text (but for ImageNet tags), so each distinct text is embedded once.
+    """
+    texts = [item_text(item, fields, tags) for item in items]
+    keys = [text_sha256(text) for text in texts]
+    known = cache.get_many(sorted(set(keys)))
+    missing = {key: text for key, text in zip(keys, texts) if key not in known}
+    if missing:
+        fresh = model.embed_texts(list(missing.values()))
+        cache.put_many(list(zip(missing, fresh)))
+        known.update(zip(missing, fresh))
+    vectors = np.zeros((len(items), model.info.dim), np.float32)
+    for item, key in zip(items, keys):
+        vectors[item.label] = known[key]
+    return EmbeddedTexts(vectors, len(missing), len(set(keys)) - len(missing))
 
 
 def store_synonyms(catalog: Path) -> str | None:
@@ -307,13 +351,16 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 text_weights: dict[str, float] | None = None,
                 text_exclude: frozenset[str] = DEFAULT_EXCLUDED, int8: Int8Options | None = None,
                 scan: CatalogScan | None = None, source: str | None = None,
-                before_publish: Callable[[Path | None, list[CatalogItem]], None] | None = None) -> BuildSummary:
+                before_publish: Callable[[Path | None, list[CatalogItem]], None] | None = None,
+                text_model: TextEmbedder | str | None = None) -> BuildSummary:
     """Scan, (quantise and gate), embed what the cache lacks, fit the head, write a hidden build folder,
     publish it, prune old versions.
 
     Holds the index root's lock throughout, so two jobs never build at once. A feed passes its own
     `scan` (photos in its cache under `catalog`) and the feed's address as `source`; `before_publish`
     sees the serving version and the new items under the lock, and may refuse by raising.
+    `text_model`: a loaded sentence model, or a TEXT_MODEL setting (`auto`, a name, a directory);
+    None or `none` writes no text vectors (words searched by bm25 alone).
     """
     started = time.perf_counter()
     scan = scan or scan_catalog(catalog)
@@ -323,6 +370,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             "(e.g. chair/, lamp/), then run the indexing job again.")
     check_index_type(index_type, EMBEDDING_DIM)
     synonyms = store_synonyms(catalog)
+    words_model = load_text_model(text_model) if isinstance(text_model, str) else text_model
     embedder = embedder or Embedder(weights, precision)
     layout = IndexLayout(index_root)
     with exclusive(layout.root):
@@ -360,6 +408,14 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             (build_dir / ITEMS).write_text(json.dumps([i.model_dump() for i in items], ensure_ascii=False))
             fields = text_fields(items, text_weights, text_exclude)
             write_text_index(build_dir / TEXT_INDEX, items, fields, done.tags)
+            text_done: EmbeddedTexts | None = None
+            if words_model is not None:
+                text_cache = TextVectorCache(layout.root / CACHE_FILE, words_model.info.digest)
+                try:
+                    text_done = embed_item_texts(items, fields, done.tags, words_model, text_cache)
+                    np.save(build_dir / TEXT_VECTORS, text_done.vectors, allow_pickle=False)
+                finally:
+                    text_cache.close()
             if synonyms is not None:
                 (build_dir / SYNONYMS).write_text(synonyms, encoding="utf-8")
             version = new_version_name()
@@ -371,12 +427,15 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 catalog=source or str(catalog), requested_precision=embedder.requested_precision,
                 precision_reason=precision_reason, int8=quantised.record if quantised else None,
                 compatibility=compatibility(model.precision, quantised),
+                text_model=words_model.info if words_model is not None else None,
             )
             (build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
             if before_publish is not None:
                 before_publish(previous, items)
             final = layout.publish(build_dir, version)
             forget_departed(cache, items)
+            if words_model is not None:
+                forget_departed_texts(layout.root / CACHE_FILE, words_model, items, fields, done.tags)
         except BaseException:
             shutil.rmtree(build_dir, ignore_errors=True)
             raise
@@ -394,4 +453,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                         text_fields=fields, tagged=len(done.tags) if writes_tags(embedder.info.weights) else None,
                         synonyms="synonyms.txt from the catalogue" if synonyms is not None else "default",
                         precision=model.precision, precision_reason=precision_reason,
-                        int8_gate=quantised.record.gate if quantised else None, warnings=warnings)
+                        int8_gate=quantised.record.gate if quantised else None, warnings=warnings,
+                        text_model=words_model.info if words_model is not None else None,
+                        text_embedded=text_done.embedded if text_done else 0,
+                        text_reused=text_done.reused if text_done else 0)

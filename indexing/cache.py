@@ -102,3 +102,58 @@ class EmbeddingCache:
 
     def close(self) -> None:
         self.db.close()
+
+
+TEXT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS text_vectors (
+    text_sha256  TEXT NOT NULL,
+    model_digest TEXT NOT NULL,
+    vector       BLOB NOT NULL,
+    PRIMARY KEY (text_sha256, model_digest)
+) WITHOUT ROWID;
+"""
+
+
+class TextVectorCache:
+    """The sentence model's vectors of items' texts, in the same file: a re-index embeds only changed texts.
+
+    Keyed by the text's sha256 and the model's digest (`lookalike.catalog.text_embedding`), so an
+    unchanged product reuses its vector and another model never sees this one's.
+    """
+
+    def __init__(self, path: Path, model_digest: str) -> None:
+        self.model_digest = model_digest
+        self.db = sqlite3.connect(Path(path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(TEXT_SCHEMA)
+
+    def get_many(self, text_sha256s: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for at in range(0, len(text_sha256s), 500):  # SQLite's bound-parameter limit
+            chunk = text_sha256s[at:at + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.db.execute(f"SELECT text_sha256, vector FROM text_vectors WHERE model_digest = ? "
+                                   f"AND text_sha256 IN ({marks})", (self.model_digest, *chunk))
+            found.update((sha, np.frombuffer(blob, dtype=EMBEDDING_DTYPE).astype(np.float32)) for sha, blob in rows)
+        return found
+
+    def put_many(self, rows: list[tuple[str, np.ndarray]]) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO text_vectors VALUES (?, ?, ?)",
+                                [(sha, self.model_digest, np.ascontiguousarray(v, dtype=EMBEDDING_DTYPE).tobytes())
+                                 for sha, v in rows])
+
+    def retain(self, text_sha256s: set[str]) -> int:
+        """Forget every vector but this model's of these texts, those just published; how many went."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS retained_texts (sha256 TEXT PRIMARY KEY)")
+            self.db.execute("DELETE FROM retained_texts")
+            self.db.executemany("INSERT OR IGNORE INTO retained_texts VALUES (?)", ((sha,) for sha in text_sha256s))
+            return self.db.execute("DELETE FROM text_vectors WHERE model_digest != ? OR text_sha256 NOT IN "
+                                   "(SELECT sha256 FROM retained_texts)", (self.model_digest,)).rowcount
+
+    def close(self) -> None:
+        self.db.close()

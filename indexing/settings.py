@@ -30,6 +30,8 @@ class IndexingSettings(shared.ModelSettings):
         "Default: name 10, category 5, other text columns 2, imagenet_tags 1."))
     text_exclude: list[str] = Field(sorted(DEFAULT_EXCLUDED), description=(
         'products.csv columns never searched, as JSON, e.g. ["url", "license"].'))
+    text_model: str = Field(shared.TEXT_MODEL, description=shared.TEXT_MODEL_DOC + " Its name and a digest of its "
+                            "files go into the manifest; the similarity service must be set to the same model.")
     int8_calibration_images: int = Field(300, ge=1, description="Catalogue photos the int8 ranges are calibrated on.")
     int8_gate_images: int = Field(200, ge=2, description="Other catalogue photos the gate compares fp32 and int8 on.")
     int8_min_cosine: float = Field(0.98, description="Mean fp32-int8 cosine the gate asks for.")

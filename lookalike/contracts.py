@@ -58,6 +58,14 @@ class ModelInfo(BaseModel):
     precision: Precision = "fp32"
 
 
+class TextModelInfo(BaseModel):
+    """Which sentence model turned the catalogue's words into vectors; a query is comparable only with the same digest."""
+
+    name: str = Field(description="What TEXT_MODEL named: a model hub name or a local directory.")
+    digest: str = Field(description="sha256 of the model's weights, tokenizer and configuration files.")
+    dim: int = Field(description="Length of its vectors.")
+
+
 class Box(BaseModel):
     """A region of the upright photo (after EXIF rotation), as fractions 0..1 of its width and height.
 
@@ -167,7 +175,8 @@ class Hit(BaseModel):
     photo: int = Field(0, description="Which of the product's photos matched, from 0.")
     photos: int = Field(1, description="How many photos the product has.")
     variants: int = Field(1, description="How many products its variant group has, itself included.")
-    matched: list[str] = Field(default_factory=list, description="The fields the search words matched, e.g. name.")
+    matched: list[str] = Field(default_factory=list, description="The fields the search words matched, e.g. name; "
+                               "`meaning` when the sentence model found it near the words.")
 
 
 class FilterableColumn(BaseModel):
@@ -223,6 +232,8 @@ class SimilarityReadiness(Readiness):
     index_version: str | None = None
     model_id: str | None = None
     weights: str | None = None
+    text_model: TextModelInfo | None = Field(None, description="The sentence model ranking words by meaning beside "
+                                             "bm25; None: bm25 alone.")
     categories: dict[str, int] = Field(default_factory=dict, description="Items per category.")
 
 

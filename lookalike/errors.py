@@ -16,7 +16,8 @@ that one type.
     │   └── UnknownItem              unknown_item
     ├── UploadTimedOut           408 upload_timeout       a body too slow, or stalled
     ├── IndexMismatch            409 index_model_mismatch the index was built with other weights
-    │   └── QuantisedModelInvalid    quantised_model_invalid  the version's int8 model is unusable
+    │   ├── QuantisedModelInvalid    quantised_model_invalid  the version's int8 model is unusable
+    │   └── TextModelMismatch        text_model_mismatch  the version's text vectors came from another TEXT_MODEL
     ├── PayloadTooLarge          413 payload_too_large
     │   ├── UploadTooLarge           upload_too_large     more bytes than MAX_UPLOAD_BYTES
     │   └── TooManyPixels            too_many_pixels      (an ImageRejected)
@@ -52,6 +53,7 @@ that one type.
 
     JobError
     ├── WeightsUnavailable       the requested weights cannot be loaded
+    ├── TextModelUnavailable     the sentence model TEXT_MODEL names cannot be found or loaded
     ├── EmptyCatalog             no usable image in the catalogue folder
     ├── IndexBusy                another indexing job holds the index root
     ├── NoSuchVersion            rollback to a version that is not there
@@ -165,6 +167,12 @@ class QuantisedModelInvalid(IndexMismatch):
     """The index version's int8 model is missing, altered since indexing, or not loadable."""
 
     code = "quantised_model_invalid"
+
+
+class TextModelMismatch(IndexMismatch):
+    """The version's text vectors came from another sentence model than the service's TEXT_MODEL."""
+
+    code = "text_model_mismatch"
 
 
 class PayloadTooLarge(ApiError):
@@ -291,6 +299,10 @@ class JobError(Exception):
 
 class WeightsUnavailable(JobError):
     """The requested weights cannot be loaded."""
+
+
+class TextModelUnavailable(JobError):
+    """The sentence model TEXT_MODEL names cannot be found or loaded."""
 
 
 class EmptyCatalog(JobError):

@@ -92,6 +92,12 @@ def read_command_line(settings_class: type[S], argv: Sequence[str] | None, prog:
         source.root_parser.error(str(exc))
     raise AssertionError("argparse's error() exits")
 
+TEXT_MODEL = "auto"
+TEXT_MODEL_DOC = (
+    "The sentence model that ranks words by meaning beside bm25: `auto` (the packaged all-MiniLM-L6-v2 when "
+    "installed, else sentence-transformers/all-MiniLM-L6-v2 from the model hub where reachable, else `none` with "
+    "a warning), a model hub name, a local directory holding a sentence-transformers model, or `none` (bm25 alone).")
+
 
 class LoggingSettings(BaseSettings):
     """LOG_LEVEL and LOG_FORMAT (`json`, or `text` for a person at a terminal), for every program."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import faiss
 from fastapi import FastAPI
 
+from lookalike.catalog.hybrid import Fusion
 from lookalike.catalog.index import CatalogIndex
 from lookalike.catalog.refine import RocchioWeights
+from lookalike.catalog.text_embedding import load_text_model
 from lookalike.contracts import SimilarityReadiness
 from lookalike.served_version import ServedVersion
 from lookalike.service import create_service, metrics_of, state_getter
@@ -25,6 +28,7 @@ async def readiness(serving: ServingDep) -> SimilarityReadiness:
         index_version=catalog.version if catalog else None,
         model_id=catalog.manifest.model.model_id if catalog else None,
         weights=catalog.manifest.model.weights if catalog else None,
+        text_model=catalog.meaning.embedder.info if catalog and catalog.meaning else None,
         categories=catalog.items_per_category() if catalog else {},
     )
 
@@ -35,7 +39,12 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.omp_set_num_threads(settings.faiss_threads)
-        serving: Serving = ServedVersion(settings.index, CatalogIndex.load, "similarity")
+        text_model = load_text_model(settings.text_model, settings.text_model_threads)
+        fusion = Fusion(k=settings.text_fusion_k, bm25_weight=settings.text_fusion_bm25_weight,
+                        meaning_weight=settings.text_fusion_meaning_weight, min_meaning=settings.text_min_meaning,
+                        depth=settings.text_fusion_depth)
+        serving: Serving = ServedVersion(settings.index, partial(CatalogIndex.load, text_model=text_model, fusion=fusion),
+                                         "similarity")
         serving.load_at_start()
         app.state.serving, app.state.faiss_threads = serving, settings.faiss_threads
         app.state.rocchio_weights = RocchioWeights(alpha=settings.rocchio_alpha, beta=settings.rocchio_beta,

@@ -21,3 +21,16 @@ class SimilaritySettings(BaseSettings):
     rocchio_alpha: float = Field(1.0, ge=0, description="Refining: weight of the original query.")
     rocchio_beta: float = Field(0.75, ge=0, description="Refining: weight of the liked products' mean vector.")
     rocchio_gamma: float = Field(0.25, ge=0, description="Refining: weight of the unliked products' mean, subtracted.")
+    text_model: str = Field(shared.TEXT_MODEL, validation_alias=AliasChoices("SIMILARITY_TEXT_MODEL", "TEXT_MODEL"),
+                            description=shared.TEXT_MODEL_DOC + " It must be the model the serving version was "
+                            "indexed with; a version whose text vectors another model made is refused (see /readyz).")
+    text_model_threads: int = Field(1, ge=1, description="PyTorch threads embedding a query: one short query per "
+                                    "request gains nothing from more, and loses much when the cores are busy.")
+    text_fusion_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion's k: the larger, the less the very "
+                                 "first ranks of either list outweigh the rest.")
+    text_fusion_bm25_weight: float = Field(1.0, ge=0, description="Weight of the bm25 list (exact words) in the fusion.")
+    text_fusion_meaning_weight: float = Field(1.0, ge=0, description="Weight of the sentence model's list (meaning) "
+                                              "in the fusion.")
+    text_min_meaning: float = Field(0.0, ge=-1, le=1, description="Least cosine between the words and a product's "
+                                    "text for the sentence model to propose the product (0: any nearest).")
+    text_fusion_depth: int = Field(40, ge=1, le=1000, description="Products each list proposes to the fusion.")

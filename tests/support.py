@@ -95,7 +95,10 @@ class Services:
         return self.url("gateway")
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "INDEX": str(self.index), "WEIGHTS": "random", "PRECISION": "fp32",
+        # TEXT_MODEL=none: a stack serves bm25 alone unless a test asks for the sentence model (tests/gateway/
+        # test_text_model.py), which would add seconds and hundreds of MB to every service start.
+        return {**os.environ, "INDEX": str(self.index), "WEIGHTS": "random", "PRECISION": "fp32", "TEXT_MODEL": "none",
+                "HF_HUB_OFFLINE": "1",
                 "CLASSIFIER_PORT": str(self.ports["classifier"]), "SIMILARITY_PORT": str(self.ports["similarity"]),
                 "GATEWAY_PORT": str(self.ports["gateway"]), **self.extra_env}
 

@@ -23,9 +23,11 @@ import faiss
 import numpy as np
 
 from lookalike.catalog.filters import ColumnTable
+from lookalike.catalog.hybrid import Fusion, Meaning, bm25_products, fused_products, word_labels
 from lookalike.catalog.layout import index_file, read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem, Manifest
 from lookalike.catalog.refine import RocchioWeights, rocchio
+from lookalike.catalog.text_embedding import TextEmbedder
 from lookalike.catalog.text_index import TextIndex
 from lookalike.contracts import FilterableColumn, Hit
 from lookalike.errors import (
@@ -211,22 +213,26 @@ class CatalogIndex:
     products: Products
     columns: ColumnTable
     text: TextIndex | None = None
+    meaning: Meaning | None = None  # the sentence model's side of a search by words; None: bm25 alone
 
     @classmethod
-    def load(cls, version_dir: Path) -> CatalogIndex:
+    def load(cls, version_dir: Path, text_model: TextEmbedder | None = None, fusion: Fusion | None = None) -> CatalogIndex:
+        """The version at `version_dir`; TextModelMismatch where its text vectors came from another `text_model`."""
         manifest = read_manifest(version_dir)
+        meaning = Meaning.load(version_dir, manifest, text_model, fusion or Fusion())
         items = read_items(version_dir)
         categories = {c.name: CategoryIndex.load(index_file(version_dir, c.name)) for c in manifest.categories}
-        loaded = cls.of(manifest, version_dir, items, categories, TextIndex.load(version_dir))
+        loaded = cls.of(manifest, version_dir, items, categories, TextIndex.load(version_dir), meaning)
         log.info("similarity loaded index %s: %s", loaded.version,
                  ", ".join(f"{name}={count}" for name, count in loaded.items_per_category().items()))
         return loaded
 
     @classmethod
     def of(cls, manifest: Manifest, version_dir: Path, items: list[CatalogItem],
-           categories: dict[str, CategoryIndex], text: TextIndex | None = None) -> CatalogIndex:
+           categories: dict[str, CategoryIndex], text: TextIndex | None = None,
+           meaning: Meaning | None = None) -> CatalogIndex:
         return cls(manifest, version_dir, {i.label: i for i in items}, categories, Products.of(items), ColumnTable(items),
-                   text)
+                   text, meaning)
 
     @property
     def version(self) -> str:
@@ -293,8 +299,9 @@ class CatalogIndex:
             raise WrongDimension(f"The embedding has {vector.size} values; this index holds {index.dim}-d vectors.")
         allowed = self.allowed_labels(category, filters, exclude_ids, exclude_groups)
         if q is not None:
-            text = self.require_text()
-            matching = text.matching_labels(text.parse(q), category)
+            matching = word_labels(self.require_text(), self.meaning, q, k, category,
+                                   self.products.labels_by_category.get(category, np.zeros(0, np.int64)),
+                                   self.products.group_of)
             allowed = matching if allowed is None else np.intersect1d(allowed, matching)
         limit = len(index) if allowed is None else len(allowed)
         best: dict[int, tuple[int, float]] = {}  # group number -> its best (label, score)
@@ -316,27 +323,23 @@ class CatalogIndex:
                    variants=len(self.products.groups[photo.group]))
 
     def text_search(self, q: str, k: int, category: str | None = None, where: list[str] | None = None) -> list[Hit]:
-        """The k products best matching the words, by bm25, one per variant group, that pass `where`;
-        `category` narrows to one."""
+        """The k products best matching the words, one per variant group, that pass `where`; `category`
+        narrows to one. By bm25, fused with the sentence model's ranking where the version has one
+        (`lookalike.catalog.hybrid`); this embeds the words, so call it off the event loop."""
         if category is not None:
             self.category_index(category)
         filters = self.parse_filters(where or [])
         passes = self.columns.mask(filters) if filters else None
         text = self.require_text()
-        query = text.parse(q)
-        wanted = 4 * k
-        while True:
-            matches = text.search(query, wanted, category)
-            best: dict[int, Hit] = {}
-            for match in matches:
-                group = int(self.products.group_of[match.label])
-                if passes is not None and not passes[match.label]:
-                    continue
-                if group not in best:
-                    best[group] = self._hit(match.label, match.score).model_copy(update={"matched": match.matched})
-            if len(best) >= k or len(matches) < wanted:
-                return list(best.values())[:k]
-            wanted *= 4
+        group_of = self.products.group_of
+        if self.meaning is None:
+            matches = bm25_products(text, text.parse(q), k, category, passes, group_of)
+        else:
+            candidates = (self.products.labels_by_category.get(category, np.zeros(0, np.int64)) if category is not None
+                          else np.fromiter(self.items, dtype=np.int64))
+            matches = fused_products(text, self.meaning, q, k, candidates, category, passes, group_of,
+                                     lambda label: self.items[label].name)
+        return [self._hit(m.label, m.score).model_copy(update={"matched": m.matched}) for m in matches]
 
     def refine_text(self, q: str, k: int, like: list[str], unlike: list[str], weights: RocchioWeights, *,
                     category: str | None = None, where: list[str] | None = None) -> list[Hit]:

@@ -8,6 +8,7 @@
         indexes/<category>.faiss
         thumbnails/<label>.jpg  what the web page shows, so phones never load a 12 MP original
         text.sqlite             the words index (SQLite FTS5): names, categories, text columns, ImageNet tags
+        text_vectors.npy        each item's words as a sentence model's vector, row = label (absent with TEXT_MODEL=none)
         synonyms.txt            the store's synonyms, copied from beside products.csv (absent: the default list)
 
 A version directory is written completely beside the serving one, then published by one
@@ -31,10 +32,11 @@ HEAD = "head.npz"
 INDEXES = "indexes"
 TEXT_INDEX = "text.sqlite"
 SYNONYMS = "synonyms.txt"
+TEXT_VECTORS = "text_vectors.npy"
 INT8_MODEL = "model-int8.onnx"
 """The quantised ResNet50 (PRECISION=int8), when the indexing job made one; its sha256 is in the manifest."""
-__all__ = ["HEAD", "INDEXES", "INT8_MODEL", "ITEMS", "MANIFEST", "SYNONYMS", "TEXT_INDEX", "THUMBNAILS", "IndexLayout",
-           "index_file", "new_version_name", "read_items", "read_manifest"]
+__all__ = ["HEAD", "INDEXES", "INT8_MODEL", "ITEMS", "MANIFEST", "SYNONYMS", "TEXT_INDEX", "TEXT_VECTORS", "THUMBNAILS",
+           "IndexLayout", "index_file", "new_version_name", "read_items", "read_manifest"]
 
 
 def new_version_name() -> str:

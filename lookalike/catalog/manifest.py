@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from lookalike.contracts import GateFigures, ModelInfo, PrecisionSetting
+from lookalike.contracts import GateFigures, ModelInfo, PrecisionSetting, TextModelInfo
 
 THUMBNAILS = "thumbnails"
 
@@ -67,6 +67,8 @@ class Manifest(BaseModel):
         "", description="PRECISION as the job was asked: auto, fp32, bf16 or int8.")
     precision_reason: str = Field("", description="Why the catalogue was embedded at `model.precision`.")
     int8: Int8Model | None = None
+    text_model: TextModelInfo | None = Field(None, description="The sentence model that embedded the items' words "
+                                             "(text_vectors.npy); None: built for bm25 alone (TEXT_MODEL=none).")
     compatibility: str = Field(
         "", description="Queries served at another precision than the catalogue's agree with it only within the "
         "int8 gate's measured figures (cosine, top-10 overlap, head agreement).")

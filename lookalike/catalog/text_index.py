@@ -66,7 +66,8 @@ def text_fields(items: Sequence[CatalogItem], weights: Mapping[str, float] | Non
     return [f for f in fields if f.weight > 0]
 
 
-def _value(item: CatalogItem, field: str, tags: Mapping[int, list[tuple[str, float]]]) -> str:
+def field_value(item: CatalogItem, field: str, tags: Mapping[int, list[tuple[str, float]]]) -> str:
+    """One searched field's words for an item, as the index holds them (and the sentence model reads them)."""
     if field == NAME:
         return item.name
     if field == CATEGORY:
@@ -92,7 +93,8 @@ def write_text_index(path: Path, items: Sequence[CatalogItem], fields: Sequence[
             db.executemany("INSERT INTO fields VALUES (?, ?, ?)", ((i, f.name, f.weight) for i, f in enumerate(fields)))
             placeholders = ", ".join("?" for _ in range(len(fields) + 2))
             db.executemany(f"INSERT INTO items (rowid, {columns}, category_key) VALUES ({placeholders})",
-                           ((item.label, *(_value(item, f.name, tags) for f in fields), item.category) for item in items))
+                           ((item.label, *(field_value(item, f.name, tags) for f in fields), item.category)
+                            for item in items))
             db.executemany("INSERT INTO imagenet_tags VALUES (?, ?, ?, ?)",
                            ((label, rank, tag, p) for label, found in tags.items() for rank, (tag, p) in enumerate(found)))
             db.execute("INSERT INTO items(items) VALUES ('optimize')")
