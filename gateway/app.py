@@ -18,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from gateway.feedback import SESSION_COOKIE, Feedback, has_session, new_session_id, require_admin, session_of
 from gateway.feedback_store import FeedbackStore, Limits, engine_url
+from gateway.photo_handles import PhotoHandleMetrics, refuse_body_with_handle
 from gateway.schemas import (
     CatalogInfo,
     FeedbackForgotten,
@@ -39,10 +40,11 @@ from lookalike.upload_guard import install_upload_guard
 from lookalike.uploads import read_multipart_field
 
 STATIC = Path(__file__).parent / "static"
-ERRORS = error_responses(400, 404, 408, 413, 415, 422, 503)
-SEARCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["image"],
-    "properties": {"image": {"type": "string", "format": "binary", "description": "The photo."}}}}}}}
+ERRORS = error_responses(400, 404, 408, 410, 413, 415, 422, 503)
+SEARCH_BODY = {"requestBody": {"required": False, "content": {"multipart/form-data": {"schema": {
+    "type": "object",
+    "properties": {"image": {"type": "string", "format": "binary", "description": "The photo; no body when `photo` names "
+                                                                        "one searched lately."}}}}}}}
 FEEDBACK_ERRORS = error_responses(401, 422, 429, 503)
 Pipeline = Annotated[SearchPipeline, from_state("pipeline", SearchPipeline)]
 Votes = Annotated[Feedback, from_state("feedback", Feedback)]
@@ -75,6 +77,9 @@ Where = Annotated[list[str] | None, Query(description=(
     "Repeatable filter `column<op>value` on the catalogue's own columns, op one of =, !=, <, <=, >, >=; "
     "e.g. `where=price<=300&where=in_stock=yes`. Numbers compare as numbers; an empty cell never matches. "
     "GET /api/v1/catalog lists the columns."))]
+PhotoHandle = Annotated[str | None, Query(description=(
+    "The `photo` handle of an earlier search's answer: search that photo again, steered by the other parameters, "
+    "with no upload (send no body). 410 `photo_expired` when this gateway no longer holds it: upload the photo."))]
 MinScore = Annotated[float | None, Query(ge=0, le=1, description=(
     "Leave out results scoring below this (0 to 1); default GATEWAY_MIN_SCORE, off while the weights are random."))]
 
@@ -85,7 +90,7 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pipeline = SearchPipeline(settings, transport)
+        app.state.pipeline = SearchPipeline(settings, transport, photo_metrics)
         store = await anyio.to_thread.run_sync(open_feedback_store, settings)
         app.state.feedback = Feedback(store, app.state.pipeline.similarity, settings.learnt_weight,
                                       settings.learnt_full_at)
@@ -105,6 +110,7 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         readiness_doc="Ready when both services are ready and serve the same model's index.",
         description="Photo in, similar products out.")
     install_upload_guard(app, settings.upload_limits, metrics_of(app))
+    photo_metrics = PhotoHandleMetrics(metrics_of(app))
     if settings.cors_allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins,
                            allow_methods=["GET", "POST", "DELETE"],
@@ -137,11 +143,17 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
             "width and height (after EXIF rotation), e.g. `0.5,0,1,0.5` for the top right quarter.")),
         q: str | None = Query(None, description="Words: rank only the products matching them, by the photo's "
                                                 "similarity. Left empty, the photo's plain neighbours."),
+        photo: PhotoHandle = None,
     ) -> SearchResult:
-        """Upload a photo as the multipart field `image`; get its category and the most similar products."""
+        """Upload a photo as the multipart field `image`, or name one searched lately by `photo=<handle>` and send
+        no body; get its category and the most similar products."""
         region = Box.parse(box) if box else None  # refused before the upload is read
         if where:
             await pipeline.check_filters(where)  # refused before the upload is read, and before classifying it
+        if photo is not None:
+            refuse_body_with_handle(request)
+            return await pipeline.search_photo(photo, k, category or None, box=region, where=where, min_score=min_score,
+                                               like=like, unlike=unlike, q=q if q and q.strip() else None)
         image = await read_multipart_field(request, "image", settings.max_upload_bytes)
         return await pipeline.search_image(image, k, category or None, box=region, where=where, min_score=min_score,
                                            like=like, unlike=unlike, q=q if q and q.strip() else None)
