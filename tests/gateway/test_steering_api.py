@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -68,11 +69,11 @@ def first_search(gateway: TestClient, **params: object) -> str:
     return handle
 
 
-def steer(gateway: TestClient, handle: str, **params: object) -> httpx.Response:
+def steer(gateway: TestClient, handle: str, **params: Any) -> Any:  # TestClient's own httpx Response
     return gateway.post("/api/v1/search", params={"photo": handle, **params})
 
 
-def error_code(answer: httpx.Response, status: int) -> str:
+def error_code(answer: Any, status: int) -> str:
     assert answer.status_code == status, answer.text
     code: str = answer.json()["error"]["code"]
     return code
