@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, Request, Route, expect
 
+from tests.gateway.browser.conftest import wider_than_the_viewport
 from tests.support import Services
 
 ScreenShot = Callable[[Page, str], Path]
@@ -242,6 +243,7 @@ def test_on_a_phone_the_page_fits_the_screen(phone: Page, services: Services, ph
     upload(phone, photo)
     phone.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scrolling"
+    assert wider_than_the_viewport(phone) == []
     columns = phone.locator("#results").evaluate("el => getComputedStyle(el).gridTemplateColumns.split(' ').length")
     assert columns == 2
     screenshot(phone, "phone-results")
