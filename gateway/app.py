@@ -148,9 +148,9 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         """Upload a photo as the multipart field `image`, or name one searched lately by `photo=<handle>` and send
         no body; get its category and the most similar products."""
         region = Box.parse(box) if box else None  # refused before the upload is read
-        if where:
+        if where and photo is None:
             await pipeline.check_filters(where)  # refused before the upload is read, and before classifying it
-        if photo is not None:
+        if photo is not None:  # no upload to spare: the similarity service checks `where` inside the search
             refuse_body_with_handle(request)
             return await pipeline.search_photo(photo, k, category or None, box=region, where=where, min_score=min_score,
                                                like=like, unlike=unlike, q=q if q and q.strip() else None)

@@ -31,6 +31,7 @@ class Calls:
     def __init__(self) -> None:
         self.classified: list[tuple[bytes, str | None]] = []  # (photo bytes, box)
         self.searches: list[dict[str, object]] = []
+        self.columns = 0
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/classify":
@@ -45,6 +46,7 @@ class Calls:
             hit = {"id": f"{asked['category']}-1", "name": "One", "category": asked["category"], "score": 0.9}
             return httpx.Response(200, json={"category": asked["category"], "hits": [hit], "index_version": "v1"})
         if request.url.path == "/v1/columns":
+            self.columns += 1
             return httpx.Response(200, json=COLUMNS)
         return httpx.Response(404, json={"error": {"code": "not_found", "message": request.url.path}})
 
@@ -115,12 +117,20 @@ def test_a_new_region_needs_one_forward_pass_on_the_kept_photo(gateway: TestClie
     assert calls.searches[3]["embedding"] == calls.searches[0]["embedding"]
 
 
-def test_a_handle_with_bad_words_or_filters_is_refused_before_anything_runs(gateway: TestClient,
-                                                                           calls: Calls) -> None:
+def test_a_handle_with_an_unknown_category_or_bad_words_is_refused_before_anything_runs(gateway: TestClient,
+                                                                                        calls: Calls) -> None:
     handle = first_search(gateway)
-    assert error_code(steer(gateway, handle, where="colour=green"), 422) == "unknown_column"
     assert error_code(steer(gateway, handle, category="moon"), 422) == "unknown_category"
+    assert error_code(steer(gateway, handle, q="the"), 422) == "bad_text_query"
     assert len(calls.classified) == 1 and len(calls.searches) == 1
+
+
+def test_a_steered_filter_costs_no_extra_hop(gateway: TestClient, calls: Calls) -> None:
+    """With no upload to spare, the similarity service alone checks `where`, inside the search."""
+    handle = first_search(gateway)
+    calls.columns = 0
+    assert steer(gateway, handle, where="price<=300").status_code == 200
+    assert calls.columns == 0 and calls.searches[-1]["where"] == ["price<=300"]
 
 
 def test_an_unknown_handle_is_410_photo_expired(gateway: TestClient, calls: Calls) -> None:
