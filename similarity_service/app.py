@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
+import anyio
 import faiss
 from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse
@@ -17,6 +18,7 @@ from lookalike.contracts import (
     MAX_EXAMPLES,
     MAX_K,
     CatalogColumns,
+    Hit,
     SearchRequest,
     SearchResponse,
     SimilarityReadiness,
@@ -70,12 +72,17 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
         With `like` or `unlike`, the embedding first moves by Rocchio's rule, and unliked products are left out.
         """
         catalog = serving.require()
-        vector = body.vector()
-        if body.like or body.unlike:
-            vector = rocchio(vector, catalog.product_vectors(body.like), catalog.product_vectors(body.unlike), weights)
-        hits = catalog.search(body.category, vector, body.k, frozenset(body.exclude_ids) | frozenset(body.unlike),
-                              exclude_groups=frozenset(body.exclude_groups), where=body.where,
-                              min_score=body.min_score, q=body.q)
+
+        def nearest() -> list[Hit]:
+            vector = body.vector()
+            if body.like or body.unlike:
+                vector = rocchio(vector, catalog.product_vectors(body.like), catalog.product_vectors(body.unlike),
+                                 weights)
+            return catalog.search(body.category, vector, body.k, frozenset(body.exclude_ids) | frozenset(body.unlike),
+                                  exclude_groups=frozenset(body.exclude_groups), where=body.where,
+                                  min_score=body.min_score, q=body.q)
+
+        hits = await anyio.to_thread.run_sync(nearest)  # Faiss and the text index, off the event loop
         return SearchResponse(category=body.category, hits=hits, index_version=catalog.version)
 
     @app.get("/v1/columns", response_model=CatalogColumns, responses=ERRORS)
@@ -94,10 +101,14 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
         vectors rank the results (`refined`); unliked products are left out.
         """
         catalog = serving.require()
-        if like or unlike:
-            hits = catalog.refine_text(q, k, like or [], unlike or [], weights, category=category or None, where=where)
-        else:
-            hits = catalog.text_search(q, k, category or None, where)
+
+        def matching() -> list[Hit]:
+            if like or unlike:
+                return catalog.refine_text(q, k, like or [], unlike or [], weights, category=category or None,
+                                           where=where)
+            return catalog.text_search(q, k, category or None, where)
+
+        hits = await anyio.to_thread.run_sync(matching)
         return TextSearchResponse(query=q, category=category or None, hits=hits, index_version=catalog.version,
                                   refined=bool(like or unlike))
 
@@ -110,7 +121,7 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
                       where: Where = None, min_score: float = Query(0.0, ge=0, le=1)) -> SearchResponse:
         """More like this product: all its photos as the query, its variant group left out."""
         catalog = serving.require()
-        hits = catalog.similar_to(item_id, k, where=where, min_score=min_score)
+        hits = await anyio.to_thread.run_sync(lambda: catalog.similar_to(item_id, k, where=where, min_score=min_score))
         return SearchResponse(category=catalog.item(item_id).category, hits=hits, index_version=catalog.version)
 
     @app.get("/v1/items/{item_id}/image", response_class=FileResponse, responses=ERRORS)
