@@ -103,7 +103,7 @@ def test_the_random_weights_banner_is_visible(page: Page, services: Services) ->
     expect(page.locator("#weights-banner")).to_contain_text("random weights")
 
 
-def test_a_chip_corrects_the_category_and_re_sends_the_same_photo(
+def test_a_chip_corrects_the_category_by_the_photo_s_handle(
         page: Page, services: Services, photo: Path, screenshot: ScreenShot) -> None:
     open_page(page, services)
     upload(page, photo)
@@ -112,6 +112,7 @@ def test_a_chip_corrects_the_category_and_re_sends_the_same_photo(
     with page.expect_response(lambda r: "/api/v1/search" in r.url and f"category={other}" in r.url) as answer:
         page.locator(f'#chips [data-category="{other}"]').click()
     body = answer.value.json()
+    assert "photo=" in answer.value.url and not answer.value.request.post_data_buffer, "no photo sent again"
     assert body["category"] == other and {r["category"] for r in body["results"]} == {other}
     expect(page.locator("#decision-title")).to_have_text(f"Showing {other} results, as you asked")
     expect(page.locator("#decision-note")).to_contain_text("Our guess was a")
