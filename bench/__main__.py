@@ -7,7 +7,9 @@
   3. bf16 against fp32 for the loaded weights: cosine per image, same top-1 per query;
   4. the three services started as `make run` starts them, then the gateway loaded at each
      concurrency with catalogue-size and with 12 MP phone-size photos;
-  5. the similarity service's search alone, and each service's peak RSS.
+  5. steering: photos searched once and steered six times by their handle (forward passes, latency
+     ratio, CPU per steered search), and the bytes the page uploads for a 12 MP photo, in Chromium;
+  6. the similarity service's search alone, and each service's peak RSS.
 
 Writes bench/out/report.json and bench/out/report.md. Durations and sizes are flags, so a smoke
 run takes a minute and a full one a few minutes; figures are only worth quoting from a quiet machine.
@@ -34,6 +36,7 @@ from bench.load import LoadFigures, multipart_upload, run_load
 from bench.model import ModelFigures, PrecisionAgreement, compare_precisions, measure_throughput
 from bench.photos import catalogue_size, phone_size, query_files
 from bench.report import LOAD_GENERATOR, Report, write_report
+from bench.steering import SteeringFigures, measure_steering, page_upload_bytes
 from indexing.build import build_index
 from indexing.catalog import scan_catalog
 from lookalike.catalog.layout import IndexLayout, read_manifest
@@ -71,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time per load level")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured time before each load level")
     parser.add_argument("--search-requests", type=int, default=300)
+    parser.add_argument("--steer-photos", type=int, default=8, help="photos searched once and steered six times")
     return parser.parse_args(argv)
 
 
@@ -191,8 +195,8 @@ async def search_alone(similarity: str, gateway_photo: bytes, classifier: str, r
         return LoadFigures(1, time.perf_counter() - started, requests - errors, errors, latencies)
 
 
-def run_pipeline(args: argparse.Namespace, index: Path, model_id: str) -> tuple[dict[str, list[LoadFigures]],
-                                                                                 LoadFigures, dict[str, float], str]:
+def run_pipeline(args: argparse.Namespace, index: Path, model_id: str
+                 ) -> tuple[dict[str, list[LoadFigures]], LoadFigures, dict[str, float], str, SteeringFigures]:
     files = query_files(args.queries, args.photos)
     say(f"making {len(files)} phone-size (12 MP) JPEGs from {args.queries}")
     kinds = {"catalogue-size": catalogue_size(files), "phone-size": phone_size(files)}
@@ -223,12 +227,19 @@ def run_pipeline(args: argparse.Namespace, index: Path, model_id: str) -> tuple[
                 levels.setdefault(kind, []).append(figures)
                 say(f"  {kind:<14} c={concurrency:<3} {figures.img_s:6.1f} img/s  p50 {figures.percentile(50):7.1f} ms"
                     f"  p99 {figures.percentile(99):7.1f} ms  errors {figures.errors}")
+        say("steering: each photo searched once, then steered six times by its handle")
+        steering = measure_steering(gateway, f"http://127.0.0.1:{ports['classifier']}",
+                                    kinds["catalogue-size"][:args.steer_photos], cpu_by_process, args.seconds,
+                                    args.warmup)
+        steering.upload_bytes_12mp_page = page_upload_bytes(gateway, kinds["catalogue-size"][0])
+        say(f"  forward passes for one photo and six steers: {steering.forward_passes}; steered/first "
+            f"{steering.latency_ratio:.3f}; page upload of a 12 MP photo: {steering.upload_bytes_12mp_page} bytes")
         search = asyncio.run(search_alone(f"http://127.0.0.1:{ports['similarity']}", kinds["catalogue-size"][0],
                                           f"http://127.0.0.1:{ports['classifier']}", args.search_requests))
         say(f"  similarity search alone: p50 {search.percentile(50):.2f} ms, p99 {search.percentile(99):.2f} ms")
         rss = {name: round(peak_rss_mb(p.pid), 1) for name, p in processes.items()}
         say(f"  peak RSS (MB): {rss}")
-        return levels, search, rss, served["precision"]
+        return levels, search, rss, served["precision"], steering
     finally:
         stop_all(processes)
 
@@ -261,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                     model=yardstick, agreement=agreement, by_precision=by_precision)
     del embedder
     gc.collect()
-    report.levels, report.search, report.rss_mb, report.served_precision = run_pipeline(args, index, model_id)
+    report.levels, report.search, report.rss_mb, report.served_precision, report.steering = run_pipeline(
+        args, index, model_id)
     report.load_average = [round(load_at_start, 2), round(os.getloadavg()[0], 2)]
     json_path, md_path = write_report(report, args.out)
     print(md_path.read_text())

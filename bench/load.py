@@ -22,6 +22,8 @@ import numpy as np
 class Upload:
     body: bytes
     content_type: str
+    query: str = ""
+    """Appended to the url, e.g. `?photo=<handle>&category=sofa` for a steered search with no body."""
 
 
 def multipart_upload(image: bytes, field_name: str = "image") -> Upload:
@@ -78,7 +80,8 @@ async def run_load(url: str, uploads: list[Upload], concurrency: int, seconds: f
             i += concurrency
             sent = time.perf_counter()
             try:
-                response = await http.post(url, content=upload.body, headers={"content-type": upload.content_type})
+                response = await http.post(url + upload.query, content=upload.body,
+                                           headers={"content-type": upload.content_type} if upload.body else {})
                 failure = None if response.status_code == 200 else f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
                 failure = type(exc).__name__

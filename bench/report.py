@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.load import LoadFigures
 from bench.model import ModelFigures, PrecisionAgreement
+from bench.steering import SteeringFigures
 
 HEADLINE_KIND = "phone-size"
 LOAD_GENERATOR = "load generator"  # the bench's own process, which shares the cores with the services
@@ -19,6 +20,9 @@ INT8_OVER_BF16_TARGET = 1.6
 E2E_OVER_BF16_TARGET = 1.3
 FRONT_CORE_MS_TARGET = 3.0
 CATALOGUE_KIND = "catalogue-size"
+UPLOAD_BYTES_TARGET = 400_000
+STEER_FORWARD_PASSES_TARGET = 1
+STEER_LATENCY_RATIO_TARGET = 0.2
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Report:
     """The bare model at each precision it could run here (int8 only where the index has an int8 model)."""
     served_precision: str = ""
     """What the classifier served during the pipeline runs, from its /readyz."""
+    steering: SteeringFigures | None = None
 
     @property
     def quiet(self) -> bool:
@@ -80,6 +85,27 @@ class Report:
         if front is not None:
             goals["gateway_plus_similarity_core_ms"] = {"value": round(front, 2), "target": FRONT_CORE_MS_TARGET,
                                                         "met": front <= FRONT_CORE_MS_TARGET}
+        goals.update(self.steering_targets())
+        return goals
+
+    def steering_targets(self) -> dict[str, dict[str, float | bool]]:
+        """The steering issue's goals: a small upload, one forward pass for six steers, fast steers."""
+        s = self.steering
+        if s is None:
+            return {}
+        goals: dict[str, dict[str, float | bool]] = {
+            "steer_forward_passes": {"value": s.forward_passes, "target": STEER_FORWARD_PASSES_TARGET,
+                                     "met": s.forward_passes == STEER_FORWARD_PASSES_TARGET
+                                     and s.photo_bytes_sent_by_steers == 0},
+            "steer_latency_ratio": {"value": round(s.latency_ratio, 3), "target": STEER_LATENCY_RATIO_TARGET,
+                                    "met": s.latency_ratio <= STEER_LATENCY_RATIO_TARGET}}
+        if s.upload_bytes_12mp_page is not None:
+            goals["upload_bytes_12mp_page"] = {"value": s.upload_bytes_12mp_page, "target": UPLOAD_BYTES_TARGET,
+                                               "met": s.upload_bytes_12mp_page <= UPLOAD_BYTES_TARGET}
+        steered = s.steered_core_ms()
+        if steered is not None:
+            goals["steered_gateway_plus_similarity_core_ms"] = {
+                "value": round(steered, 2), "target": FRONT_CORE_MS_TARGET, "met": steered <= FRONT_CORE_MS_TARGET}
         return goals
 
     @property
@@ -110,6 +136,12 @@ class Report:
             "model_img_s_by_precision": {p: round(f.best_img_s, 2) for p, f in self.by_precision.items()},
             "served_precision": self.served_precision,
             "e2e_catalogue_c16_img_s": round(self.catalogue_c16.img_s, 2) if self.catalogue_c16 else None,
+            "gateway_plus_similarity_core_ms": round(front, 2) if (front := self.front_core_ms()) is not None else None,
+            "upload_bytes_12mp_page": self.steering.upload_bytes_12mp_page if self.steering else None,
+            "steer_forward_passes": self.steering.forward_passes if self.steering else None,
+            "steer_latency_ratio": round(self.steering.latency_ratio, 3) if self.steering else None,
+            "steered_gateway_plus_similarity_core_ms": round(steered, 2)
+            if self.steering and (steered := self.steering.steered_core_ms()) is not None else None,
             "targets": self.targets(),
             "details": {
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -123,6 +155,7 @@ class Report:
                 "e2e": {kind: [f.summary() for f in figures] for kind, figures in self.levels.items()},
                 "similarity_search": self.search.summary() if self.search else None,
                 "bf16_vs_fp32": self.agreement.summary() if self.agreement else None,
+                "steering": self.steering.summary() if self.steering else None,
             },
         }
 

@@ -19,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from gateway.feedback import Feedback
 from gateway.feedback_store import FeedbackStore, Limits, engine_url
+from gateway.photo_handles import PhotoHandleMetrics
 from gateway.routes import feedback, page, search
 from gateway.routes.dependencies import Pipeline
 from gateway.schemas import GatewayReadiness
@@ -61,7 +62,7 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.pipeline = SearchPipeline(settings, transport)
+        app.state.pipeline = SearchPipeline(settings, transport, photo_metrics)
         store = await anyio.to_thread.run_sync(open_feedback_store, settings)
         app.state.feedback = Feedback(store, app.state.pipeline.similarity, settings.learnt_weight,
                                       settings.learnt_full_at)
@@ -78,6 +79,7 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         readiness_doc="Ready when both services are ready and serve the same model's index.",
         description="Photo in, similar products out.")
     install_upload_guard(app, settings.upload_limits, metrics_of(app))
+    photo_metrics = PhotoHandleMetrics(metrics_of(app))
     if settings.cors_allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins,
                            allow_methods=["GET", "POST", "DELETE"],

@@ -41,6 +41,10 @@ class SearchResult(BaseModel):
     index_version: str
     timings_ms: dict[str, float] = Field(description="`classify`, `search` and `total`.")
     q: str | None = Field(None, description="The words the photo's results were narrowed by, if any.")
+    photo: str | None = Field(None, description=(
+        "A handle for this photo, held by this gateway for a while (GATEWAY_PHOTO_HANDLE_TTL_S after its last "
+        "use): steer the search with `POST /api/v1/search?photo=<handle>&...` and no body, instead of uploading "
+        "the photo again. A 410 `photo_expired` answer means: upload the photo again."))
 
 
 class TextSearchResult(BaseModel):

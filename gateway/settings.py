@@ -40,6 +40,17 @@ class GatewaySettings(BaseSettings):
                                   description="Largest upload accepted; a larger one gets 413.")
     upload_limits: UploadLimits = Field(default_factory=UploadLimits, description="MAX_INFLIGHT_UPLOAD_BYTES, "
                                         "UPLOAD_TIMEOUT_S, ...: see lookalike/settings.py.")
+    photo_handle_ttl_s: float = Field(900, gt=0, description=(
+        "A search's photo handle (`photo` in its answer) is held this long after its last use; later searches "
+        "name it instead of uploading the photo again. An expired one gets 410 photo_expired and the page re-sends."))
+    photo_handle_max_entries: int = Field(5000, ge=1, description="Photo handles held at most; the least "
+                                          "recently used go first.")
+    photo_handle_max_bytes: int = Field(128_000_000, ge=1, description=(
+        "Memory the photo handles may hold in all: the photos kept for a later region (about 100 kB each from "
+        "the page) and the embeddings (11 kB each). The least recently used go first."))
+    photo_handle_max_photo_bytes: int = Field(1_000_000, ge=0, description=(
+        "An upload up to this size is kept with its handle, so a new region of it needs no second upload; a "
+        "larger one (a full-size photo from an API client) keeps its classification only. 0 keeps no photo."))
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=AliasChoices("GATEWAY_CORS_ALLOW_ORIGINS", "CORS_ALLOW_ORIGINS"),
         description="Comma-separated origins allowed to call the API from a browser; empty (default) means CORS is off.")

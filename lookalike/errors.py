@@ -9,12 +9,16 @@ that one type.
     ApiError                     500 internal_error
     ├── BadRequest               400 bad_request
     │   ├── MissingField             missing_field        the multipart form lacks `image`
-    │   └── EmptyUpload              empty_upload
+    │   ├── EmptyUpload              empty_upload
+    │   └── PhotoWithHandle          photo_with_handle    a search sends a photo and names `photo=<handle>` too
     ├── Unauthorized             401 unauthorized
     │   └── AdminTokenRequired       admin_token_required a missing or wrong LOOKALIKE_ADMIN_TOKEN
     ├── NotFound                 404 not_found
     │   └── UnknownItem              unknown_item
     ├── UploadTimedOut           408 upload_timeout       a body too slow, or stalled
+    ├── Gone                     410 gone
+    │   └── PhotoExpired             photo_expired        `photo=<handle>` this gateway doesn't hold (expired,
+    │                                                     evicted, another replica's, from before a restart)
     ├── IndexMismatch            409 index_model_mismatch the index was built with other weights
     │   ├── QuantisedModelInvalid    quantised_model_invalid  the version's int8 model is unusable
     │   └── TextModelMismatch        text_model_mismatch  the version's text vectors came from another TEXT_MODEL
@@ -35,6 +39,7 @@ that one type.
     │   ├── BadFilter                bad_filter           a `where` that is not column<op>value
     │   │   └── UnknownColumn            unknown_column       a `where` on a column the catalogue lacks
     │   ├── NotInCatalog             not_in_catalog       a vote, like or unlike names no catalogue product
+    │   ├── BadPhotoHandle           bad_photo_handle     `photo=` is not a handle this API hands out
     │   └── MissingSession           missing_session      feedback without X-Session-ID or the cookie
     ├── TooManyRequests          429 too_many_requests    (with Retry-After)
     │   ├── FeedbackRateLimited      feedback_rate_limited   too many votes from one session this minute
@@ -137,6 +142,12 @@ class EmptyUpload(BadRequest):
     code = "empty_upload"
 
 
+class PhotoWithHandle(BadRequest):
+    """A search that uploads a photo and also names an earlier one by `photo=<handle>`: which is meant?"""
+
+    code = "photo_with_handle"
+
+
 class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
@@ -157,6 +168,16 @@ class UnknownItem(NotFound):
 
 class UploadTimedOut(ApiError):
     status, code = 408, "upload_timeout"
+
+
+class Gone(ApiError):
+    status, code = 410, "gone"
+
+
+class PhotoExpired(Gone):
+    """A photo handle this gateway does not hold: the client sends the photo again and gets a new one."""
+
+    code = "photo_expired"
 
 
 class IndexMismatch(ApiError):
@@ -229,6 +250,12 @@ class NotInCatalog(Unprocessable):
     """A vote, `like` or `unlike` names a product the serving index does not hold."""
 
     code = "not_in_catalog"
+
+
+class BadPhotoHandle(Unprocessable):
+    """`photo=` that cannot be a handle: wrong length or characters. Never echoed back in full."""
+
+    code = "bad_photo_handle"
 
 
 class MissingSession(Unprocessable):

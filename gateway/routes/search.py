@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from gateway.photo_handles import refuse_body_with_handle
 from gateway.routes.dependencies import Pipeline, Settings, Votes
 from gateway.schemas import CatalogInfo, SearchResult, SimilarItems, TextSearchResult
 from lookalike.contracts import MAX_EXAMPLES, MAX_K, Box
@@ -16,9 +17,11 @@ from lookalike.text_query import MAX_QUERY_CHARS
 from lookalike.uploads import read_multipart_field
 
 ERRORS = error_responses(400, 404, 408, 413, 415, 422, 503)
-SEARCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["image"],
-    "properties": {"image": {"type": "string", "format": "binary", "minLength": 1, "description": "The photo."}}}}}}}
+SEARCH_ERRORS = error_responses(400, 404, 408, 410, 413, 415, 422, 503)
+SEARCH_BODY = {"requestBody": {"required": False, "content": {"multipart/form-data": {"schema": {
+    "type": "object",
+    "properties": {"image": {"type": "string", "format": "binary", "minLength": 1, "description": (
+        "The photo; no body when `photo` names one searched lately.")}}}}}}}
 Liked = Annotated[list[str] | None, Query(max_length=MAX_EXAMPLES, description=(
     "Refine: a product id the shopper liked (repeatable, at most 20); the search moves toward it."))]
 Unliked = Annotated[list[str] | None, Query(max_length=MAX_EXAMPLES, description=(
@@ -28,13 +31,16 @@ Where = Annotated[list[str] | None, Query(description=(
     "Repeatable filter `column<op>value` on the catalogue's own columns, op one of =, !=, <, <=, >, >=; "
     "e.g. `where=price<=300&where=in_stock=yes`. Numbers compare as numbers; an empty cell never matches. "
     "GET /api/v1/catalog lists the columns."))]
+PhotoHandle = Annotated[str | None, Query(description=(
+    "The `photo` handle of an earlier search's answer: search that photo again, steered by the other parameters, "
+    "with no upload (send no body). 410 `photo_expired` when this gateway no longer holds it: upload the photo."))]
 MinScore = Annotated[float | None, Query(ge=0, le=1, description=(
     "Leave out results scoring below this (0 to 1); default GATEWAY_MIN_SCORE, off while the weights are random."))]
 
 router = APIRouter()
 
 
-@router.post("/api/v1/search", response_model=SearchResult, responses=ERRORS, openapi_extra=SEARCH_BODY)
+@router.post("/api/v1/search", response_model=SearchResult, responses=SEARCH_ERRORS, openapi_extra=SEARCH_BODY)
 async def search(
     request: Request,
     pipeline: Pipeline,
@@ -50,11 +56,17 @@ async def search(
         "width and height (after EXIF rotation), e.g. `0.5,0,1,0.5` for the top right quarter.")),
     q: str | None = Query(None, description="Words: rank only the products matching them, by the photo's "
                                             "similarity. Left empty, the photo's plain neighbours."),
+    photo: PhotoHandle = None,
 ) -> SearchResult:
-    """Upload a photo as the multipart field `image`; get its category and the most similar products."""
+    """Upload a photo as the multipart field `image`, or name one searched lately by `photo=<handle>` and send
+    no body; get its category and the most similar products."""
     region = Box.parse(box) if box else None  # refused before the upload is read
-    if where:
+    if where and not photo:
         await pipeline.check_filters(where)  # refused before the upload is read, and before classifying it
+    if photo:  # no upload to spare: the similarity service checks `where` inside the search
+        refuse_body_with_handle(request)
+        return await pipeline.search_photo(photo, k, category or None, box=region, where=where, min_score=min_score,
+                                           like=like, unlike=unlike, q=q if q and q.strip() else None)
     image = await read_multipart_field(request, "image", settings.max_upload_bytes)
     return await pipeline.search_image(image, k, category or None, box=region, where=where, min_score=min_score,
                                        like=like, unlike=unlike, q=q if q and q.strip() else None)

@@ -27,7 +27,8 @@ const els = {
 
 const state = {
   maxUploadBytes: 20_000_000,
-  photo: null,        // the (downscaled) upload, kept in memory to re-send when a chip is chosen
+  photo: null,        // the (downscaled) upload, kept in memory to send again if the server no longer holds it
+  photoHandle: null,  // the server's handle for the photo: steering (chips, filters, words...) names it instead
   previewUrl: null,
   photoResult: null,  // the last answer for the photo, to come back to after "more like this"
   retry: null,        // what "Try again" repeats
@@ -97,8 +98,9 @@ function fallbackMessage(status) {
   return `Something went wrong (error ${status}). Please try again.`;
 }
 
-/** Fetch JSON; on failure show the server's own message and return null. */
-async function callApi(url, options, busyText, retry) {
+/** Fetch JSON; on failure show the server's own message and return null. `recover`, if given, answers a 410
+ *  `photo_expired` instead: the server no longer holds the photo, so the caller sends it again. */
+async function callApi(url, options, busyText, retry, recover = null) {
   const id = ++state.requestId;
   setBusy(true, busyText);
   try {
@@ -117,6 +119,9 @@ async function callApi(url, options, busyText, retry) {
     }
     if (id !== state.requestId) return null;
     if (!response.ok) {
+      if (recover && response.status === 410 && body && body.error && body.error.code === "photo_expired") {
+        return await recover();
+      }
       const message = body && body.error ? body.error.message : fallbackMessage(response.status);
       showError(message, response.status >= 500 ? retry : null);
       return null;
@@ -203,6 +208,7 @@ async function acceptFile(file) {
   }
   // A new photo: what was shown for the last one goes, so nothing on screen belongs to another photo.
   state.photo = upload.blob;
+  state.photoHandle = null;
   state.photoResult = null;
   state.marks.clear();
   state.category = null;
@@ -227,12 +233,16 @@ function searchParams() {
   return params;
 }
 
+/**
+ * Search the photo: the first time by uploading it; after that by the handle the server gave it, with no upload
+ * and no second forward pass. A handle the server no longer holds (expired, or another server answered) is
+ * answered by sending the photo once more, which the shopper doesn't notice.
+ */
 async function searchPhoto(category, refine = false) {
   if (!state.photo) return;
   state.category = category;
   state.similarTo = null;
-  const data = new FormData();
-  data.append("image", state.photo, state.photo.name || "photo.jpg");
+  const photo = state.photo;
   const params = searchParams();
   if (category) params.set("category", category);
   if (state.box) params.set("box", [state.box.x0, state.box.y0, state.box.x1, state.box.y1].map((v) => v.toFixed(4)).join(","));
@@ -244,9 +254,22 @@ async function searchPhoto(category, refine = false) {
   const busyText = refine ? "Refining your results…"
     : category ? `Searching ${label(category)} products…`
     : state.box ? "Searching for products like the part you marked…" : "Searching for similar products…";
-  const body = await callApi(`/api/v1/search?${params}`, { method: "POST", body: data }, busyText,
-    () => searchPhoto(category, refine));
-  if (!body) return;
+  const retry = () => searchPhoto(category, refine);
+  const upload = () => {
+    const data = new FormData();
+    data.append("image", photo, photo.name || "photo.jpg");
+    return callApi(`/api/v1/search?${params}`, { method: "POST", body: data }, busyText, retry);
+  };
+  let body;
+  if (state.photoHandle) {
+    const steered = new URLSearchParams(params);
+    steered.set("photo", state.photoHandle);
+    body = await callApi(`/api/v1/search?${steered}`, { method: "POST" }, busyText, retry, upload);
+  } else {
+    body = await upload();
+  }
+  if (!body || photo !== state.photo) return;
+  state.photoHandle = body.photo || null;
   state.photoResult = { body, chosen: category };
   showPhotoResult();
 }

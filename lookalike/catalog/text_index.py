@@ -142,8 +142,9 @@ class TextIndex:
         path = version_dir / TEXT_INDEX
         if not path.is_file():
             return None
-        # immutable: the file never changes once published, so SQLite takes no locks. The async routes
-        # run on one thread; the connection is made on the reload thread, hence check_same_thread.
+        # immutable: the file never changes once published, so SQLite takes no locks. Searches run on the
+        # service's worker threads and the connection is made on the reload thread, hence check_same_thread;
+        # Python's SQLite is built serialized (sqlite3.threadsafety 3), so threads may share the connection.
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         rows = db.execute("SELECT name, weight FROM fields ORDER BY position")
         fields = [TextField(name, weight) for name, weight in rows]

@@ -62,6 +62,15 @@ def phone(browser: Browser) -> Iterator[Page]:
     yield from _page(browser, PHONE)
 
 
+def wider_than_the_viewport(page: Page) -> list[str]:
+    """Every visible element whose right edge passes the viewport's (a phone would scroll or cut it off)."""
+    found: list[str] = page.evaluate("""() => [...document.querySelectorAll("body *")]
+        .filter((e) => e.getClientRects().length && e.getBoundingClientRect().width > 1
+                && e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5)
+        .map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}: right at ${e.getBoundingClientRect().right}`)""")
+    return found
+
+
 @pytest.fixture(scope="session")
 def screenshot() -> Callable[[Page, str], Path]:
     """Save the whole page under test-output/screenshots/, for a person to look at."""

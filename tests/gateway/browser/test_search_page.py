@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, Request, Route, expect
 
+from tests.gateway.browser.conftest import wider_than_the_viewport
 from tests.support import REPO, Services, write_csv
 
 ScreenShot = Callable[[Page, str], Path]
@@ -105,7 +106,7 @@ def test_the_random_weights_banner_is_visible(page: Page, services: Services) ->
     expect(page.locator("#weights-banner")).to_contain_text("random weights")
 
 
-def test_a_chip_corrects_the_category_and_re_sends_the_same_photo(
+def test_a_chip_corrects_the_category_by_the_photo_s_handle(
         page: Page, services: Services, photo: Path, screenshot: ScreenShot) -> None:
     open_page(page, services)
     upload(page, photo)
@@ -114,6 +115,7 @@ def test_a_chip_corrects_the_category_and_re_sends_the_same_photo(
     with page.expect_response(lambda r: "/api/v1/search" in r.url and f"category={other}" in r.url) as answer:
         page.locator(f'#chips [data-category="{other}"]').click()
     body = answer.value.json()
+    assert "photo=" in answer.value.url and not answer.value.request.post_data_buffer, "no photo sent again"
     assert body["category"] == other and {r["category"] for r in body["results"]} == {other}
     expect(page.locator("#decision-title")).to_have_text(f"Showing {other} results, as you asked")
     expect(page.locator("#decision-note")).to_contain_text("Our guess was a")
@@ -245,6 +247,7 @@ def test_on_a_phone_the_page_fits_the_screen(phone: Page, services: Services, ph
     upload(phone, photo)
     phone.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scrolling"
+    assert wider_than_the_viewport(phone) == []
     columns = phone.locator("#results").evaluate("el => getComputedStyle(el).gridTemplateColumns.split(' ').length")
     assert columns == 2
     screenshot(phone, "phone-results")
