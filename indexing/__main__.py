@@ -16,9 +16,11 @@ from indexing.build import BuildSummary, Int8Options, build_index
 from indexing.catalog import default_catalog
 from indexing.notify import notify_reload
 from indexing.quantise_gate import GateThresholds
+from indexing.self_eval import describe, describe_categories
 from indexing.settings import IndexingSettings
 from indexing.versions import rollback
-from lookalike.catalog.layout import IndexLayout
+from lookalike.catalog.layout import IndexLayout, read_manifest
+from lookalike.catalog.projection import REDUCE_HELP
 from lookalike.errors import JobError
 from lookalike.serving import configure_logging
 from lookalike.vision.precision import PRECISIONS, gate_summary
@@ -54,6 +56,12 @@ def parse_args(argv: list[str] | None = None, settings: IndexingSettings | None 
     parser.add_argument("--batch-size", type=positive, default=16)
     parser.add_argument("--workers", type=positive, default=2, help="threads decoding images ahead of the network")
     parser.add_argument("--index-type", default="Flat", help="Faiss factory string, e.g. Flat, HNSW32, IVF256,Flat")
+    parser.add_argument("--reduce", default=settings.reduce, help=f"{REDUCE_HELP}; default $REDUCE or none")
+    parser.add_argument("--self-eval-margin", type=float, default=settings.self_eval_margin,
+                        help="refuse to publish when the new version's self-evaluation recall@10 is more than this "
+                             "below the served version's; default $SELF_EVAL_MARGIN or 0.05")
+    parser.add_argument("--force", action="store_true",
+                        help="publish even when the self-evaluation gate refuses the new version")
     parser.add_argument("--keep", type=positive, default=DEFAULT_KEEP,
                         help="index versions to keep, the new one included (older ones are deleted; "
                              "the serving one never is)")
@@ -91,6 +99,11 @@ def format_summary(s: BuildSummary) -> str:
     show_types = set(s.index_types.values()) != {"Flat"}
     lines += [f"  {name:<16} {count:>6}" + (f"  {s.index_types.get(name, 'Flat')}" if show_types else "")
               for name, count in s.per_category.items()]
+    if s.reduce != "none":
+        lines.append(f"Reduced with {s.reduce}: the indexes hold {s.index_dim}-d vectors ({4 * s.index_dim} bytes a photo)")
+    lines.append(describe(s.self_eval))
+    lines += describe_categories(s.self_eval) if s.self_eval else []
+    lines.append(s.gate)
     accuracy = (f"{s.cv_accuracy:.3f} ({s.folds}-fold cross-validated)" if s.cv_accuracy is not None
                 else "n/a (too few images)")
     lines.append(f"Category head accuracy: {accuracy}")
@@ -122,7 +135,8 @@ def build_main(argv: list[str]) -> int:
                               text_exclude=frozenset(IndexingSettings().text_exclude), int8=Int8Options(
                                   calibration_images=args.int8_calibration_images, gate_images=args.int8_gate_images,
                                   thresholds=GateThresholds(args.int8_min_cosine, args.int8_min_top10_overlap,
-                                                            args.int8_min_head_agreement)))
+                                                            args.int8_min_head_agreement)),
+                              reduce=args.reduce, self_eval_margin=args.self_eval_margin, force=args.force)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -158,7 +172,10 @@ def versions_main(argv: list[str]) -> int:
     layout = IndexLayout(parser.parse_args(argv).index)
     current = layout.current()
     for name in layout.published():
-        print(f"{'*' if current and current.name == name else ' '} {name}")
+        manifest = read_manifest(layout.versions / name)
+        reduce = manifest.projection.reduce if manifest.projection else "none"
+        print(f"{'*' if current and current.name == name else ' '} {name}  weights={manifest.model.weights}  "
+              f"reduce={reduce}  {describe(manifest.self_eval)}")
     return 0
 
 

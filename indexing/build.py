@@ -30,6 +30,7 @@ from indexing.imagenet_tags import Tags, top_tags, writes_tags
 from indexing.lock import exclusive
 from indexing.progress import Progress
 from indexing.quantise_gate import GateThresholds, Quantised, Quantiser, quantise_and_gate
+from indexing.self_eval import DEFAULT_MARGIN, publish_gate, self_evaluate
 from indexing.versions import prune_versions
 from lookalike.catalog.index import CategoryIndex, check_index_type
 from lookalike.catalog.layout import (
@@ -44,8 +45,10 @@ from lookalike.catalog.layout import (
     index_file,
     new_version_name,
     read_items,
+    read_manifest,
 )
-from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest
+from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest, ProjectionInfo, SelfEval
+from lookalike.catalog.projection import PROJECTION, Projection, Reduction
 from lookalike.catalog.synonyms import Synonyms
 from lookalike.catalog.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
 from lookalike.contracts import GateFigures
@@ -87,6 +90,10 @@ class BuildSummary:
     precision_reason: str = ""
     int8_gate: GateFigures | None = None
     warnings: list[str] = field(default_factory=list)
+    reduce: str = "none"
+    index_dim: int = EMBEDDING_DIM
+    self_eval: SelfEval | None = None
+    gate: str = ""
 
     @property
     def changes(self) -> str:
@@ -299,13 +306,31 @@ def compatibility(precision: str, quantised: Quantised | None) -> str:
             f"int8 gate's figures: {gate_summary(quantised.record.gate)}")
 
 
+def reduce_catalogue(vectors: np.ndarray, reduction: Reduction,
+                     build_dir: Path) -> tuple[np.ndarray, ProjectionInfo | None]:
+    """The vectors the indexes hold: the embeddings, or their projection learned here and saved in the version."""
+    if reduction.kind is None:
+        return vectors, None
+    projection = Projection.learn(vectors, reduction)
+    sha256 = projection.save(build_dir / PROJECTION)
+    log.info("learned %s on %d vectors", reduction, projection.learned_on)
+    return projection.apply(vectors), ProjectionInfo(reduce=str(reduction), file=PROJECTION, sha256=sha256,
+                                                     input_dim=projection.input_dim, dim=projection.dim,
+                                                     learned_on=projection.learned_on)
+
+
+def served_self_eval(previous: Path | None) -> SelfEval | None:
+    return read_manifest(previous).self_eval if previous is not None else None
+
+
 def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, precision: str = "auto",
                 batch_size: int = 16, workers: int = 2, index_type: str = "Flat", keep: int | None = None,
                 embedder: Embedder | None = None, progress: Progress | None = None,
                 text_weights: dict[str, float] | None = None,
-                text_exclude: frozenset[str] = DEFAULT_EXCLUDED, int8: Int8Options | None = None) -> BuildSummary:
-    """Scan, (quantise and gate), embed what the cache lacks, fit the head, write a hidden build folder,
-    publish it, prune old versions.
+                text_exclude: frozenset[str] = DEFAULT_EXCLUDED, int8: Int8Options | None = None,
+                reduce: str = "none", self_eval_margin: float = DEFAULT_MARGIN, force: bool = False) -> BuildSummary:
+    """Scan, (quantise and gate), embed what the cache lacks, fit the head, (learn the reduction), write a
+    hidden build folder, measure it on its own products, publish it unless that gate refuses, prune old versions.
 
     Holds the index root's lock throughout, so two jobs never build at once.
     """
@@ -315,7 +340,8 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
         raise EmptyCatalog(
             f"No images found in {catalog}. Put photos in {catalog}/<category>/, one folder per category "
             "(e.g. chair/, lamp/), then run the indexing job again.")
-    check_index_type(index_type, EMBEDDING_DIM)
+    reduction = Reduction.parse(reduce)
+    check_index_type(index_type, reduction.output_dim(EMBEDDING_DIM))
     synonyms = store_synonyms(catalog)
     embedder = embedder or Embedder(weights, precision)
     layout = IndexLayout(index_root)
@@ -341,11 +367,13 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             labels = np.array([categories.index(i.category) for i in items])
             accuracy, folds = cross_validated_accuracy(vectors, labels, categories)
             fit_head(vectors, labels, categories).save(build_dir / HEAD)
+            index_vectors, projection = reduce_catalogue(vectors, reduction, build_dir)
             (build_dir / INDEXES).mkdir()
             stats = []
+            indexes = {}
             for name in categories:
                 members = labels == categories.index(name)
-                built = CategoryIndex.build(vectors[members], np.flatnonzero(members), index_type)
+                built = indexes[name] = CategoryIndex.build(index_vectors[members], np.flatnonzero(members), index_type)
                 built.save(index_file(build_dir, name))
                 stats.append(CategoryStats(name=name, items=len(built), index_type=built.factory,
                                            search_parameters=built.search_parameters))
@@ -356,6 +384,9 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             write_text_index(build_dir / TEXT_INDEX, items, fields, done.tags)
             if synonyms is not None:
                 (build_dir / SYNONYMS).write_text(synonyms, encoding="utf-8")
+            self_eval = self_evaluate(items, index_vectors, indexes, weights=embedder.info.weights, reduce=str(reduction))
+            gate = publish_gate(self_eval, served_self_eval(previous), previous.name if previous else None,
+                                self_eval_margin, force)
             version = new_version_name()
             manifest = Manifest(
                 version=version, created_at=datetime.now(UTC), model=model.info,
@@ -365,6 +396,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 catalog=str(catalog), requested_precision=embedder.requested_precision,
                 precision_reason=precision_reason, int8=quantised.record if quantised else None,
                 compatibility=compatibility(model.precision, quantised),
+                projection=projection, self_eval=self_eval,
             )
             (build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
             final = layout.publish(build_dir, version)
@@ -386,4 +418,5 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                         text_fields=fields, tagged=len(done.tags) if writes_tags(embedder.info.weights) else None,
                         synonyms="synonyms.txt from the catalogue" if synonyms is not None else "default",
                         precision=model.precision, precision_reason=precision_reason,
-                        int8_gate=quantised.record.gate if quantised else None, warnings=warnings)
+                        int8_gate=quantised.record.gate if quantised else None, warnings=warnings,
+                        reduce=str(reduction), index_dim=int(index_vectors.shape[1]), self_eval=self_eval, gate=gate)

@@ -70,7 +70,7 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
         With `like` or `unlike`, the embedding first moves by Rocchio's rule, and unliked products are left out.
         """
         catalog = serving.require()
-        vector = body.vector()
+        vector = catalog.query_vector(body.vector())  # into the version's reduced space, if it has one
         if body.like or body.unlike:
             vector = rocchio(vector, catalog.product_vectors(body.like), catalog.product_vectors(body.unlike), weights)
         hits = catalog.search(body.category, vector, body.k, frozenset(body.exclude_ids) | frozenset(body.unlike),

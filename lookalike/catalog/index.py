@@ -25,12 +25,14 @@ import numpy as np
 from lookalike.catalog.filters import ColumnTable
 from lookalike.catalog.layout import index_file, read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem, Manifest
+from lookalike.catalog.projection import Projection
 from lookalike.catalog.refine import RocchioWeights, rocchio
 from lookalike.catalog.text_index import TextIndex
 from lookalike.contracts import FilterableColumn, Hit
 from lookalike.errors import (
     NotInCatalog,
     NotReady,
+    ProjectionMismatch,
     UnknownCategory,
     UnknownItem,
     UnusableIndexType,
@@ -211,26 +213,52 @@ class CatalogIndex:
     products: Products
     columns: ColumnTable
     text: TextIndex | None = None
+    projection: Projection | None = None
 
     @classmethod
     def load(cls, version_dir: Path) -> CatalogIndex:
         manifest = read_manifest(version_dir)
+        projection = None
+        if manifest.projection is not None:
+            info = manifest.projection
+            projection = Projection.load(version_dir / info.file, info.sha256, info.reduce, manifest.embedding_dim)
         items = read_items(version_dir)
         categories = {c.name: CategoryIndex.load(index_file(version_dir, c.name)) for c in manifest.categories}
-        loaded = cls.of(manifest, version_dir, items, categories, TextIndex.load(version_dir))
+        for name, index in categories.items():
+            if index.dim != manifest.index_dim:
+                raise ProjectionMismatch(f"Index version {manifest.version}: the {name} index holds {index.dim}-d "
+                                         f"vectors, its manifest says {manifest.index_dim}. Build the index again.")
+        loaded = cls.of(manifest, version_dir, items, categories, TextIndex.load(version_dir), projection)
         log.info("similarity loaded index %s: %s", loaded.version,
                  ", ".join(f"{name}={count}" for name, count in loaded.items_per_category().items()))
         return loaded
 
     @classmethod
     def of(cls, manifest: Manifest, version_dir: Path, items: list[CatalogItem],
-           categories: dict[str, CategoryIndex], text: TextIndex | None = None) -> CatalogIndex:
+           categories: dict[str, CategoryIndex], text: TextIndex | None = None,
+           projection: Projection | None = None) -> CatalogIndex:
         return cls(manifest, version_dir, {i.label: i for i in items}, categories, Products.of(items), ColumnTable(items),
-                   text)
+                   text, projection)
 
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    def query_vector(self, embedding: np.ndarray) -> np.ndarray:
+        """A model embedding (one, or one per row) in the indexes' space: projected by the version's own
+        reduction, if it was built with one; as it is otherwise.
+
+        Queries arrive as the model's embeddings and only here enter the reduced space, so no client
+        can search a version with vectors projected another way.
+        """
+        if self.projection is None:
+            return embedding
+        expected = self.projection.input_dim
+        if embedding.shape[-1] != expected or embedding.ndim > 2:
+            raise WrongDimension(f"The embedding has {embedding.size} values; this index takes {expected}-d "
+                                 f"embeddings (reduced to {self.projection.dim} by {self.projection.reduction}).")
+        projected = self.projection.apply(embedding)
+        return projected[0] if embedding.ndim == 1 else projected
 
     def items_per_category(self) -> dict[str, int]:
         """Photos per category."""
