@@ -312,7 +312,7 @@ class CatalogIndex:
         """The k best product groups of `category` for the query (one vector, or one per row), best first.
 
         `where` filters, the words `q` and the exclusions are applied inside Faiss; results below
-        `min_score` are left out.
+        `min_score` are left out (0: none are).
         """
         index = self.category_index(category)
         filters = self.parse_filters(where or [])
@@ -334,7 +334,9 @@ class CatalogIndex:
             if len(best) >= k or photos_wanted >= limit:
                 break
             photos_wanted = min(limit, photos_wanted * 4)
-        return [self._hit(label, score) for label, score in list(best.values())[:k] if score >= min_score]
+        # min_score 0 is "no cutoff": with REDUCE the vectors are centred, and a product less alike than the
+        # catalogue's average photo scores below 0, yet still belongs in the k asked for.
+        return [self._hit(label, score) for label, score in list(best.values())[:k] if min_score <= 0 or score >= min_score]
 
     def _hit(self, label: int, score: float) -> Hit:
         photo = self.items[label]

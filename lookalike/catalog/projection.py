@@ -76,6 +76,40 @@ class Reduction:
 
 
 @dataclass(frozen=True)
+class Components:
+    """The principal directions of some vectors, largest variance first: what every reduction is cut from."""
+
+    mean: np.ndarray  # (d,) float64
+    variances: np.ndarray  # (d,) descending
+    directions: np.ndarray  # (d, d), one direction per row
+    count: int
+
+    @classmethod
+    def of(cls, vectors: np.ndarray, seed: int = 0) -> Components:
+        """Of a seeded sample of at most LEARN_SAMPLE vectors.
+
+        The covariance is summed over chunks (float32 products, a float64 sum), so memory stays at
+        d×d whatever the count.
+        """
+        if len(vectors) > LEARN_SAMPLE:
+            rows = np.sort(np.random.default_rng(seed).choice(len(vectors), LEARN_SAMPLE, replace=False))
+            vectors = vectors[rows]
+        n, d = vectors.shape
+        mean = np.zeros(d, np.float64)
+        for start in range(0, n, _CHUNK):
+            mean += vectors[start:start + _CHUNK].sum(axis=0, dtype=np.float64)
+        mean /= n
+        covariance = np.zeros((d, d), np.float64)
+        for start in range(0, n, _CHUNK):
+            centred = (vectors[start:start + _CHUNK] - mean).astype(np.float32)
+            covariance += centred.T @ centred
+        covariance /= max(n - 1, 1)
+        variances, directions = np.linalg.eigh(covariance)  # ascending
+        order = np.argsort(variances)[::-1]
+        return cls(mean, variances[order], directions[:, order].T, n)
+
+
+@dataclass(frozen=True)
 class Projection:
     """x -> normalise(matrix @ (x - mean)): the embedding space into the index's D dimensions."""
 
@@ -93,37 +127,24 @@ class Projection:
         return int(self.matrix.shape[0])
 
     @classmethod
-    def learn(cls, vectors: np.ndarray, reduction: Reduction, seed: int = 0) -> Projection:
-        """Principal directions of the vectors (a seeded sample of at most LEARN_SAMPLE), largest variance first.
+    def learn(cls, vectors: np.ndarray, reduction: Reduction, components: Components | None = None) -> Projection:
+        """The vectors' `reduction.dim` principal directions (see `Components.of`), whitened if asked.
 
-        The covariance is summed in float64 over chunks, so memory stays at d×d whatever the count.
         Whitening divides each direction by its standard deviation; directions with next to no
         variance (duplicate photos leave some) are floored at a millionth of the largest, so they
-        are not blown up into noise.
+        are not blown up into noise. `components` already computed for these vectors saves the work.
         """
         if reduction.kind is None:
             raise ValueError("REDUCE=none learns no projection")
         reduction.check(vectors.shape[1], len(vectors))
-        if len(vectors) > LEARN_SAMPLE:
-            rows = np.sort(np.random.default_rng(seed).choice(len(vectors), LEARN_SAMPLE, replace=False))
-            vectors = vectors[rows]
-        n, d = vectors.shape
-        mean = np.zeros(d, np.float64)
-        for start in range(0, n, _CHUNK):
-            mean += vectors[start:start + _CHUNK].sum(axis=0, dtype=np.float64)
-        mean /= n
-        covariance = np.zeros((d, d), np.float64)
-        for start in range(0, n, _CHUNK):
-            centred = vectors[start:start + _CHUNK].astype(np.float64) - mean
-            covariance += centred.T @ centred
-        covariance /= max(n - 1, 1)
-        eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
-        top = np.argsort(eigenvalues)[::-1][:reduction.dim]
-        matrix = eigenvectors[:, top].T
+        components = components or Components.of(vectors)
+        matrix = components.directions[:reduction.dim]
         if reduction.kind == "pca-whiten":
-            variance = np.maximum(eigenvalues[top], max(float(eigenvalues[top[0]]), 1e-30) * 1e-6)
+            top = components.variances[:reduction.dim]
+            variance = np.maximum(top, max(float(top[0]), 1e-30) * 1e-6)
             matrix = matrix / np.sqrt(variance)[:, None]
-        return cls(reduction, mean.astype(np.float32), np.ascontiguousarray(matrix, dtype=np.float32), n)
+        return cls(reduction, components.mean.astype(np.float32), np.ascontiguousarray(matrix, dtype=np.float32),
+                   components.count)
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """Unit vectors in the index's space, one per row (a single vector gives one row)."""
