@@ -341,6 +341,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             f"No images found in {catalog}. Put photos in {catalog}/<category>/, one folder per category "
             "(e.g. chair/, lamp/), then run the indexing job again.")
     reduction = Reduction.parse(reduce)
+    reduction.check(EMBEDDING_DIM, len(scan.entries))  # before any embedding; again once the unreadable are out
     check_index_type(index_type, reduction.output_dim(EMBEDDING_DIM))
     synonyms = store_synonyms(catalog)
     embedder = embedder or Embedder(weights, precision)
