@@ -16,6 +16,10 @@ filtered answer.
 The default is 256 dimensions, standing in for embeddings reduced by PCA, because 10^6 vectors
 of 2048 floats are 8 GB, twice over once the exact index and the approximate one both exist.
 Pass `--dim 2048` on a machine with the memory; Flat's latency and memory grow linearly in d.
+
+Then the REDUCE part (`bench.index_reduce`): none, pca:256 and pca-whiten:256 against the 2048-d
+embeddings, at `--reduce-sizes` (default 10^5), into bench/out/index_report.json. `--parts reduce`
+runs it alone.
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1,
                         help="Faiss OpenMP threads; 1 is what the similarity service runs (SIMILARITY_FAISS_THREADS)")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    parser.add_argument("--parts", default="ivf,reduce", help="ivf (Flat against IVF), reduce (REDUCE), or both")
+    from bench.index_reduce import add_arguments  # it imports this module
+
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -224,6 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     faiss.omp_set_num_threads(args.threads)
     mixture = Mixture(args.dim, args.latent, args.clusters, args.spread, args.noise)
+    parts = set(args.parts.split(","))
+    if "reduce" in parts:
+        from bench.index_reduce import run as run_reduce
+
+        run_reduce(args)
+    if "ivf" not in parts:
+        return 0
     rows: list[Row] = []
     for size in [int(s) for s in args.sizes.split(",")]:
         rows += measure_size(mixture, size, args)

@@ -169,7 +169,10 @@ class Evaluation:
         query_vectors = np.concatenate([embedder.embed_batch(inputs[i:i + size]) for i in range(0, len(inputs), size)])
         decode_ms, embed_ms = self.time_queries(embedder, head, queries)
         log.info("embedded %d queries with %s %s (%s catalogue)", len(queries), precision, mode, source)
-        return Embedded(vectors, source, head, query_vectors, head.predict_proba(query_vectors), decode_ms, embed_ms)
+        probabilities = head.predict_proba(query_vectors)  # the head reads whole embeddings
+        if source == "stored index":  # searched as served: a REDUCE version's queries projected as the service does
+            query_vectors = self.stored.query_vector(query_vectors)
+        return Embedded(vectors, source, head, query_vectors, probabilities, decode_ms, embed_ms)
 
     def time_queries(self, embedder: Embedder, head: CategoryHead,
                      queries: list[LoadedQuery]) -> tuple[np.ndarray, np.ndarray]:

@@ -21,9 +21,10 @@ from indexing.catalog import default_catalog
 from indexing.feed import FeedOptions, format_feed_summary, index_feed
 from indexing.notify import notify_reload
 from indexing.quantise_gate import GateThresholds
+from indexing.self_eval import describe, describe_categories
 from indexing.settings import IndexBuildSettings, RollbackSettings, VersionsSettings
 from indexing.versions import rollback
-from lookalike.catalog.layout import IndexLayout
+from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.errors import JobError
 from lookalike.feed.download import DownloadLimits
 from lookalike.serving import configure_logging
@@ -59,6 +60,11 @@ def format_summary(s: BuildSummary) -> str:
     show_types = set(s.index_types.values()) != {"Flat"}
     lines += [f"  {name:<16} {count:>6}" + (f"  {s.index_types.get(name, 'Flat')}" if show_types else "")
               for name, count in s.per_category.items()]
+    if s.reduce != "none":
+        lines.append(f"Reduced with {s.reduce}: the indexes hold {s.index_dim}-d vectors ({4 * s.index_dim} bytes a photo)")
+    lines.append(describe(s.self_eval))
+    lines += describe_categories(s.self_eval) if s.self_eval else []
+    lines.append(s.gate)
     accuracy = (f"{s.cv_accuracy:.3f} ({s.folds}-fold cross-validated)" if s.cv_accuracy is not None
                 else "n/a (too few images)")
     lines.append(f"Category head accuracy: {accuracy}")
@@ -109,7 +115,8 @@ def build(settings: IndexBuildSettings) -> int:
                               index_type=settings.index_type, keep=settings.keep,
                               text_weights=settings.text_weights or None,
                               text_exclude=frozenset(settings.text_exclude), text_model=settings.text_model,
-                              int8=int8_options(settings))
+                              int8=int8_options(settings), reduce=settings.reduce,
+                              self_eval_margin=settings.self_eval_margin, force=settings.force)
             summary, feed_lines = feed.build, list(format_feed_summary(feed))
         else:
             catalog, note = default_catalog(settings.catalog)
@@ -120,7 +127,8 @@ def build(settings: IndexBuildSettings) -> int:
                                   index_type=settings.index_type, keep=settings.keep,
                                   text_weights=settings.text_weights or None,
                                   text_exclude=frozenset(settings.text_exclude), text_model=settings.text_model,
-                              int8=int8_options(settings))
+                              int8=int8_options(settings), reduce=settings.reduce,
+                              self_eval_margin=settings.self_eval_margin, force=settings.force)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -155,7 +163,10 @@ def list_versions(settings: VersionsSettings) -> int:
     layout = IndexLayout(settings.index)
     current = layout.current()
     for name in layout.published():
-        print(f"{'*' if current and current.name == name else ' '} {name}")
+        manifest = read_manifest(layout.versions / name)
+        reduce = manifest.projection.reduce if manifest.projection else "none"
+        print(f"{'*' if current and current.name == name else ' '} {name}  weights={manifest.model.weights}  "
+              f"reduce={reduce}  {describe(manifest.self_eval)}")
     return 0
 
 

@@ -30,6 +30,7 @@ from indexing.imagenet_tags import Tags, top_tags, writes_tags
 from indexing.lock import exclusive
 from indexing.progress import Progress
 from indexing.quantise_gate import GateThresholds, Quantised, Quantiser, quantise_and_gate
+from indexing.self_eval import DEFAULT_MARGIN, publish_gate, self_evaluate
 from indexing.versions import prune_versions
 from lookalike.catalog.index import CategoryIndex, check_index_type
 from lookalike.catalog.layout import (
@@ -45,8 +46,10 @@ from lookalike.catalog.layout import (
     index_file,
     new_version_name,
     read_items,
+    read_manifest,
 )
-from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest
+from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest, ProjectionInfo, SelfEval
+from lookalike.catalog.projection import PROJECTION, Projection, Reduction
 from lookalike.catalog.synonyms import Synonyms
 from lookalike.catalog.text_embedding import TextEmbedder, item_text, load_text_model, text_sha256
 from lookalike.catalog.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
@@ -92,6 +95,10 @@ class BuildSummary:
     text_model: TextModelInfo | None = None  # None: TEXT_MODEL=none, words searched by bm25 alone
     text_embedded: int = 0
     text_reused: int = 0
+    reduce: str = "none"
+    index_dim: int = EMBEDDING_DIM
+    self_eval: SelfEval | None = None
+    gate: str = ""
 
     @property
     def changes(self) -> str:
@@ -345,6 +352,23 @@ def compatibility(precision: Precision, quantised: Quantised | None) -> str:
             f"int8 gate's figures: {gate_summary(quantised.record.gate)}")
 
 
+def reduce_catalogue(vectors: np.ndarray, reduction: Reduction,
+                     build_dir: Path) -> tuple[np.ndarray, ProjectionInfo | None]:
+    """The vectors the indexes hold: the embeddings, or their projection learned here and saved in the version."""
+    if reduction.kind is None:
+        return vectors, None
+    projection = Projection.learn(vectors, reduction)
+    sha256 = projection.save(build_dir / PROJECTION)
+    log.info("learned %s on %d vectors", reduction, projection.learned_on)
+    return projection.apply(vectors), ProjectionInfo(reduce=str(reduction), file=PROJECTION, sha256=sha256,
+                                                     input_dim=projection.input_dim, dim=projection.dim,
+                                                     learned_on=projection.learned_on)
+
+
+def served_self_eval(previous: Path | None) -> SelfEval | None:
+    return read_manifest(previous).self_eval if previous is not None else None
+
+
 def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, precision: PrecisionSetting = "auto",
                 batch_size: int = 16, workers: int = 2, index_type: str = "Flat", keep: int | None = None,
                 embedder: Embedder | None = None, progress: Progress | None = None,
@@ -352,9 +376,10 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 text_exclude: frozenset[str] = DEFAULT_EXCLUDED, int8: Int8Options | None = None,
                 scan: CatalogScan | None = None, source: str | None = None,
                 before_publish: Callable[[Path | None, list[CatalogItem]], None] | None = None,
-                text_model: TextEmbedder | str | None = None) -> BuildSummary:
-    """Scan, (quantise and gate), embed what the cache lacks, fit the head, write a hidden build folder,
-    publish it, prune old versions.
+                text_model: TextEmbedder | str | None = None,
+                reduce: str = "none", self_eval_margin: float = DEFAULT_MARGIN, force: bool = False) -> BuildSummary:
+    """Scan, (quantise and gate), embed what the cache lacks, fit the head, (learn the reduction), write a
+    hidden build folder, measure it on its own products, publish it unless that gate refuses, prune old versions.
 
     Holds the index root's lock throughout, so two jobs never build at once. A feed passes its own
     `scan` (photos in its cache under `catalog`) and the feed's address as `source`; `before_publish`
@@ -368,7 +393,9 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
         raise EmptyCatalog(
             f"No images found in {catalog}. Put photos in {catalog}/<category>/, one folder per category "
             "(e.g. chair/, lamp/), then run the indexing job again.")
-    check_index_type(index_type, EMBEDDING_DIM)
+    reduction = Reduction.parse(reduce)
+    reduction.check(EMBEDDING_DIM, len(scan.entries))  # before any embedding; again once the unreadable are out
+    check_index_type(index_type, reduction.output_dim(EMBEDDING_DIM))
     synonyms = store_synonyms(catalog)
     words_model = load_text_model(text_model) if isinstance(text_model, str) else text_model
     embedder = embedder or Embedder(weights, precision)
@@ -395,11 +422,13 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             labels = np.array([categories.index(i.category) for i in items])
             accuracy, folds = cross_validated_accuracy(vectors, labels, categories)
             fit_head(vectors, labels, categories).save(build_dir / HEAD)
+            index_vectors, projection = reduce_catalogue(vectors, reduction, build_dir)
             (build_dir / INDEXES).mkdir()
             stats = []
+            indexes = {}
             for name in categories:
                 members = labels == categories.index(name)
-                built = CategoryIndex.build(vectors[members], np.flatnonzero(members), index_type)
+                built = indexes[name] = CategoryIndex.build(index_vectors[members], np.flatnonzero(members), index_type)
                 built.save(index_file(build_dir, name))
                 stats.append(CategoryStats(name=name, items=len(built), index_type=built.factory,
                                            search_parameters=built.search_parameters))
@@ -418,6 +447,9 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                     text_cache.close()
             if synonyms is not None:
                 (build_dir / SYNONYMS).write_text(synonyms, encoding="utf-8")
+            self_eval = self_evaluate(items, index_vectors, indexes, weights=embedder.info.weights, reduce=str(reduction))
+            gate = publish_gate(self_eval, served_self_eval(previous), previous.name if previous else None,
+                                self_eval_margin, force)
             version = new_version_name()
             manifest = Manifest(
                 version=version, created_at=datetime.now(UTC), model=model.info,
@@ -428,6 +460,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 precision_reason=precision_reason, int8=quantised.record if quantised else None,
                 compatibility=compatibility(model.precision, quantised),
                 text_model=words_model.info if words_model is not None else None,
+                projection=projection, self_eval=self_eval,
             )
             (build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
             if before_publish is not None:
@@ -456,4 +489,5 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                         int8_gate=quantised.record.gate if quantised else None, warnings=warnings,
                         text_model=words_model.info if words_model is not None else None,
                         text_embedded=text_done.embedded if text_done else 0,
-                        text_reused=text_done.reused if text_done else 0)
+                        text_reused=text_done.reused if text_done else 0,
+                        reduce=str(reduction), index_dim=int(index_vectors.shape[1]), self_eval=self_eval, gate=gate)

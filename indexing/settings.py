@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, CliVariadicArg, SettingsConfigDict
 
 from lookalike import settings as shared
+from lookalike.catalog.projection import REDUCE_HELP, Reduction
 from lookalike.catalog.text_index import DEFAULT_EXCLUDED
+from lookalike.errors import BadReduction
 
 INDEX_ROOT_HELP = "Index root: the published versions and `current`, the one the services serve."
 NOTIFY_HELP = "Service base URLs to ask to reload afterwards, e.g. http://127.0.0.1:8001 http://127.0.0.1:8002."
@@ -69,8 +71,21 @@ class IndexBuildSettings(IndexingSettings):
     feed_per_host: int = Field(4, ge=1, description="Downloads at once from one host.")
     feed_max_drop_share: float = Field(0.10, ge=0, le=1, description=(
         "The share of the served products a feed run may drop before it refuses to publish (without --force)."))
+    reduce: str = Field("none", description=f"Dimension reduction of the indexed vectors: {REDUCE_HELP}.")
+    self_eval_margin: float = Field(0.05, ge=0, le=1, description=(
+        "The publish gate: refuse a new version whose self-evaluation recall@10 lies more than this below the "
+        "served version's (both on at least 20 judged queries); --force publishes all the same."))
     force: bool = Field(False, description=(
-        "Publish even if a safety check refuses: more than FEED_MAX_DROP_SHARE of the served products dropping out."))
+        "Publish even if a safety check refuses: the self-evaluation gate (SELF_EVAL_MARGIN), or more than "
+        "FEED_MAX_DROP_SHARE of the served products dropping out of a feed."))
+
+    @field_validator("reduce")
+    @classmethod
+    def _reduce_understood(cls, value: str) -> str:
+        try:
+            return str(Reduction.parse(value))
+        except BadReduction as exc:
+            raise ValueError(str(exc)) from None
 
 
 class RollbackSettings(BaseSettings):

@@ -21,7 +21,8 @@ that one type.
     │                                                     evicted, another replica's, from before a restart)
     ├── IndexMismatch            409 index_model_mismatch the index was built with other weights
     │   ├── QuantisedModelInvalid    quantised_model_invalid  the version's int8 model is unusable
-    │   └── TextModelMismatch        text_model_mismatch  the version's text vectors came from another TEXT_MODEL
+    │   ├── TextModelMismatch        text_model_mismatch  the version's text vectors came from another TEXT_MODEL
+    │   └── ProjectionMismatch       projection_mismatch  the version's projection is not the one its manifest names
     ├── PayloadTooLarge          413 payload_too_large
     │   ├── UploadTooLarge           upload_too_large     more bytes than MAX_UPLOAD_BYTES
     │   └── TooManyPixels            too_many_pixels      (an ImageRejected)
@@ -63,6 +64,8 @@ that one type.
     ├── IndexBusy                another indexing job holds the index root
     ├── NoSuchVersion            rollback to a version that is not there
     ├── UnusableIndexType        a Faiss factory string Faiss cannot build
+    ├── BadReduction             a REDUCE that is not none, pca:D or pca-whiten:D, or asks more than the photos span
+    ├── SelfEvalRegressed        the publish gate: the new version finds its own products worse than the served one
     ├── QuerySetError            a query set's labels.csv is unusable
     ├── SynonymsError            a store's synonyms.txt has a line that is not Solr synonym syntax
     ├── QuantisationFailed       the int8 model could not be exported or quantised
@@ -194,6 +197,12 @@ class TextModelMismatch(IndexMismatch):
     """The version's text vectors came from another sentence model than the service's TEXT_MODEL."""
 
     code = "text_model_mismatch"
+
+
+class ProjectionMismatch(IndexMismatch):
+    """The version's projection file is missing or is not the one its manifest's digest names."""
+
+    code = "projection_mismatch"
 
 
 class PayloadTooLarge(ApiError):
@@ -346,6 +355,14 @@ class NoSuchVersion(JobError):
 
 class UnusableIndexType(JobError):
     """A Faiss factory string that Faiss cannot build."""
+
+
+class BadReduction(JobError):
+    """A REDUCE the job cannot learn: not none, pca:D or pca-whiten:D, or more dimensions than there is data."""
+
+
+class SelfEvalRegressed(JobError):
+    """The new version's self-evaluation recall@10 fell more than the margin below the served version's."""
 
 
 class QuerySetError(JobError):

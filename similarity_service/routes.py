@@ -53,7 +53,7 @@ def search(body: SearchRequest, serving: ServingDep, weights: Weights, threads: 
     """
     faiss.omp_set_num_threads(threads)
     catalog = serving.require()
-    vector = body.vector()
+    vector = catalog.query_vector(body.vector())  # into the version's reduced space, if it has one
     if body.like or body.unlike:
         vector = rocchio(vector, catalog.product_vectors(body.like), catalog.product_vectors(body.unlike), weights)
     hits = catalog.search(body.category, vector, body.k, frozenset(body.exclude_ids) | frozenset(body.unlike),

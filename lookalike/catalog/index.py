@@ -26,6 +26,7 @@ from lookalike.catalog.filters import ColumnTable
 from lookalike.catalog.hybrid import Fusion, Meaning, bm25_products, fused_products, word_labels
 from lookalike.catalog.layout import index_file, read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem, Manifest
+from lookalike.catalog.projection import Projection
 from lookalike.catalog.refine import RocchioWeights, rocchio
 from lookalike.catalog.text_embedding import TextEmbedder
 from lookalike.catalog.text_index import TextIndex
@@ -33,6 +34,7 @@ from lookalike.contracts import FilterableColumn, Hit
 from lookalike.errors import (
     NotInCatalog,
     NotReady,
+    ProjectionMismatch,
     UnknownCategory,
     UnknownItem,
     UnusableIndexType,
@@ -214,15 +216,24 @@ class CatalogIndex:
     columns: ColumnTable
     text: TextIndex | None = None
     meaning: Meaning | None = None  # the sentence model's side of a search by words; None: bm25 alone
+    projection: Projection | None = None
 
     @classmethod
     def load(cls, version_dir: Path, text_model: TextEmbedder | None = None, fusion: Fusion | None = None) -> CatalogIndex:
         """The version at `version_dir`; TextModelMismatch where its text vectors came from another `text_model`."""
         manifest = read_manifest(version_dir)
         meaning = Meaning.load(version_dir, manifest, text_model, fusion or Fusion())
+        projection = None
+        if manifest.projection is not None:
+            info = manifest.projection
+            projection = Projection.load(version_dir / info.file, info.sha256, info.reduce, manifest.embedding_dim)
         items = read_items(version_dir)
         categories = {c.name: CategoryIndex.load(index_file(version_dir, c.name)) for c in manifest.categories}
-        loaded = cls.of(manifest, version_dir, items, categories, TextIndex.load(version_dir), meaning)
+        for name, index in categories.items():
+            if index.dim != manifest.index_dim:
+                raise ProjectionMismatch(f"Index version {manifest.version}: the {name} index holds {index.dim}-d "
+                                         f"vectors, its manifest says {manifest.index_dim}. Build the index again.")
+        loaded = cls.of(manifest, version_dir, items, categories, TextIndex.load(version_dir), meaning, projection)
         log.info("similarity loaded index %s: %s", loaded.version,
                  ", ".join(f"{name}={count}" for name, count in loaded.items_per_category().items()))
         return loaded
@@ -230,13 +241,29 @@ class CatalogIndex:
     @classmethod
     def of(cls, manifest: Manifest, version_dir: Path, items: list[CatalogItem],
            categories: dict[str, CategoryIndex], text: TextIndex | None = None,
-           meaning: Meaning | None = None) -> CatalogIndex:
+           meaning: Meaning | None = None, projection: Projection | None = None) -> CatalogIndex:
         return cls(manifest, version_dir, {i.label: i for i in items}, categories, Products.of(items), ColumnTable(items),
-                   text, meaning)
+                   text, meaning, projection)
 
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    def query_vector(self, embedding: np.ndarray) -> np.ndarray:
+        """A model embedding (one, or one per row) in the indexes' space: projected by the version's own
+        reduction, if it was built with one; as it is otherwise.
+
+        Queries arrive as the model's embeddings and only here enter the reduced space, so no client
+        can search a version with vectors projected another way.
+        """
+        if self.projection is None:
+            return embedding
+        expected = self.projection.input_dim
+        if embedding.shape[-1] != expected or embedding.ndim > 2:
+            raise WrongDimension(f"The embedding has {embedding.size} values; this index takes {expected}-d "
+                                 f"embeddings (reduced to {self.projection.dim} by {self.projection.reduction}).")
+        projected = self.projection.apply(embedding)
+        return projected[0] if embedding.ndim == 1 else projected
 
     def items_per_category(self) -> dict[str, int]:
         """Photos per category."""
@@ -290,7 +317,7 @@ class CatalogIndex:
         """The k best product groups of `category` for the query (one vector, or one per row), best first.
 
         `where` filters, the words `q` and the exclusions are applied inside Faiss; results below
-        `min_score` are left out.
+        `min_score` are left out (0: none are).
         """
         index = self.category_index(category)
         filters = self.parse_filters(where or [])
@@ -313,7 +340,9 @@ class CatalogIndex:
             if len(best) >= k or photos_wanted >= limit:
                 break
             photos_wanted = min(limit, photos_wanted * 4)
-        return [self._hit(label, score) for label, score in list(best.values())[:k] if score >= min_score]
+        # min_score 0 is "no cutoff": with REDUCE the vectors are centred, and a product less alike than the
+        # catalogue's average photo scores below 0, yet still belongs in the k asked for.
+        return [self._hit(label, score) for label, score in list(best.values())[:k] if min_score <= 0 or score >= min_score]
 
     def _hit(self, label: int, score: float) -> Hit:
         photo = self.items[label]

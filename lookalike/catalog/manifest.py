@@ -53,6 +53,45 @@ class Int8Model(BaseModel):
     gate: GateFigures
 
 
+class ProjectionInfo(BaseModel):
+    """The dimension reduction the version's vectors were made with (see `lookalike.catalog.projection`)."""
+
+    reduce: str = Field(description="REDUCE as the job was asked: pca:D or pca-whiten:D.")
+    file: str
+    sha256: str = Field(description="The projection file's digest; a service refuses a file that differs.")
+    input_dim: int = Field(description="The model's embedding size: what queries arrive with.")
+    dim: int = Field(description="What the indexes hold: D-dimensional unit vectors, 4·D bytes a photo (Flat).")
+    learned_on: int = Field(description="Catalogue vectors the projection was learned from.")
+
+
+class RecallFigures(BaseModel):
+    """Leave-one-out recall of one category, or of the whole catalogue; figures only on enough queries."""
+
+    queries: int = Field(description="Photos judged: those whose product or variant group has another photo "
+                         "in the same category.")
+    found_at_1: int
+    found_at_10: int
+    recall_at_1: float | None = Field(None, description="None: fewer queries than `min_queries`, not enough to judge.")
+    recall_at_10: float | None = None
+
+
+class SelfEval(BaseModel):
+    """How well the version finds a product's other photos from one of them: the catalogue labels itself.
+
+    For each photo of a product or variant group with at least two photos in its category, its
+    nearest neighbours in the version's own index (itself left out, after any reduction): is
+    another photo of the same product or group first (recall@1), or in the first 10 (recall@10)?
+    """
+
+    overall: RecallFigures
+    per_category: dict[str, RecallFigures] = Field(default_factory=dict)
+    min_queries: int = Field(20, description="Fewer judged queries than this give no figure: not enough to judge.")
+    weights: str = Field(description="The weights the vectors came from; with `random` the figures test the "
+                         "harness, not the model.")
+    reduce: str = "none"
+    sampled: bool = Field(False, description="True when a seeded sample of the photos was judged (large catalogues).")
+
+
 class Manifest(BaseModel):
     version: str
     created_at: datetime
@@ -72,6 +111,15 @@ class Manifest(BaseModel):
     compatibility: str = Field(
         "", description="Queries served at another precision than the catalogue's agree with it only within the "
         "int8 gate's measured figures (cosine, top-10 overlap, head agreement).")
+
+    projection: ProjectionInfo | None = Field(None, description="The dimension reduction; None: REDUCE=none.")
+    self_eval: SelfEval | None = Field(None, description="Leave-one-out recall on the catalogue's own products, "
+                                       "measured by the indexing job before it published the version.")
+
+    @property
+    def index_dim(self) -> int:
+        """What the Faiss indexes hold: the reduced dimension, else the embedding's."""
+        return self.projection.dim if self.projection is not None else self.embedding_dim
 
     @property
     def category_names(self) -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from lookalike.catalog.layout import IndexLayout, read_manifest
 from tests.support import REPO, free_port
 
 
@@ -47,3 +48,6 @@ def test_it_builds_the_index_serves_and_stops_everything_on_ctrl_c(small_catalog
             stack.kill()
     output = (tmp_path / "stack.log").read_text()
     assert "Indexed 30 images" in output and "ready: open" in output
+    manifest = read_manifest(IndexLayout(tmp_path / "index").require_current())  # the demo index measured itself
+    assert manifest.self_eval is not None and manifest.self_eval.weights == "random"
+    assert "Self-evaluation:" in output and "random weights" in output
