@@ -54,7 +54,9 @@ def stack(licensed_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
     index = tmp_path_factory.mktemp("licensed-index")
     build_index(licensed_catalog, index, "random", precision="fp32")
-    services = Services(index, tmp_path_factory.mktemp("licensed-logs"))
+    # The page offers the long `license` values as a filter, the case that once ran past a phone's edge.
+    services = Services(index, tmp_path_factory.mktemp("licensed-logs"),
+                        extra_env={"GATEWAY_FILTER_COLUMNS": "price,license,source"})
     with services.running(replicas={"gateway_b": Replica("gateway", {"GATEWAY_PHOTO_HANDLE_TTL_S": str(SHORT_TTL_S)})},
                           env={"classifier": {"CLASSIFIER_MAX_BATCH": "1"}}, ready=()) as running:
         running.wait_ready("gateway", timeout_s=600)
