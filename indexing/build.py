@@ -31,6 +31,7 @@ from indexing.lock import exclusive
 from indexing.progress import Progress
 from indexing.quantise_gate import GateThresholds, Quantised, Quantiser, quantise_and_gate
 from indexing.versions import prune_versions
+from lookalike.catalog import milvus_store
 from lookalike.catalog.index import CategoryIndex, check_index_type
 from lookalike.catalog.layout import (
     HEAD,
@@ -48,9 +49,10 @@ from lookalike.catalog.layout import (
 from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest
 from lookalike.catalog.synonyms import Synonyms
 from lookalike.catalog.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
+from lookalike.catalog.vector_store import VectorStoreRecord
 from lookalike.contracts import GateFigures
-from lookalike.errors import EmptyCatalog, ImageRejected
-from lookalike.settings import MAX_PIXELS
+from lookalike.errors import EmptyCatalog, ImageRejected, VectorStoreFailed, VectorStoreUnavailable
+from lookalike.settings import MAX_PIXELS, VectorStoreSettings
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.head_training import cross_validated_accuracy, fit_head
 from lookalike.vision.int8_engine import Int8Embedder
@@ -303,11 +305,14 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 batch_size: int = 16, workers: int = 2, index_type: str = "Flat", keep: int | None = None,
                 embedder: Embedder | None = None, progress: Progress | None = None,
                 text_weights: dict[str, float] | None = None,
-                text_exclude: frozenset[str] = DEFAULT_EXCLUDED, int8: Int8Options | None = None) -> BuildSummary:
+                text_exclude: frozenset[str] = DEFAULT_EXCLUDED, int8: Int8Options | None = None,
+                vector_store: VectorStoreSettings | None = None) -> BuildSummary:
     """Scan, (quantise and gate), embed what the cache lacks, fit the head, write a hidden build folder,
     publish it, prune old versions.
 
-    Holds the index root's lock throughout, so two jobs never build at once.
+    Holds the index root's lock throughout, so two jobs never build at once. With VECTOR_STORE=milvus
+    the vectors go to a collection of their own, loaded before the version is published, and dropped
+    again if the build fails.
     """
     started = time.perf_counter()
     scan = scan_catalog(catalog)
@@ -318,12 +323,18 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
     check_index_type(index_type, EMBEDDING_DIM)
     synonyms = store_synonyms(catalog)
     embedder = embedder or Embedder(weights, precision)
+    vector_store = vector_store or VectorStoreSettings()
+    try:
+        milvus = milvus_store.connect(vector_store) if vector_store.vector_store == "milvus" else None
+    except VectorStoreUnavailable as exc:
+        raise VectorStoreFailed(exc.message) from exc
     layout = IndexLayout(index_root)
     with exclusive(layout.root):
         clear_abandoned_builds(layout)
         previous = layout.current()
         build_dir = layout.begin_build()
         cache: EmbeddingCache | None = None
+        stored: VectorStoreRecord | None = None
         try:
             model, quantised, precision_reason, warnings = choose_catalogue_model(scan, embedder, build_dir,
                                                                                   int8 or Int8Options())
@@ -341,14 +352,24 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             labels = np.array([categories.index(i.category) for i in items])
             accuracy, folds = cross_validated_accuracy(vectors, labels, categories)
             fit_head(vectors, labels, categories).save(build_dir / HEAD)
-            (build_dir / INDEXES).mkdir()
+            version = new_version_name()
             stats = []
-            for name in categories:
-                members = labels == categories.index(name)
-                built = CategoryIndex.build(vectors[members], np.flatnonzero(members), index_type)
-                built.save(index_file(build_dir, name))
-                stats.append(CategoryStats(name=name, items=len(built), index_type=built.factory,
-                                           search_parameters=built.search_parameters))
+            if milvus is not None:
+                try:
+                    stored = milvus_store.publish(milvus, version, items, vectors, vector_store.milvus_index_type)
+                except VectorStoreUnavailable as exc:
+                    raise VectorStoreFailed(f"{exc.message} Nothing was published; the served version stays.") from exc
+                for name in categories:
+                    stats.append(CategoryStats(name=name, items=int(np.sum(labels == categories.index(name))),
+                                               index_type=stored.index_type, search_parameters=stored.search_parameters))
+            else:
+                (build_dir / INDEXES).mkdir()
+                for name in categories:
+                    members = labels == categories.index(name)
+                    built = CategoryIndex.build(vectors[members], np.flatnonzero(members), index_type)
+                    built.save(index_file(build_dir, name))
+                    stats.append(CategoryStats(name=name, items=len(built), index_type=built.factory,
+                                               search_parameters=built.search_parameters))
             per_category = {c.name: c.items for c in stats}
             index_types = {c.name: c.index_type for c in stats}
             (build_dir / ITEMS).write_text(json.dumps([i.model_dump() for i in items], ensure_ascii=False))
@@ -356,7 +377,6 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             write_text_index(build_dir / TEXT_INDEX, items, fields, done.tags)
             if synonyms is not None:
                 (build_dir / SYNONYMS).write_text(synonyms, encoding="utf-8")
-            version = new_version_name()
             manifest = Manifest(
                 version=version, created_at=datetime.now(UTC), model=model.info,
                 preprocessing=embedder.preprocessing, embedding_dim=int(vectors.shape[1]), index_type=index_type,
@@ -365,19 +385,22 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 catalog=str(catalog), requested_precision=embedder.requested_precision,
                 precision_reason=precision_reason, int8=quantised.record if quantised else None,
                 compatibility=compatibility(model.precision, quantised),
+                vector_store=stored or VectorStoreRecord(index_type=index_type),
             )
             (build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
             final = layout.publish(build_dir, version)
             forget_departed(cache, items)
         except BaseException:
             shutil.rmtree(build_dir, ignore_errors=True)
+            if milvus is not None and stored is not None and stored.collection:
+                milvus_store.drop(milvus, stored.collection)
             raise
         finally:
             if cache is not None:
                 cache.close()
         removed = removed_since(previous, items)
         if keep is not None:
-            prune_versions(layout, keep)
+            prune_versions(layout, keep, milvus)
     return BuildSummary(version=version, version_dir=final, weights=embedder.info.weights, per_category=per_category,
                         skipped=skipped, cv_accuracy=accuracy, folds=folds, indexed=len(items),
                         seconds=time.perf_counter() - started, embed_seconds=embed_seconds,

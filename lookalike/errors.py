@@ -43,7 +43,8 @@ that one type.
         ├── Overloaded               overloaded           the classifier's queue is full
         ├── Busy                     busy                 too many upload bytes in flight
         ├── TooManyConnections       too_many_connections HTTP_MAX_CONNECTIONS reached
-        └── FeedbackUnavailable      feedback_unavailable the feedback database can't be reached
+        ├── FeedbackUnavailable      feedback_unavailable the feedback database can't be reached
+        └── VectorStoreUnavailable   vector_store_unavailable  Milvus (VECTOR_STORE=milvus) is down or slow
 
     ImageRejected: mixed into the four image errors above, so the indexing job skips a
     photo for the reason a shopper would be given, without catching HTTP errors.
@@ -60,7 +61,8 @@ that one type.
     ├── SynonymsError            a store's synonyms.txt has a line that is not Solr synonym syntax
     ├── QuantisationFailed       the int8 model could not be exported or quantised
     ├── EvalError                the evaluation cannot run
-    └── FeedbackDatabaseError    the gateway can't open or migrate FEEDBACK_DB_URL at start-up
+    ├── FeedbackDatabaseError    the gateway can't open or migrate FEEDBACK_DB_URL at start-up
+    └── VectorStoreFailed        the job could not write a version's vectors to Milvus
 """
 
 from __future__ import annotations
@@ -262,6 +264,12 @@ class FeedbackUnavailable(ServiceUnavailable):
     code = "feedback_unavailable"
 
 
+class VectorStoreUnavailable(ServiceUnavailable):
+    """The vector engine holding the version's vectors (Milvus) is down, slow or refusing."""
+
+    code = "vector_store_unavailable"
+
+
 class ImageRejected(ApiError):
     """A photo that can't be used, for a reason a person understands; the indexing job skips it."""
 
@@ -324,3 +332,7 @@ class EvalError(JobError):
 
 class FeedbackDatabaseError(JobError):
     """The gateway can't open or migrate its feedback database at start-up."""
+
+
+class VectorStoreFailed(JobError):
+    """The indexing job could not write or drop a version's vectors in the vector engine (Milvus)."""

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated
 
 import faiss
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from lookalike.catalog import milvus_store
 from lookalike.catalog.index import CatalogIndex
+from lookalike.catalog.milvus_store import MilvusConnection
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.catalog.refine import RocchioWeights, rocchio
 from lookalike.contracts import (
@@ -23,6 +27,7 @@ from lookalike.contracts import (
     TextSearchResponse,
 )
 from lookalike.served_version import ServedVersion
+from lookalike.settings import VectorStoreSettings
 from lookalike.service import create_service, error_responses, from_state, metrics_of, state_getter
 from similarity_service.settings import SimilaritySettings
 
@@ -40,19 +45,31 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.omp_set_num_threads(settings.faiss_threads)
-        serving: Serving = ServedVersion(settings.index, CatalogIndex.load, "similarity")
+        store = VectorStoreSettings()
+        milvus = milvus_store.connect(store) if store.vector_store == "milvus" else None
+        open_vectors = milvus_store.opener(milvus) if milvus else None
+        serving: Serving = ServedVersion(settings.index, partial(CatalogIndex.load, open_vectors=open_vectors),
+                                         "similarity")
         serving.load_at_start()
         app.state.serving = serving
+        app.state.milvus = milvus
         metrics_of(app).labelled_gauge(
             "similarity_index_items", "Catalogue items in the serving index, per category.", "category",
             lambda: {name: float(n) for name, n in serving.current.items_per_category().items()} if serving.current else {})
         yield
+        if milvus is not None:
+            milvus.close()
 
-    async def readiness(serving: ServingDep) -> SimilarityReadiness:
+    async def readiness(request: Request, serving: ServingDep) -> SimilarityReadiness:
+        milvus: MilvusConnection | None = request.app.state.milvus
+        engine_down = await run_in_threadpool(milvus.check) if milvus is not None else None
+        if milvus is not None and engine_down is None and serving.current is None:
+            # Milvus was down when the service started: load the version now that it answers.
+            await run_in_threadpool(serving.load_at_start)
         catalog = serving.current
         return SimilarityReadiness(
-            ready=catalog is not None,
-            reason=serving.not_ready_reason,
+            ready=catalog is not None and engine_down is None,
+            reason=engine_down or serving.not_ready_reason,
             index_version=catalog.version if catalog else None,
             model_id=catalog.manifest.model.model_id if catalog else None,
             weights=catalog.manifest.model.weights if catalog else None,

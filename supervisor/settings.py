@@ -19,6 +19,8 @@ class StackSettings(BaseSettings):
     classifier_port: int = Field(8001, validation_alias="CLASSIFIER_PORT")
     similarity_port: int = Field(8002, validation_alias="SIMILARITY_PORT")
     gateway_port: int = Field(8000, validation_alias="GATEWAY_PORT")
+    milvus_port: int = Field(19530, validation_alias="MILVUS_PORT", description=(
+        "The port of the local Milvus standalone `make run VECTOR_STORE=milvus` starts when MILVUS_URI is unset."))
 
     def port(self, service: str) -> int:
         ports = {"classifier": self.classifier_port, "similarity": self.similarity_port, "gateway": self.gateway_port}

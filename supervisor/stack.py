@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import httpx
 
 from indexing.catalog import default_catalog
+from lookalike.settings import VectorStoreSettings
+from supervisor.milvus_local import LocalMilvus
 from supervisor.settings import StackSettings
 
 PR_SET_PDEATHSIG = 1
@@ -83,8 +85,22 @@ def wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], timeout_
 
 def main() -> int:
     settings = StackSettings()
+    store = VectorStoreSettings()
+    if store.vector_store == "milvus" and not store.milvus_uri:
+        # VECTOR_STORE=milvus with no server named: a local standalone, kept beside the index, stopped with the rest.
+        milvus = LocalMilvus(settings.index.parent / "milvus", settings.milvus_port)
+        say(f"starting a local Milvus standalone on {milvus.uri} (data in {milvus.data_dir})")
+        try:
+            with milvus.start():
+                return run_stack(settings, {"MILVUS_URI": milvus.uri})
+        finally:
+            say("Milvus stopped")
+    return run_stack(settings, {})
+
+
+def run_stack(settings: StackSettings, extra_env: dict[str, str]) -> int:
     index, weights = settings.index, settings.weights
-    env = {**os.environ, "INDEX": str(index), "WEIGHTS": weights}
+    env = {**os.environ, "INDEX": str(index), "WEIGHTS": weights, **extra_env}
     if not (index / "current").exists():
         catalog, note = default_catalog(settings.catalog)
         if note:

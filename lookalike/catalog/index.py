@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,10 @@ from lookalike.catalog.layout import index_file, read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem, Manifest
 from lookalike.catalog.refine import RocchioWeights, rocchio
 from lookalike.catalog.text_index import TextIndex
+from lookalike.catalog.vector_store import CategoryVectors, Restriction, VectorStoreKind
 from lookalike.contracts import FilterableColumn, Hit
 from lookalike.errors import (
+    IndexMismatch,
     NotInCatalog,
     NotReady,
     UnknownCategory,
@@ -168,6 +171,24 @@ class CategoryIndex:
     def vector(self, label: int) -> np.ndarray:
         return np.asarray(self.index.reconstruct(label), dtype=np.float32)
 
+    def nearest(self, queries: np.ndarray, k: int, restriction: Restriction) -> list[tuple[int, float]]:
+        """`CategoryVectors`' search: Faiss filters by label, so it takes the restriction's `allowed`."""
+        return self.search(queries, k, restriction.allowed)
+
+
+VectorOpener = Callable[[Manifest, Path, list[CatalogItem]], Mapping[str, CategoryVectors]]
+"""Opens a version's vectors, per category, wherever its manifest says they are."""
+
+
+def open_faiss(manifest: Manifest, version_dir: Path, items: list[CatalogItem]) -> dict[str, CategoryVectors]:
+    """The version's Faiss files; a version published to another engine is refused with what to set."""
+    store = manifest.vector_store
+    if store is not None and store.kind != VectorStoreKind.FAISS:
+        raise IndexMismatch(f"Index version {manifest.version} keeps its vectors in {store.kind} (collection "
+                            f"{store.collection}), but this service reads Faiss files: set VECTOR_STORE={store.kind} "
+                            "and its connection settings, or re-index with VECTOR_STORE=faiss.")
+    return {c.name: CategoryIndex.load(index_file(version_dir, c.name)) for c in manifest.categories}
+
 
 @dataclass(frozen=True)
 class Products:
@@ -207,16 +228,17 @@ class CatalogIndex:
     manifest: Manifest
     version_dir: Path
     items: dict[int, CatalogItem]
-    categories: dict[str, CategoryIndex]
+    categories: Mapping[str, CategoryVectors]
     products: Products
     columns: ColumnTable
     text: TextIndex | None = None
 
     @classmethod
-    def load(cls, version_dir: Path) -> CatalogIndex:
+    def load(cls, version_dir: Path, open_vectors: VectorOpener | None = None) -> CatalogIndex:
+        """The version at `version_dir`; its vectors opened by `open_vectors` (default: its Faiss files)."""
         manifest = read_manifest(version_dir)
         items = read_items(version_dir)
-        categories = {c.name: CategoryIndex.load(index_file(version_dir, c.name)) for c in manifest.categories}
+        categories = (open_vectors or open_faiss)(manifest, version_dir, items)
         loaded = cls.of(manifest, version_dir, items, categories, TextIndex.load(version_dir))
         log.info("similarity loaded index %s: %s", loaded.version,
                  ", ".join(f"{name}={count}" for name, count in loaded.items_per_category().items()))
@@ -224,7 +246,7 @@ class CatalogIndex:
 
     @classmethod
     def of(cls, manifest: Manifest, version_dir: Path, items: list[CatalogItem],
-           categories: dict[str, CategoryIndex], text: TextIndex | None = None) -> CatalogIndex:
+           categories: Mapping[str, CategoryVectors], text: TextIndex | None = None) -> CatalogIndex:
         return cls(manifest, version_dir, {i.label: i for i in items}, categories, Products.of(items), ColumnTable(items),
                    text)
 
@@ -257,12 +279,17 @@ class CatalogIndex:
             raise NotReady(f"Index version {self.version} was built without a text index. Run `make index` again.")
         return self.text
 
-    def category_index(self, category: str) -> CategoryIndex:
+    def category_index(self, category: str) -> CategoryVectors:
         index = self.categories.get(category)
         if index is None:
             raise UnknownCategory(
                 f"Unknown category {category!r}. The catalogue has: {', '.join(sorted(self.categories))}.")
         return index
+
+    def excluded_group_names(self, exclude_ids: frozenset[str], exclude_groups: frozenset[str]) -> frozenset[str]:
+        """The variant groups left out: those named, and those of the products named."""
+        groups = {self.items[p.label].group for i in exclude_ids for p in self.products.photos.get(i, [])}
+        return frozenset(groups | exclude_groups)
 
     def allowed_labels(self, category: str, filters: list[Filter], exclude_ids: frozenset[str] = frozenset(),
                        exclude_groups: frozenset[str] = frozenset()) -> np.ndarray | None:
@@ -271,8 +298,7 @@ class CatalogIndex:
             return None
         labels = self.products.labels_by_category.get(category, np.zeros(0, np.int64))
         keep = self.columns.mask(filters)[labels] if filters else np.ones(len(labels), dtype=bool)
-        groups = {self.items[p.label].group for i in exclude_ids for p in self.products.photos.get(i, [])}
-        groups |= exclude_groups
+        groups = self.excluded_group_names(exclude_ids, exclude_groups)
         numbers = [self.products.group_number[g] for g in groups if g in self.products.group_number]
         if numbers:
             keep &= ~np.isin(self.products.group_of[labels], numbers)
@@ -292,18 +318,21 @@ class CatalogIndex:
         if queries.ndim != 2 or queries.shape[1] != index.dim:
             raise WrongDimension(f"The embedding has {vector.size} values; this index holds {index.dim}-d vectors.")
         allowed = self.allowed_labels(category, filters, exclude_ids, exclude_groups)
+        matching = None
         if q is not None:
             text = self.require_text()
             matching = text.matching_labels(text.parse(q), category)
             allowed = matching if allowed is None else np.intersect1d(allowed, matching)
+        restriction = Restriction(filters, self.excluded_group_names(exclude_ids, exclude_groups), matching, allowed)
         limit = len(index) if allowed is None else len(allowed)
         best: dict[int, tuple[int, float]] = {}  # group number -> its best (label, score)
         photos_wanted = min(limit, 2 * k)
         while True:
             best.clear()
-            for label, score in index.search(queries, photos_wanted, allowed):
+            found = index.nearest(queries, photos_wanted, restriction)
+            for label, score in found:
                 best.setdefault(int(self.products.group_of[label]), (label, score))
-            if len(best) >= k or photos_wanted >= limit:
+            if len(best) >= k or photos_wanted >= limit or len(found) < photos_wanted:
                 break
             photos_wanted = min(limit, photos_wanted * 4)
         return [self._hit(label, score) for label, score in list(best.values())[:k] if score >= min_score]

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from lookalike.catalog.vector_store import VectorStoreRecord
 from lookalike.contracts import GateFigures, ModelInfo
 
 THUMBNAILS = "thumbnails"
@@ -66,6 +67,8 @@ class Manifest(BaseModel):
     requested_precision: str = Field("", description="PRECISION as the job was asked: auto, fp32, bf16 or int8.")
     precision_reason: str = Field("", description="Why the catalogue was embedded at `model.precision`.")
     int8: Int8Model | None = None
+    vector_store: VectorStoreRecord | None = Field(
+        None, description="Where the vectors are; absent in versions written before Milvus, which are Faiss.")
     compatibility: str = Field(
         "", description="Queries served at another precision than the catalogue's agree with it only within the "
         "int8 gate's measured figures (cosine, top-10 overlap, head agreement).")
