@@ -49,6 +49,7 @@ bench: install
 
 bench-index: install
 	$(PY) -m bench.index_scale $(BENCH_ARGS)
+	$(PY) -m bench.vector_stores $(VECTOR_BENCH_ARGS)
 
 # Quality report for the built index (not part of `make test`): see README, "Measuring quality".
 .PHONY: eval

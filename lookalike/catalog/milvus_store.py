@@ -209,7 +209,8 @@ def opener(connection: MilvusConnection) -> VectorOpener:
     return lambda manifest, version_dir, items: open_milvus(connection, manifest, items)
 
 
-def open_milvus(connection: MilvusConnection, manifest: Manifest, items: Sequence[CatalogItem]) -> dict[str, CategoryVectors]:
+def open_milvus(connection: MilvusConnection, manifest: Manifest,
+                items: Sequence[CatalogItem]) -> dict[str, CategoryVectors]:
     """The version's collection, per category; refused with a clear reason if it is not there."""
     store = manifest.vector_store
     if store is None or store.kind != VectorStoreKind.MILVUS or store.collection is None:
