@@ -14,8 +14,8 @@ from fastapi.responses import FileResponse
 
 from lookalike.catalog import milvus_store
 from lookalike.catalog.index import CatalogIndex
-from lookalike.catalog.milvus_store import MilvusConnection
 from lookalike.catalog.manifest import CatalogItem
+from lookalike.catalog.milvus_store import MilvusConnection
 from lookalike.catalog.refine import RocchioWeights, rocchio
 from lookalike.contracts import (
     MAX_EXAMPLES,
@@ -27,8 +27,8 @@ from lookalike.contracts import (
     TextSearchResponse,
 )
 from lookalike.served_version import ServedVersion
-from lookalike.settings import VectorStoreSettings
 from lookalike.service import create_service, error_responses, from_state, metrics_of, state_getter
+from lookalike.settings import VectorStoreSettings
 from similarity_service.settings import SimilaritySettings
 
 ERRORS = error_responses(404, 422, 503)
