@@ -33,6 +33,9 @@ class LocalMilvus:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        # The embedded etcd's ports: its peer port is fixed (2380) unless its own config file says otherwise,
+        # which keeps a second server, or one restarted while the dead one's sockets linger, from starting.
+        self.etcd_port, self.etcd_peer_port = free_port(), free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -40,21 +43,37 @@ class LocalMilvus:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 300.0) -> LocalMilvus:
-        """Start the server and wait until it answers; RuntimeError with its log's tail if it does not."""
+        """Start the server and wait until it answers; RuntimeError with its log's tail if it does not.
+
+        A server started again on the same port right after a crash can find the port still held by
+        the dead one's connections for a while; `milvus-server` then exits, and it is started again.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        executable = Path(sys.executable).with_name("milvus-server")
-        log = (self.data_dir / "server.log").open("ab")
-        self.process = subprocess.Popen([str(executable), "--data", str(self.data_dir), "--proxy-port", str(self.port)],
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout_s
+        self.process = self._spawn()
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"milvus-server exited with {self.process.returncode}: {self.log_tail()}")
+                time.sleep(5.0)
+                self.process = self._spawn()
+                continue
             if self.answers():
                 return self
             time.sleep(1.0)
         self.stop()
         raise RuntimeError(f"Milvus did not answer on {self.uri} within {timeout_s:.0f} s: {self.log_tail()}")
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        executable = Path(sys.executable).with_name("milvus-server")
+        client, peer = f"http://127.0.0.1:{self.etcd_port}", f"http://127.0.0.1:{self.etcd_peer_port}"
+        etcd_config = self.data_dir / "embed-etcd.yaml"
+        etcd_config.write_text(f"name: default\nlisten-client-urls: {client}\nadvertise-client-urls: {client}\n"
+                               f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n"
+                               f"initial-cluster: default={peer}\n")
+        with (self.data_dir / "server.log").open("ab") as log:
+            return subprocess.Popen([str(executable), "--data", str(self.data_dir), "--proxy-port", str(self.port),
+                                     "--etcd-port", str(self.etcd_port)],
+                                    env={**os.environ, "ETCD_CONFIG_PATH": str(etcd_config)},
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def answers(self) -> bool:
         try:  # the port first: pymilvus logs an error for every refused connection

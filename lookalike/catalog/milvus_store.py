@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,10 +126,24 @@ class MilvusConnection:
             self._client.close()
             self._client = None
 
+    @contextmanager
+    def calls(self) -> Iterator[None]:
+        """Milvus calls: a failure is the clear 503, and the client is made anew next time, since pymilvus's
+        client is unusable once its connection failed (it comes back by itself when the server does)."""
+        try:
+            with unavailable_as_503(self.uri):
+                yield
+        except VectorStoreUnavailable:
+            client, self._client = self._client, None
+            if client is not None:
+                with suppress(MilvusException):
+                    client.close()
+            raise
+
     def check(self) -> str | None:
         """None when the server answers, else why not: for `/readyz`."""
         try:
-            with unavailable_as_503(self.uri):
+            with self.calls():
                 self.client.get_server_version(timeout=min(self.timeout_s, 2.0))
         except VectorStoreUnavailable as exc:
             return exc.message
@@ -168,12 +182,11 @@ class MilvusCategory:
         k = min(k, self.size, MAX_TOP_K)
         if k <= 0 or (restriction.labels is not None and len(restriction.labels) == 0):
             return []
-        with unavailable_as_503(self.connection.uri):
-            rows = self.connection.client.search(
-                self.collection, data=np.asarray(queries, dtype=np.float32).tolist(), limit=k,
-                filter=restriction_expression(self.category, restriction, self.fields),
-                search_params={"metric_type": "IP", "params": dict(self.search_parameters)},
-                anns_field=VECTOR, timeout=self.connection.timeout_s)
+        rows = self._loaded(lambda client: client.search(
+            self.collection, data=np.asarray(queries, dtype=np.float32).tolist(), limit=k,
+            filter=restriction_expression(self.category, restriction, self.fields),
+            search_params={"metric_type": "IP", "params": dict(self.search_parameters)},
+            anns_field=VECTOR, timeout=self.connection.timeout_s))
         best: dict[int, float] = {}
         for row in rows:
             for hit in row:
@@ -182,10 +195,22 @@ class MilvusCategory:
                     best[label] = score
         return sorted(best.items(), key=lambda pair: pair[1], reverse=True)[:k]
 
+    def _loaded(self, call: Callable[[MilvusClient], Any]) -> Any:
+        """`call`, with the collection loaded again first where a restarted server has not (yet) done so."""
+        with self.connection.calls():
+            client = self.connection.client
+            try:
+                return call(client)
+            except MilvusException as exc:
+                if "not loaded" not in str(exc.message):
+                    raise
+                log.warning("Milvus collection %s was not loaded (a restarted server?); loading it", self.collection)
+                client.load_collection(self.collection, timeout=max(self.connection.timeout_s, 60.0))
+                return call(client)
+
     def vector(self, label: int) -> np.ndarray:
-        with unavailable_as_503(self.connection.uri):
-            rows = self.connection.client.query(self.collection, filter=f"{LABEL} == {int(label)}",
-                                                output_fields=[VECTOR], timeout=self.connection.timeout_s)
+        rows = self._loaded(lambda client: client.query(self.collection, filter=f"{LABEL} == {int(label)}",
+                                                        output_fields=[VECTOR], timeout=self.connection.timeout_s))
         if not rows:
             raise IndexMismatch(f"Photo {label} is missing from Milvus collection {self.collection}: re-index.")
         return np.asarray(rows[0][VECTOR], dtype=np.float32)
@@ -216,8 +241,8 @@ def open_milvus(connection: MilvusConnection, manifest: Manifest,
     if store is None or store.kind != VectorStoreKind.MILVUS or store.collection is None:
         raise IndexMismatch(f"Index version {manifest.version} keeps its vectors in Faiss files, but this service "
                             "is set to VECTOR_STORE=milvus: re-index with VECTOR_STORE=milvus, or serve it with faiss.")
-    client = connection.client
-    with unavailable_as_503(connection.uri):
+    with connection.calls():
+        client = connection.client
         if not client.has_collection(store.collection, timeout=connection.timeout_s):
             raise IndexMismatch(f"Milvus at {connection.uri} has no collection {store.collection} for index version "
                                 f"{manifest.version}: it was dropped, or this is another Milvus. Re-index.")
@@ -234,7 +259,6 @@ def publish(connection: MilvusConnection, version: str, items: Sequence[CatalogI
     if index_type not in INDEX_TYPES:
         raise ValueError(f"MILVUS_INDEX_TYPE must be one of {', '.join(INDEX_TYPES)}, not {index_type!r}")
     name = collection_name(version)
-    client = connection.client
     columns = columns_of(items)
     fields = ColumnFields.of(columns)
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -247,10 +271,11 @@ def publish(connection: MilvusConnection, version: str, items: Sequence[CatalogI
         schema.add_field(f.number, DataType.DOUBLE)
         schema.add_field(f.is_number, DataType.BOOL)
     schema.add_field(VECTOR, DataType.FLOAT_VECTOR, dim=int(vectors.shape[1]))
-    index = client.prepare_index_params()
+    index = MilvusClient.prepare_index_params()
     index.add_index(VECTOR, index_type=index_type, metric_type="IP", params=INDEX_TYPES[index_type])
     try:
-        with unavailable_as_503(connection.uri):
+        with connection.calls():
+            client = connection.client
             client.create_collection(name, schema=schema, index_params=index, timeout=connection.timeout_s)
             for start in range(0, len(items), INSERT_BATCH):
                 batch = items[start:start + INSERT_BATCH]
@@ -281,11 +306,12 @@ def row(item: CatalogItem, vector: np.ndarray, fields: Mapping[str, ColumnFields
 def drop(connection: MilvusConnection, name: str) -> bool:
     """Drop a collection if it is there (a failed build's, or a pruned version's); False if Milvus can't be reached."""
     try:
-        client = connection.client
-        if client.has_collection(name, timeout=connection.timeout_s):
-            client.drop_collection(name, timeout=connection.timeout_s)
-            log.info("dropped Milvus collection %s", name)
-    except (MilvusException, VectorStoreUnavailable) as exc:
+        with connection.calls():
+            client = connection.client
+            if client.has_collection(name, timeout=connection.timeout_s):
+                client.drop_collection(name, timeout=connection.timeout_s)
+                log.info("dropped Milvus collection %s", name)
+    except VectorStoreUnavailable as exc:
         log.warning("could not drop Milvus collection %s: %s", name, exc)
         return False
     return True
