@@ -51,6 +51,7 @@ bench: install
 
 bench-index: install
 	$(PY) -m bench.index_scale $(BENCH_ARGS)
+	$(PY) -m bench.vector_stores $(VECTOR_BENCH_ARGS)
 
 # Quality report for the built index (not part of `make test`): see docs/quality.md.
 .PHONY: eval

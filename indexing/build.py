@@ -32,6 +32,7 @@ from indexing.progress import Progress
 from indexing.quantise_gate import GateThresholds, Quantised, Quantiser, quantise_and_gate
 from indexing.self_eval import DEFAULT_MARGIN, publish_gate, self_evaluate
 from indexing.versions import prune_versions
+from lookalike.catalog import milvus_store
 from lookalike.catalog.index import CategoryIndex, check_index_type
 from lookalike.catalog.layout import (
     HEAD,
@@ -53,9 +54,10 @@ from lookalike.catalog.projection import PROJECTION, Projection, Reduction
 from lookalike.catalog.synonyms import Synonyms
 from lookalike.catalog.text_embedding import TextEmbedder, item_text, load_text_model, text_sha256
 from lookalike.catalog.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
+from lookalike.catalog.vector_store import VectorStoreRecord
 from lookalike.contracts import GateFigures, Precision, PrecisionSetting, TextModelInfo
-from lookalike.errors import EmptyCatalog, ImageRejected
-from lookalike.settings import MAX_PIXELS
+from lookalike.errors import EmptyCatalog, ImageRejected, VectorStoreFailed, VectorStoreUnavailable
+from lookalike.settings import MAX_PIXELS, VectorStoreSettings
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.head_training import cross_validated_accuracy, fit_head
 from lookalike.vision.int8_engine import Int8Embedder
@@ -377,7 +379,8 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 scan: CatalogScan | None = None, source: str | None = None,
                 before_publish: Callable[[Path | None, list[CatalogItem]], None] | None = None,
                 text_model: TextEmbedder | str | None = None,
-                reduce: str = "none", self_eval_margin: float = DEFAULT_MARGIN, force: bool = False) -> BuildSummary:
+                reduce: str = "none", self_eval_margin: float = DEFAULT_MARGIN, force: bool = False,
+                vector_store: VectorStoreSettings | None = None) -> BuildSummary:
     """Scan, (quantise and gate), embed what the cache lacks, fit the head, (learn the reduction), write a
     hidden build folder, measure it on its own products, publish it unless that gate refuses, prune old versions.
 
@@ -386,6 +389,8 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
     sees the serving version and the new items under the lock, and may refuse by raising.
     `text_model`: a loaded sentence model, or a TEXT_MODEL setting (`auto`, a name, a directory);
     None or `none` writes no text vectors (words searched by bm25 alone).
+    With VECTOR_STORE=milvus the vectors go to a collection of their own, written and loaded before the
+    version is published, and dropped again if the build fails.
     """
     started = time.perf_counter()
     scan = scan or scan_catalog(catalog)
@@ -399,12 +404,18 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
     synonyms = store_synonyms(catalog)
     words_model = load_text_model(text_model) if isinstance(text_model, str) else text_model
     embedder = embedder or Embedder(weights, precision)
+    vector_store = vector_store or VectorStoreSettings()
+    try:
+        milvus = milvus_store.connect(vector_store) if vector_store.vector_store == "milvus" else None
+    except VectorStoreUnavailable as exc:
+        raise VectorStoreFailed(exc.message) from exc
     layout = IndexLayout(index_root)
     with exclusive(layout.root):
         clear_abandoned_builds(layout)
         previous = layout.current()
         build_dir = layout.begin_build()
         cache: EmbeddingCache | None = None
+        stored: VectorStoreRecord | None = None
         try:
             model, quantised, precision_reason, warnings = choose_catalogue_model(scan, embedder, build_dir,
                                                                                   int8 or Int8Options())
@@ -423,13 +434,15 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             accuracy, folds = cross_validated_accuracy(vectors, labels, categories)
             fit_head(vectors, labels, categories).save(build_dir / HEAD)
             index_vectors, projection = reduce_catalogue(vectors, reduction, build_dir)
-            (build_dir / INDEXES).mkdir()
             stats = []
-            indexes = {}
+            indexes = {}  # Faiss, in memory at least: the self-evaluation searches them whatever the store
             for name in categories:
                 members = labels == categories.index(name)
-                built = indexes[name] = CategoryIndex.build(index_vectors[members], np.flatnonzero(members), index_type)
-                built.save(index_file(build_dir, name))
+                built = indexes[name] = CategoryIndex.build(index_vectors[members], np.flatnonzero(members),
+                                                            index_type if milvus is None else "Flat")
+                if milvus is None:
+                    (build_dir / INDEXES).mkdir(exist_ok=True)
+                    built.save(index_file(build_dir, name))
                 stats.append(CategoryStats(name=name, items=len(built), index_type=built.factory,
                                            search_parameters=built.search_parameters))
             per_category = {c.name: c.items for c in stats}
@@ -451,6 +464,14 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             gate = publish_gate(self_eval, served_self_eval(previous), previous.name if previous else None,
                                 self_eval_margin, force)
             version = new_version_name()
+            if milvus is not None:
+                try:
+                    stored = milvus_store.publish(milvus, version, items, index_vectors, vector_store.milvus_index_type)
+                except VectorStoreUnavailable as exc:
+                    raise VectorStoreFailed(f"{exc.message} Nothing was published; the served version stays.") from exc
+                stats = [c.model_copy(update={"index_type": stored.index_type,
+                                              "search_parameters": stored.search_parameters}) for c in stats]
+                index_types = {c.name: c.index_type for c in stats}
             manifest = Manifest(
                 version=version, created_at=datetime.now(UTC), model=model.info,
                 preprocessing=embedder.preprocessing, embedding_dim=int(vectors.shape[1]), index_type=index_type,
@@ -461,6 +482,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 compatibility=compatibility(model.precision, quantised),
                 text_model=words_model.info if words_model is not None else None,
                 projection=projection, self_eval=self_eval,
+                vector_store=stored or VectorStoreRecord(index_type=index_type),
             )
             (build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
             if before_publish is not None:
@@ -471,13 +493,15 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 forget_departed_texts(layout.root / CACHE_FILE, words_model, items, fields, done.tags)
         except BaseException:
             shutil.rmtree(build_dir, ignore_errors=True)
+            if milvus is not None and stored is not None and stored.collection:
+                milvus_store.drop(milvus, stored.collection)
             raise
         finally:
             if cache is not None:
                 cache.close()
         removed = removed_since(previous, items)
         if keep is not None:
-            prune_versions(layout, keep)
+            prune_versions(layout, keep, milvus)
     return BuildSummary(version=version, version_dir=final, weights=embedder.info.weights, per_category=per_category,
                         skipped=skipped, cv_accuracy=accuracy, folds=folds, indexed=len(items),
                         seconds=time.perf_counter() - started, embed_seconds=embed_seconds,

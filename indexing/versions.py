@@ -11,21 +11,27 @@ import shutil
 from pathlib import Path
 
 from indexing.lock import exclusive
-from lookalike.catalog.layout import IndexLayout
+from lookalike.catalog.layout import IndexLayout, read_manifest
+from lookalike.catalog.milvus_store import MilvusConnection, drop_version
 from lookalike.errors import NoSuchVersion
 
 log = logging.getLogger("lookalike.indexing")
 
 
 
-def prune_versions(layout: IndexLayout, keep: int) -> list[str]:
-    """Delete all but the `keep` newest versions; the serving one is never deleted. Call under the lock."""
+def prune_versions(layout: IndexLayout, keep: int, milvus: MilvusConnection | None = None) -> list[str]:
+    """Delete all but the `keep` newest versions; the serving one is never deleted. Call under the lock.
+
+    A version whose vectors are in Milvus has its collection dropped too (`milvus`, when given).
+    """
     if keep < 1:
         raise ValueError("keep must be at least 1")
     current = layout.current()
     names = layout.published()
     doomed = [n for n in names[:-keep] if current is None or n != current.name]
     for name in doomed:
+        if milvus is not None:
+            drop_version(milvus, read_manifest(layout.versions / name))
         shutil.rmtree(layout.versions / name)
         log.info("deleted old index version %s", name)
     return doomed

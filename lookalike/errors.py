@@ -50,7 +50,8 @@ that one type.
         ├── Overloaded               overloaded           the classifier's queue is full
         ├── Busy                     busy                 too many upload bytes in flight
         ├── TooManyConnections       too_many_connections HTTP_MAX_CONNECTIONS reached
-        └── FeedbackUnavailable      feedback_unavailable the feedback database can't be reached
+        ├── FeedbackUnavailable      feedback_unavailable the feedback database can't be reached
+        └── VectorStoreUnavailable   vector_store_unavailable  Milvus (VECTOR_STORE=milvus) is down or slow
 
     ImageRejected: mixed into the four image errors above, so the indexing job skips a
     photo for the reason a shopper would be given, without catching HTTP errors.
@@ -73,7 +74,8 @@ that one type.
     ├── FeedbackDatabaseError    the gateway can't open or migrate FEEDBACK_DB_URL at start-up
     ├── FeedError                a product feed can't be read or parsed (or declares entities)
     ├── CategoryMappingError     the feed's category mapping file has a line that is not `category: value`
-    └── SafetyStop               a feed run would drop too many served products (publish with --force)
+    ├── SafetyStop               a feed run would drop too many served products (publish with --force)
+    └── VectorStoreFailed        the job could not write a version's vectors to Milvus
 """
 
 from __future__ import annotations
@@ -309,6 +311,12 @@ class FeedbackUnavailable(ServiceUnavailable):
     code = "feedback_unavailable"
 
 
+class VectorStoreUnavailable(ServiceUnavailable):
+    """The vector engine holding the version's vectors (Milvus) is down, slow or refusing."""
+
+    code = "vector_store_unavailable"
+
+
 class ImageRejected(ApiError):
     """A photo that can't be used, for a reason a person understands; the indexing job skips it."""
 
@@ -395,3 +403,7 @@ class CategoryMappingError(JobError):
 
 class SafetyStop(JobError):
     """The new version would drop more of the served catalogue than allowed; publishing needs --force."""
+
+
+class VectorStoreFailed(JobError):
+    """The indexing job could not write or drop a version's vectors in the vector engine (Milvus)."""

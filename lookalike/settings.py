@@ -165,3 +165,24 @@ class UploadLimits(BaseSettings):
         "for up to this long after the answer (or until it stalls for UPLOAD_IDLE_S), so that clients "
         "which send it all before reading see the answer."))
     linger_bytes: int = Field(64_000_000, ge=0, description="... and for up to this many bytes.")
+
+
+class VectorStoreSettings(BaseSettings):
+    """Where index versions keep their vectors: read by the indexing job and the similarity service alike."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
+
+    vector_store: Literal["faiss", "milvus"] = Field("faiss", description=(
+        "`faiss`: one Faiss file per category inside the version, searched in the similarity service's own "
+        "memory (nothing to run beside it). `milvus`: the vectors in a Milvus server's collection, for a "
+        "catalogue that outgrows one machine."))
+    milvus_uri: str = Field("", description=(
+        "The Milvus server, e.g. http://127.0.0.1:19530. Unset with VECTOR_STORE=milvus: `make run` starts "
+        "a local Milvus standalone (the `milvus` package) and the other programs refuse to start."))
+    milvus_token: str = Field("", description="A token (or user:password) for a secured Milvus or Zilliz Cloud.")
+    milvus_user: str = Field("", description="User name for a Milvus with authorization enabled.")
+    milvus_password: str = Field("", description="That user's password.")
+    milvus_timeout_s: float = Field(10.0, gt=0, description=(
+        "How long one Milvus call may take before the similarity service answers 503 vector_store_unavailable."))
+    milvus_index_type: Literal["FLAT", "HNSW", "IVF_FLAT"] = Field("FLAT", description=(
+        "The index Milvus builds per version: FLAT (exact), HNSW or IVF_FLAT; its parameters go into the manifest."))

@@ -7,24 +7,33 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import faiss
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 
+from lookalike.catalog import milvus_store
 from lookalike.catalog.hybrid import Fusion
 from lookalike.catalog.index import CatalogIndex
+from lookalike.catalog.milvus_store import MilvusConnection
 from lookalike.catalog.refine import RocchioWeights
 from lookalike.catalog.text_embedding import load_text_model
 from lookalike.contracts import SimilarityReadiness
 from lookalike.served_version import ServedVersion
 from lookalike.service import create_service, metrics_of, state_getter
+from lookalike.settings import VectorStoreSettings
 from similarity_service.routes import Serving, ServingDep, router
 from similarity_service.settings import SimilaritySettings
 
 
-async def readiness(serving: ServingDep) -> SimilarityReadiness:
+async def readiness(request: Request, serving: ServingDep) -> SimilarityReadiness:
+    milvus: MilvusConnection | None = request.app.state.milvus
+    engine_down = await run_in_threadpool(milvus.check) if milvus is not None else None
+    if milvus is not None and engine_down is None and serving.current is None:
+        # Milvus was down when the service started: load the version now that it answers.
+        await run_in_threadpool(serving.load_at_start)
     catalog = serving.current
     return SimilarityReadiness(
-        ready=catalog is not None,
-        reason=serving.not_ready_reason,
+        ready=catalog is not None and engine_down is None,
+        reason=engine_down or serving.not_ready_reason,
         index_version=catalog.version if catalog else None,
         model_id=catalog.manifest.model.model_id if catalog else None,
         weights=catalog.manifest.model.weights if catalog else None,
@@ -43,9 +52,13 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
         fusion = Fusion(k=settings.text_fusion_k, bm25_weight=settings.text_fusion_bm25_weight,
                         meaning_weight=settings.text_fusion_meaning_weight, min_meaning=settings.text_min_meaning,
                         depth=settings.text_fusion_depth)
-        serving: Serving = ServedVersion(settings.index, partial(CatalogIndex.load, text_model=text_model, fusion=fusion),
-                                         "similarity")
+        store = VectorStoreSettings()
+        milvus = milvus_store.connect(store) if store.vector_store == "milvus" else None
+        serving: Serving = ServedVersion(settings.index, partial(
+            CatalogIndex.load, text_model=text_model, fusion=fusion,
+            open_vectors=milvus_store.opener(milvus) if milvus else None), "similarity")
         serving.load_at_start()
+        app.state.milvus = milvus
         app.state.serving, app.state.faiss_threads = serving, settings.faiss_threads
         app.state.rocchio_weights = RocchioWeights(alpha=settings.rocchio_alpha, beta=settings.rocchio_beta,
                                                    gamma=settings.rocchio_gamma)
@@ -53,6 +66,8 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
             "similarity_index_items", "Catalogue items in the serving index, per category.", "category",
             lambda: {name: float(n) for name, n in serving.current.items_per_category().items()} if serving.current else {})
         yield
+        if milvus is not None:
+            milvus.close()
 
     app = create_service(
         "Lookalike similarity", lifespan=lifespan, readiness=readiness, readiness_model=SimilarityReadiness,

@@ -22,6 +22,8 @@ class StackSettings(BaseSettings):
     classifier_port: int = Field(8001, validation_alias="CLASSIFIER_PORT", description="The classifier's port.")
     similarity_port: int = Field(8002, validation_alias="SIMILARITY_PORT", description="The similarity service's port.")
     gateway_port: int = Field(8000, validation_alias="GATEWAY_PORT", description="The gateway's port: open this one.")
+    milvus_port: int = Field(19530, validation_alias="MILVUS_PORT", description=(
+        "The port of the local Milvus standalone `lookalike run` starts with VECTOR_STORE=milvus and no MILVUS_URI."))
 
     def port(self, service: str) -> int:
         ports = {"classifier": self.classifier_port, "similarity": self.similarity_port, "gateway": self.gateway_port}

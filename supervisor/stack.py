@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import httpx
 
 from indexing.catalog import default_catalog
-from lookalike.settings import read_command_line
+from lookalike.settings import VectorStoreSettings, read_command_line
+from supervisor.milvus_local import LocalMilvus
 from supervisor.settings import StackSettings
 
 PR_SET_PDEATHSIG = 1
@@ -83,9 +84,24 @@ def wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], timeout_
 
 
 def run_stack(settings: StackSettings) -> int:
+    """Build the index when missing, start the services, stop them together; with VECTOR_STORE=milvus and no
+    MILVUS_URI, a local Milvus standalone first, kept beside the index and stopped with the rest."""
+    store = VectorStoreSettings()
+    if store.vector_store == "milvus" and not store.milvus_uri:
+        milvus = LocalMilvus(settings.index.parent / "milvus", settings.milvus_port)
+        say(f"starting a local Milvus standalone on {milvus.uri} (data in {milvus.data_dir})")
+        try:
+            with milvus.start():
+                return serve_stack(settings, {"MILVUS_URI": milvus.uri})
+        finally:
+            say("Milvus stopped")
+    return serve_stack(settings, {})
+
+
+def serve_stack(settings: StackSettings, extra_env: dict[str, str]) -> int:
     index, weights = settings.index, settings.weights
     # What the flags said reaches the services as their environment.
-    env = {**os.environ, "INDEX": str(index), "WEIGHTS": weights,
+    env = {**os.environ, "INDEX": str(index), "WEIGHTS": weights, **extra_env,
            **{service.port_env: str(settings.port(service.name)) for service in SERVICES}}
     if not (index / "current").exists():
         catalog, note = default_catalog(settings.catalog)

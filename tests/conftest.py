@@ -139,3 +139,28 @@ def int8_index(small_catalog: Path, random_weights_file: Path, tmp_path_factory:
 def services(built_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     with Services(built_index, tmp_path_factory.mktemp("logs")).running() as stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Milvus standalone (PyPI's `milvus` package) on a free loopback port, in a temp dir, for the session."""
+    from supervisor.milvus_local import LocalMilvus
+
+    with LocalMilvus(tmp_path_factory.mktemp("milvus")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def priced_catalog(small_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small catalogue with a number column (`price`, some "on request") and a text column whose values
+    hold quotes and backslashes (`colour`), for comparing filters across vector stores."""
+    root = tmp_path_factory.mktemp("priced-catalog")
+    shutil.copytree(small_catalog, root, dirs_exist_ok=True)
+    with open(small_catalog / "products.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    colours = ["red", 'oak "natural"', "black\\white", "", "red"]
+    for n, row in enumerate(rows):
+        row["price"] = "on request" if n % 7 == 3 else str(100 + 37 * n)
+        row["colour"] = colours[n % len(colours)]
+    write_csv(root / "products.csv", rows, list(rows[0]))
+    return root

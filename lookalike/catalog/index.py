@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,10 @@ from lookalike.catalog.projection import Projection
 from lookalike.catalog.refine import RocchioWeights, rocchio
 from lookalike.catalog.text_embedding import TextEmbedder
 from lookalike.catalog.text_index import TextIndex
+from lookalike.catalog.vector_store import CategoryVectors, Restriction, VectorStoreKind
 from lookalike.contracts import FilterableColumn, Hit
 from lookalike.errors import (
+    IndexMismatch,
     NotInCatalog,
     NotReady,
     ProjectionMismatch,
@@ -172,6 +175,24 @@ class CategoryIndex:
     def vector(self, label: int) -> np.ndarray:
         return np.asarray(self.index.reconstruct(label), dtype=np.float32)
 
+    def nearest(self, queries: np.ndarray, k: int, restriction: Restriction) -> list[tuple[int, float]]:
+        """`CategoryVectors`' search: Faiss filters by label, so it takes the restriction's `allowed`."""
+        return self.search(queries, k, restriction.allowed)
+
+
+VectorOpener = Callable[[Manifest, Path, list[CatalogItem]], Mapping[str, CategoryVectors]]
+"""Opens a version's vectors, per category, wherever its manifest says they are."""
+
+
+def open_faiss(manifest: Manifest, version_dir: Path, items: list[CatalogItem]) -> dict[str, CategoryVectors]:
+    """The version's Faiss files; a version published to another engine is refused with what to set."""
+    store = manifest.vector_store
+    if store is not None and store.kind != VectorStoreKind.FAISS:
+        raise IndexMismatch(f"Index version {manifest.version} keeps its vectors in {store.kind} (collection "
+                            f"{store.collection}), but this service reads Faiss files: set VECTOR_STORE={store.kind} "
+                            "and its connection settings, or re-index with VECTOR_STORE=faiss.")
+    return {c.name: CategoryIndex.load(index_file(version_dir, c.name)) for c in manifest.categories}
+
 
 @dataclass(frozen=True)
 class Products:
@@ -211,7 +232,7 @@ class CatalogIndex:
     manifest: Manifest
     version_dir: Path
     items: dict[int, CatalogItem]
-    categories: dict[str, CategoryIndex]
+    categories: Mapping[str, CategoryVectors]
     products: Products
     columns: ColumnTable
     text: TextIndex | None = None
@@ -219,8 +240,10 @@ class CatalogIndex:
     projection: Projection | None = None
 
     @classmethod
-    def load(cls, version_dir: Path, text_model: TextEmbedder | None = None, fusion: Fusion | None = None) -> CatalogIndex:
-        """The version at `version_dir`; TextModelMismatch where its text vectors came from another `text_model`."""
+    def load(cls, version_dir: Path, text_model: TextEmbedder | None = None, fusion: Fusion | None = None,
+             open_vectors: VectorOpener | None = None) -> CatalogIndex:
+        """The version at `version_dir`, its vectors opened by `open_vectors` (default: its Faiss files);
+        TextModelMismatch where its text vectors came from another `text_model`."""
         manifest = read_manifest(version_dir)
         meaning = Meaning.load(version_dir, manifest, text_model, fusion or Fusion())
         projection = None
@@ -228,7 +251,7 @@ class CatalogIndex:
             info = manifest.projection
             projection = Projection.load(version_dir / info.file, info.sha256, info.reduce, manifest.embedding_dim)
         items = read_items(version_dir)
-        categories = {c.name: CategoryIndex.load(index_file(version_dir, c.name)) for c in manifest.categories}
+        categories = (open_vectors or open_faiss)(manifest, version_dir, items)
         for name, index in categories.items():
             if index.dim != manifest.index_dim:
                 raise ProjectionMismatch(f"Index version {manifest.version}: the {name} index holds {index.dim}-d "
@@ -240,7 +263,7 @@ class CatalogIndex:
 
     @classmethod
     def of(cls, manifest: Manifest, version_dir: Path, items: list[CatalogItem],
-           categories: dict[str, CategoryIndex], text: TextIndex | None = None,
+           categories: Mapping[str, CategoryVectors], text: TextIndex | None = None,
            meaning: Meaning | None = None, projection: Projection | None = None) -> CatalogIndex:
         return cls(manifest, version_dir, {i.label: i for i in items}, categories, Products.of(items), ColumnTable(items),
                    text, meaning, projection)
@@ -290,12 +313,17 @@ class CatalogIndex:
             raise NotReady(f"Index version {self.version} was built without a text index. Run `make index` again.")
         return self.text
 
-    def category_index(self, category: str) -> CategoryIndex:
+    def category_index(self, category: str) -> CategoryVectors:
         index = self.categories.get(category)
         if index is None:
             raise UnknownCategory(
                 f"Unknown category {category!r}. The catalogue has: {', '.join(sorted(self.categories))}.")
         return index
+
+    def excluded_group_names(self, exclude_ids: frozenset[str], exclude_groups: frozenset[str]) -> frozenset[str]:
+        """The variant groups left out: those named, and those of the products named."""
+        groups = {self.items[p.label].group for i in exclude_ids for p in self.products.photos.get(i, [])}
+        return frozenset(groups | exclude_groups)
 
     def allowed_labels(self, category: str, filters: list[Filter], exclude_ids: frozenset[str] = frozenset(),
                        exclude_groups: frozenset[str] = frozenset()) -> np.ndarray | None:
@@ -304,8 +332,7 @@ class CatalogIndex:
             return None
         labels = self.products.labels_by_category.get(category, np.zeros(0, np.int64))
         keep = self.columns.mask(filters)[labels] if filters else np.ones(len(labels), dtype=bool)
-        groups = {self.items[p.label].group for i in exclude_ids for p in self.products.photos.get(i, [])}
-        groups |= exclude_groups
+        groups = self.excluded_group_names(exclude_ids, exclude_groups)
         numbers = [self.products.group_number[g] for g in groups if g in self.products.group_number]
         if numbers:
             keep &= ~np.isin(self.products.group_of[labels], numbers)
@@ -325,19 +352,22 @@ class CatalogIndex:
         if queries.ndim != 2 or queries.shape[1] != index.dim:
             raise WrongDimension(f"The embedding has {vector.size} values; this index holds {index.dim}-d vectors.")
         allowed = self.allowed_labels(category, filters, exclude_ids, exclude_groups)
+        matching = None
         if q is not None:
             matching = word_labels(self.require_text(), self.meaning, q, k, category,
                                    self.products.labels_by_category.get(category, np.zeros(0, np.int64)),
                                    self.products.group_of)
             allowed = matching if allowed is None else np.intersect1d(allowed, matching)
+        restriction = Restriction(filters, self.excluded_group_names(exclude_ids, exclude_groups), matching, allowed)
         limit = len(index) if allowed is None else len(allowed)
         best: dict[int, tuple[int, float]] = {}  # group number -> its best (label, score)
         photos_wanted = min(limit, 2 * k)
         while True:
             best.clear()
-            for label, score in index.search(queries, photos_wanted, allowed):
+            found = index.nearest(queries, photos_wanted, restriction)
+            for label, score in found:
                 best.setdefault(int(self.products.group_of[label]), (label, score))
-            if len(best) >= k or photos_wanted >= limit:
+            if len(best) >= k or photos_wanted >= limit or len(found) < photos_wanted:
                 break
             photos_wanted = min(limit, photos_wanted * 4)
         # min_score 0 is "no cutoff": with REDUCE the vectors are centred, and a product less alike than the

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from lookalike.catalog.vector_store import VectorStoreRecord
 from lookalike.contracts import GateFigures, ModelInfo, PrecisionSetting, TextModelInfo
 
 THUMBNAILS = "thumbnails"
@@ -108,6 +109,8 @@ class Manifest(BaseModel):
     int8: Int8Model | None = None
     text_model: TextModelInfo | None = Field(None, description="The sentence model that embedded the items' words "
                                              "(text_vectors.npy); None: built for bm25 alone (TEXT_MODEL=none).")
+    vector_store: VectorStoreRecord | None = Field(
+        None, description="Where the vectors are; absent in versions written before Milvus, which are Faiss.")
     compatibility: str = Field(
         "", description="Queries served at another precision than the catalogue's agree with it only within the "
         "int8 gate's measured figures (cosine, top-10 overlap, head agreement).")

@@ -1,0 +1,122 @@
+"""A local Milvus standalone from PyPI's `milvus` package: for `make run VECTOR_STORE=milvus` and the tests.
+
+`milvus-server` unpacks the real server binary (with its embedded etcd and local storage) into
+the data folder and runs it; pymilvus talks to it over gRPC on loopback, the same API as a
+Milvus cluster. The server can ignore SIGTERM for a while, so `stop` waits, then kills.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from pymilvus import MilvusClient, MilvusException
+
+STOP_GRACE_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalMilvus:
+    """One Milvus standalone process on a free loopback port, its data in `data_dir`."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        # The embedded etcd's ports: its peer port is fixed (2380) unless its own config file says otherwise,
+        # which keeps a second server, or one restarted while the dead one's sockets linger, from starting.
+        self.etcd_port, self.etcd_peer_port = free_port(), free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 300.0) -> LocalMilvus:
+        """Start the server and wait until it answers; RuntimeError with its log's tail if it does not.
+
+        A server started again on the same port right after a crash can find the port still held by
+        the dead one's connections for a while; `milvus-server` then exits, and it is started again.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout_s
+        self.process = self._spawn()
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                time.sleep(5.0)
+                self.process = self._spawn()
+                continue
+            if self.answers():
+                return self
+            time.sleep(1.0)
+        self.stop()
+        raise RuntimeError(f"Milvus did not answer on {self.uri} within {timeout_s:.0f} s: {self.log_tail()}")
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        executable = Path(sys.executable).with_name("milvus-server")
+        client, peer = f"http://127.0.0.1:{self.etcd_port}", f"http://127.0.0.1:{self.etcd_peer_port}"
+        etcd_config = self.data_dir / "embed-etcd.yaml"
+        etcd_config.write_text(f"name: default\nlisten-client-urls: {client}\nadvertise-client-urls: {client}\n"
+                               f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n"
+                               f"initial-cluster: default={peer}\n")
+        with (self.data_dir / "server.log").open("ab") as log:
+            return subprocess.Popen([str(executable), "--data", str(self.data_dir), "--proxy-port", str(self.port),
+                                     "--etcd-port", str(self.etcd_port)],
+                                    env={**os.environ, "ETCD_CONFIG_PATH": str(etcd_config)},
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def answers(self) -> bool:
+        try:  # the port first: pymilvus logs an error for every refused connection
+            socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
+        except OSError:
+            return False
+        try:
+            client = MilvusClient(uri=self.uri, timeout=2.0)
+        except MilvusException:
+            return False
+        try:
+            client.get_server_version(timeout=2.0)
+        except MilvusException:
+            return False
+        finally:
+            client.close()
+        return True
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group, then SIGKILL after STOP_GRACE_S."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: for the fault tests."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        path = self.data_dir / "server.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def __enter__(self) -> LocalMilvus:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
