@@ -13,12 +13,21 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 
 from pymilvus import MilvusClient, MilvusException
 
 STOP_GRACE_S = 20.0
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def free_port() -> int:
@@ -93,16 +102,23 @@ class LocalMilvus:
         return True
 
     def stop(self) -> None:
-        """SIGTERM to the server's process group, then SIGKILL after STOP_GRACE_S."""
+        """SIGTERM to the server's process group, then SIGKILL to what is left after STOP_GRACE_S.
+
+        `milvus-server` exits at once on SIGTERM, but the server binary it started may go on for a
+        while, so the whole group is waited for, not just the process we started.
+        """
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            process.poll()
+        with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        process.wait()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: for the fault tests."""
