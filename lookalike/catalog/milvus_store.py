@@ -21,7 +21,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,10 +134,7 @@ class MilvusConnection:
             with unavailable_as_503(self.uri):
                 yield
         except VectorStoreUnavailable:
-            client, self._client = self._client, None
-            if client is not None:
-                with suppress(MilvusException):
-                    client.close()
+            self._client = None  # not closed: closing a client whose server died can wait on its channel
             raise
 
     def check(self) -> str | None:
