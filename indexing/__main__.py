@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import CliSubCommand, get_subcommand
@@ -108,27 +109,21 @@ def build(settings: IndexBuildSettings) -> int:
         print("error: --feed and --catalog are two sources; give one", file=sys.stderr)
         return 2
     feed_lines: list[str] = []
+    how: dict[str, Any] = {  # how to build, from whichever source
+        "precision": settings.precision, "batch_size": settings.batch_size, "workers": settings.workers,
+        "index_type": settings.index_type, "keep": settings.keep, "text_weights": settings.text_weights or None,
+        "text_exclude": frozenset(settings.text_exclude), "text_model": settings.text_model,
+        "int8": int8_options(settings), "reduce": settings.reduce, "self_eval_margin": settings.self_eval_margin,
+        "force": settings.force}
     try:
         if settings.feed:
-            feed = index_feed(feed_options(settings), settings.index, settings.weights, precision=settings.precision,
-                              batch_size=settings.batch_size, workers=settings.workers,
-                              index_type=settings.index_type, keep=settings.keep,
-                              text_weights=settings.text_weights or None,
-                              text_exclude=frozenset(settings.text_exclude), text_model=settings.text_model,
-                              int8=int8_options(settings), reduce=settings.reduce,
-                              self_eval_margin=settings.self_eval_margin, force=settings.force)
+            feed = index_feed(feed_options(settings), settings.index, settings.weights, **how)
             summary, feed_lines = feed.build, list(format_feed_summary(feed))
         else:
             catalog, note = default_catalog(settings.catalog)
             if note:
                 print(note)
-            summary = build_index(catalog, settings.index, settings.weights, precision=settings.precision,
-                                  batch_size=settings.batch_size, workers=settings.workers,
-                                  index_type=settings.index_type, keep=settings.keep,
-                                  text_weights=settings.text_weights or None,
-                                  text_exclude=frozenset(settings.text_exclude), text_model=settings.text_model,
-                              int8=int8_options(settings), reduce=settings.reduce,
-                              self_eval_margin=settings.self_eval_margin, force=settings.force)
+            summary = build_index(catalog, settings.index, settings.weights, **how)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
