@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import gc
 import os
-import platform
 import socket
 import sys
 import time
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from bench.load import LoadFigures, multipart_upload, run_load
+from bench.machine import cpu_name
 from bench.model import ModelFigures, PrecisionAgreement, compare_precisions, measure_throughput
 from bench.photos import catalogue_size, phone_size, query_files
 from bench.report import LOAD_GENERATOR, Report, write_report
@@ -123,13 +123,6 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def int8_of(index: Path, embedder: Embedder) -> Int8Embedder | None:

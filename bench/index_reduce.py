@@ -22,7 +22,6 @@ import csv
 import gc
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import faiss
 import numpy as np
 
 from bench.index_scale import CHUNK, Mixture, normalised, say
+from bench.machine import cpu_name
 from lookalike.catalog.projection import Components, Projection, Reduction
 from lookalike.settings import MAX_PIXELS
 from lookalike.vision.network import EMBEDDING_DIM
@@ -186,16 +186,6 @@ def measure(vectors: Vectors, reductions: list[Reduction], queries: np.ndarray, 
         del flat
         gc.collect()
     return rows
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
