@@ -351,14 +351,15 @@ class CatalogIndex:
         queries = vector.reshape(1, -1) if vector.ndim == 1 else vector
         if queries.ndim != 2 or queries.shape[1] != index.dim:
             raise WrongDimension(f"The embedding has {vector.size} values; this index holds {index.dim}-d vectors.")
-        allowed = self.allowed_labels(category, filters, exclude_ids, exclude_groups)
+        left_out = self.excluded_group_names(exclude_ids, exclude_groups)
+        allowed = self.allowed_labels(category, filters, exclude_groups=left_out)
         matching = None
         if q is not None:
             matching = word_labels(self.require_text(), self.meaning, q, k, category,
                                    self.products.labels_by_category.get(category, np.zeros(0, np.int64)),
                                    self.products.group_of)
             allowed = matching if allowed is None else np.intersect1d(allowed, matching)
-        restriction = Restriction(filters, self.excluded_group_names(exclude_ids, exclude_groups), matching, allowed)
+        restriction = Restriction(filters, left_out, matching, allowed)
         limit = len(index) if allowed is None else len(allowed)
         best: dict[int, tuple[int, float]] = {}  # group number -> its best (label, score)
         photos_wanted = min(limit, 2 * k)
