@@ -13,12 +13,12 @@ and the next run starts where it stopped.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 
 from lookalike.contracts import EMBEDDING_DTYPE
+from lookalike.job_database import open_job_database, retaining
 
 CACHE_FILE = "cache.sqlite"
 
@@ -46,10 +46,7 @@ class EmbeddingCache:
     def __init__(self, path: Path, model_id: str) -> None:
         self.path = Path(path)
         self.model_id = model_id
-        self.db = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash loses at most the last batch
-        self.db.executescript(SCHEMA)
+        self.db = open_job_database(self.path, SCHEMA)
 
     def known(self) -> frozenset[str]:
         """Content hashes this model has already embedded; handed to the decode threads."""
@@ -86,15 +83,11 @@ class EmbeddingCache:
         Run after each build, so the cache never outgrows the catalogue: photos that left it,
         and other weights' embeddings, are dropped. Returns how many rows went.
         """
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS retained (sha256 TEXT PRIMARY KEY)")
-            self.db.execute("DELETE FROM retained")
-            self.db.executemany("INSERT OR IGNORE INTO retained VALUES (?)", ((sha,) for sha in sha256s))
-            self.db.execute("DELETE FROM imagenet_tags WHERE model_id != ? OR sha256 NOT IN (SELECT sha256 FROM retained)",
+        with retaining(self.db, sha256s):
+            self.db.execute("DELETE FROM imagenet_tags WHERE model_id != ? OR sha256 NOT IN (SELECT key FROM retained)",
                             (self.model_id,))
             return self.db.execute(
-                "DELETE FROM embeddings WHERE model_id != ? OR sha256 NOT IN (SELECT sha256 FROM retained)",
+                "DELETE FROM embeddings WHERE model_id != ? OR sha256 NOT IN (SELECT key FROM retained)",
                 (self.model_id,)).rowcount
 
     def __len__(self) -> int:
@@ -123,10 +116,7 @@ class TextVectorCache:
 
     def __init__(self, path: Path, model_digest: str) -> None:
         self.model_digest = model_digest
-        self.db = sqlite3.connect(Path(path), isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(TEXT_SCHEMA)
+        self.db = open_job_database(path, TEXT_SCHEMA)
 
     def get_many(self, text_sha256s: list[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
@@ -147,13 +137,9 @@ class TextVectorCache:
 
     def retain(self, text_sha256s: set[str]) -> int:
         """Forget every vector but this model's of these texts, those just published; how many went."""
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS retained_texts (sha256 TEXT PRIMARY KEY)")
-            self.db.execute("DELETE FROM retained_texts")
-            self.db.executemany("INSERT OR IGNORE INTO retained_texts VALUES (?)", ((sha,) for sha in text_sha256s))
+        with retaining(self.db, text_sha256s):
             return self.db.execute("DELETE FROM text_vectors WHERE model_digest != ? OR text_sha256 NOT IN "
-                                   "(SELECT sha256 FROM retained_texts)", (self.model_digest,)).rowcount
+                                   "(SELECT key FROM retained)", (self.model_digest,)).rowcount
 
     def close(self) -> None:
         self.db.close()

@@ -15,7 +15,6 @@ import hashlib
 import io
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from PIL import Image
 
 from lookalike.errors import ImageRejected
 from lookalike.feed.download import Downloader, DownloadFailed
+from lookalike.job_database import open_job_database, retaining
 from lookalike.settings import MAX_PIXELS
 from lookalike.vision.preprocess import decode_image
 
@@ -34,11 +34,7 @@ DATABASE = "photos.sqlite"
 PHOTOS = "photos"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos (
-    url           TEXT PRIMARY KEY,
-    file          TEXT NOT NULL,
-    sha256        TEXT NOT NULL,
-    etag          TEXT,
-    last_modified TEXT
+    url TEXT PRIMARY KEY, file TEXT NOT NULL, sha256 TEXT NOT NULL, etag TEXT, last_modified TEXT
 ) WITHOUT ROWID;
 """
 SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
@@ -60,9 +56,7 @@ class PhotoCache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         (self.root / PHOTOS).mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.root / DATABASE, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        self.db = open_job_database(self.root / DATABASE, SCHEMA)
 
     def lookup(self, url: str) -> CachedPhoto | None:
         """What the last run kept for `url`, if its file is still there."""
@@ -90,12 +84,8 @@ class PhotoCache:
 
     def retain(self, urls: Iterable[str]) -> int:
         """Forget every URL but `urls` (the feed just published), and delete the files nothing refers to."""
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS retained (url TEXT PRIMARY KEY)")
-            self.db.execute("DELETE FROM retained")
-            self.db.executemany("INSERT OR IGNORE INTO retained VALUES (?)", ((u,) for u in urls))
-            self.db.execute("DELETE FROM photos WHERE url NOT IN (SELECT url FROM retained)")
+        with retaining(self.db, urls):
+            self.db.execute("DELETE FROM photos WHERE url NOT IN (SELECT key FROM retained)")
         kept = {file for (file,) in self.db.execute("SELECT file FROM photos")}
         deleted = 0
         for path in (self.root / PHOTOS).glob("*/*"):
