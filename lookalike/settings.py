@@ -99,6 +99,13 @@ TEXT_MODEL_DOC = (
     "a warning), a model hub name, a local directory holding a sentence-transformers model, or `none` (bm25 alone).")
 
 
+class ServiceSettings(BaseSettings):
+    """Where a service listens: each service's settings add their own port's default, and the rest."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
+    port: int = Field(description="Port to listen on.")
+
+
 class LoggingSettings(BaseSettings):
     """LOG_LEVEL and LOG_FORMAT (`json`, or `text` for a person at a terminal), for every program."""
 
@@ -182,7 +189,8 @@ class VectorStoreSettings(BaseSettings):
     milvus_token: str = Field("", description="A token (or user:password) for a secured Milvus or Zilliz Cloud.")
     milvus_user: str = Field("", description="User name for a Milvus with authorization enabled.")
     milvus_password: str = Field("", description="That user's password.")
-    milvus_timeout_s: float = Field(10.0, gt=0, description=(
-        "How long one Milvus call may take before the similarity service answers 503 vector_store_unavailable."))
+    milvus_timeout_s: int = Field(3, ge=1, description=(
+        "Whole seconds one Milvus call may take, retries included, before the similarity service answers 503 "
+        "vector_store_unavailable; keep it below the gateway's GATEWAY_SEARCH_TIMEOUT_S so a shopper sees that reason."))
     milvus_index_type: Literal["FLAT", "HNSW", "IVF_FLAT"] = Field("FLAT", description=(
         "The index Milvus builds per version: FLAT (exact), HNSW or IVF_FLAT; its parameters go into the manifest."))

@@ -17,7 +17,10 @@ from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 
+import grpc
 from pymilvus import MilvusClient, MilvusException
+
+from supervisor.loopback import free_port
 
 STOP_GRACE_S = 20.0
 
@@ -30,10 +33,14 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def free_port() -> int:
+def bindable(port: int) -> bool:
+    """Whether a listener could bind the loopback port now, as milvus-server tries it (without SO_REUSEADDR)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class LocalMilvus:
@@ -54,22 +61,33 @@ class LocalMilvus:
     def start(self, timeout_s: float = 300.0) -> LocalMilvus:
         """Start the server and wait until it answers; RuntimeError with its log's tail if it does not.
 
-        A server started again on the same port right after a crash can find the port still held by
-        the dead one's connections for a while; `milvus-server` then exits, and it is started again.
+        `milvus-server` takes the next free port, quietly, when the one asked for can't be bound, and
+        right after a crash the dead server's connections hold its port for up to a minute (TIME_WAIT):
+        so it is started only once the port can be bound, and started again if it exits.
         """
+        if self.process is not None:
+            raise RuntimeError(f"This Milvus on {self.uri} is started already")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout_s
-        self.process = self._spawn()
+        self.process = self._spawn_when_bindable(deadline)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.kill()
                 time.sleep(5.0)
-                self.process = self._spawn()
+                self.process = self._spawn_when_bindable(deadline)
                 continue
             if self.answers():
                 return self
             time.sleep(1.0)
         self.stop()
         raise RuntimeError(f"Milvus did not answer on {self.uri} within {timeout_s:.0f} s: {self.log_tail()}")
+
+    def _spawn_when_bindable(self, deadline: float) -> subprocess.Popen[bytes]:
+        while not bindable(self.port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Port {self.port} stayed taken; Milvus could not start on {self.uri}")
+            time.sleep(1.0)
+        return self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         executable = Path(sys.executable).with_name("milvus-server")
@@ -90,12 +108,12 @@ class LocalMilvus:
         except OSError:
             return False
         try:
-            client = MilvusClient(uri=self.uri, timeout=2.0)
-        except MilvusException:
+            client = MilvusClient(uri=self.uri, timeout=2)  # whole seconds, as in MilvusConnection
+        except (MilvusException, grpc.RpcError):
             return False
         try:
-            client.get_server_version(timeout=2.0)
-        except MilvusException:
+            client.get_server_version(timeout=2)  # whole seconds: see MilvusConnection
+        except (MilvusException, grpc.RpcError):
             return False
         finally:
             client.close()
@@ -123,8 +141,9 @@ class LocalMilvus:
     def kill(self) -> None:
         """SIGKILL, as a crash would: for the fault tests."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        if process is not None:  # the whole group: the server binary outlives an exited milvus-server
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
     def log_tail(self, lines: int = 20) -> str:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
@@ -41,6 +42,7 @@ LABEL, CATEGORY, PRODUCT, GROUP, VECTOR = "label", "category", "product_id", "gr
 MAX_TEXT = 4096  # VARCHAR length of a column's cell; longer cells are cut (they are never filter values)
 MAX_TOP_K = 16_384  # Milvus refuses a larger limit
 INSERT_BATCH = 1_000
+BULK_TIMEOUT_S = 120  # a whole collection's work (publish, load, drop): the job's or a start-up's, never a shopper's
 INDEX_TYPES = {"FLAT": {}, "HNSW": {"M": 32, "efConstruction": 200}, "IVF_FLAT": {"nlist": 1024}}
 SEARCH_PARAMETERS = {"FLAT": {}, "HNSW": {"ef": 64}, "IVF_FLAT": {"nprobe": 16}}
 OPERATORS = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -109,8 +111,10 @@ def restriction_expression(category: str, restriction: Restriction, fields: Mapp
 class MilvusConnection:
     """Where the Milvus server is and how to sign in; the client is made on first use, then kept."""
 
-    def __init__(self, uri: str, *, token: str = "", user: str = "", password: str = "", timeout_s: float = 10.0) -> None:
-        self.uri, self.timeout_s = uri, timeout_s
+    def __init__(self, uri: str, *, token: str = "", user: str = "", password: str = "", timeout_s: int = 3) -> None:
+        # Whole seconds: pymilvus bounds its retries by a call's timeout only when that is an int; given a float,
+        # it retries 75 times with back-off, minutes against a dead server (milvus-io/pymilvus#1848).
+        self.uri, self.timeout_s = uri, int(timeout_s)
         self._credentials = {"token": token, "user": user, "password": password}
         self._client: MilvusClient | None = None
 
@@ -141,7 +145,7 @@ class MilvusConnection:
         """None when the server answers, else why not: for `/readyz`."""
         try:
             with self.calls():
-                self.client.get_server_version(timeout=min(self.timeout_s, 2.0))
+                self.client.get_server_version(timeout=min(self.timeout_s, 2))
         except VectorStoreUnavailable as exc:
             return exc.message
         return None
@@ -154,6 +158,8 @@ def unavailable_as_503(uri: str) -> Iterator[None]:
         yield
     except MilvusException as exc:
         raise VectorStoreUnavailable(f"The vector store (Milvus at {uri}) did not answer: {exc.message}") from exc
+    except grpc.RpcError as exc:  # pymilvus passes some codes through unwrapped: a deadline, for one
+        raise VectorStoreUnavailable(f"The vector store (Milvus at {uri}) did not answer: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -202,7 +208,7 @@ class MilvusCategory:
                 if "not loaded" not in str(exc.message):
                     raise
                 log.warning("Milvus collection %s was not loaded (a restarted server?); loading it", self.collection)
-                client.load_collection(self.collection, timeout=max(self.connection.timeout_s, 60.0))
+                client.load_collection(self.collection, timeout=BULK_TIMEOUT_S)
                 return call(client)
 
     def vector(self, label: int) -> np.ndarray:
@@ -243,7 +249,7 @@ def open_milvus(connection: MilvusConnection, manifest: Manifest,
         if not client.has_collection(store.collection, timeout=connection.timeout_s):
             raise IndexMismatch(f"Milvus at {connection.uri} has no collection {store.collection} for index version "
                                 f"{manifest.version}: it was dropped, or this is another Milvus. Re-index.")
-        client.load_collection(store.collection, timeout=connection.timeout_s)
+        client.load_collection(store.collection, timeout=BULK_TIMEOUT_S)
     fields = ColumnFields.of(columns_of(items))
     return {c.name: MilvusCategory(connection, store.collection, c.name, c.items, manifest.embedding_dim, fields,
                                    store.search_parameters) for c in manifest.categories}
@@ -273,13 +279,13 @@ def publish(connection: MilvusConnection, version: str, items: Sequence[CatalogI
     try:
         with connection.calls():
             client = connection.client
-            client.create_collection(name, schema=schema, index_params=index, timeout=connection.timeout_s)
+            client.create_collection(name, schema=schema, index_params=index, timeout=BULK_TIMEOUT_S)
             for start in range(0, len(items), INSERT_BATCH):
                 batch = items[start:start + INSERT_BATCH]
                 client.insert(name, [row(item, vectors[start + n], fields) for n, item in enumerate(batch)],
-                              timeout=connection.timeout_s)
-            client.flush(name, timeout=max(connection.timeout_s, 60.0))
-            client.load_collection(name, timeout=max(connection.timeout_s, 120.0))
+                              timeout=BULK_TIMEOUT_S)
+            client.flush(name, timeout=BULK_TIMEOUT_S)
+            client.load_collection(name, timeout=BULK_TIMEOUT_S)
     except BaseException:
         drop(connection, name)
         raise
@@ -306,7 +312,7 @@ def drop(connection: MilvusConnection, name: str) -> bool:
         with connection.calls():
             client = connection.client
             if client.has_collection(name, timeout=connection.timeout_s):
-                client.drop_collection(name, timeout=connection.timeout_s)
+                client.drop_collection(name, timeout=BULK_TIMEOUT_S)
                 log.info("dropped Milvus collection %s", name)
     except VectorStoreUnavailable as exc:
         log.warning("could not drop Milvus collection %s: %s", name, exc)

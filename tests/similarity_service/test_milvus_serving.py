@@ -1,4 +1,4 @@
-"""The stack on a real Milvus server: a search, re-index under load, rollback and pruning.
+"""The stack on a real Milvus server: a search, re-index under load, rollback and pruning, and Milvus dying mid-run.
 
 The three services run as real processes with VECTOR_STORE=milvus against the session's Milvus
 standalone on loopback; shoppers' searches go through the gateway with real photos.
@@ -101,3 +101,25 @@ def test_rollback_serves_the_older_collection_and_pruning_drops_collections(
     assert ready["index_version"] == version
     assert client.has_collection(collection_of(stack.index, version))
     assert search(stack, photo_of(priced_catalog)).status_code == 200
+
+
+def test_milvus_killed_mid_run_gives_a_clear_503_then_searches_come_back_with_no_restart(
+        stack: Services, priced_catalog: Path, milvus_server: Any) -> None:
+    photo = photo_of(priced_catalog)
+    pids = {name: stack.pid(name) for name in stack.modules}
+    milvus_server.kill()
+    try:
+        refused = search(stack, photo)  # MILVUS_TIMEOUT_S=3, below the gateway's 5 s: the reason reaches the shopper
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "vector_store_unavailable"
+        assert "Milvus" in refused.json()["error"]["message"]
+        ready = httpx.get(f"{stack.url('similarity')}/readyz", timeout=30)
+        assert ready.status_code == 503 and "Milvus" in ready.json()["reason"]
+    finally:
+        milvus_server.start()  # on the same port, once the dead server's connections let go of it
+    deadline = time.monotonic() + 180
+    while (status := search(stack, photo).status_code) != 200 and time.monotonic() < deadline:
+        time.sleep(2)
+    assert status == 200
+    assert httpx.get(f"{stack.url('similarity')}/readyz", timeout=30).status_code == 200
+    assert {name: stack.pid(name) for name in stack.modules} == pids  # no service was restarted
