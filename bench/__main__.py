@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import gc
 import os
-import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +44,7 @@ from lookalike.settings import ModelSettings
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.int8_engine import Int8Embedder
 from lookalike.vision.preprocess import load_model_input
-from supervisor.stack import SERVICES, start, stop_all, wait_ready
+from supervisor.stack import loopback_stack
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "furniture"
 
@@ -80,12 +79,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def say(message: str) -> None:
     print(f"[bench] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def decode_all(embedder: Embedder, files: list[Path]) -> list[np.ndarray]:
@@ -193,16 +186,9 @@ def run_pipeline(args: argparse.Namespace, index: Path, model_id: str
     files = query_files(args.queries, args.photos)
     say(f"making {len(files)} phone-size (12 MP) JPEGs from {args.queries}")
     kinds = {"catalogue-size": catalogue_size(files), "phone-size": phone_size(files)}
-    ports = {s.name: free_port() for s in SERVICES}
-    env = {**os.environ, "INDEX": str(index), "WEIGHTS": args.weights, "PRECISION": args.precision,
-           "LOG_LEVEL": "WARNING", **{s.port_env: str(ports[s.name]) for s in SERVICES}}
-    processes = {}
-    try:
-        for service in SERVICES:
-            processes[service.name] = start(service, env)
-        gateway = f"http://127.0.0.1:{ports['gateway']}"
-        if not wait_ready(f"{gateway}/readyz", processes):
-            raise RuntimeError("the services did not become ready; run `make run` with the same settings to see why")
+    env = {"INDEX": str(index), "WEIGHTS": args.weights, "PRECISION": args.precision, "LOG_LEVEL": "WARNING"}
+    with loopback_stack(env, {"classifier": "/healthz", "similarity": "/healthz", "gateway": "/readyz"}) as stack:
+        processes, gateway = stack.processes, stack.url("gateway")
         served = httpx.get(f"{gateway}/readyz").json()["classifier"]["model"]
         if served["model_id"] != model_id:
             raise RuntimeError(f"the classifier serves {served['model_id']}, the bare model was {model_id}")
@@ -221,20 +207,18 @@ def run_pipeline(args: argparse.Namespace, index: Path, model_id: str
                 say(f"  {kind:<14} c={concurrency:<3} {figures.img_s:6.1f} img/s  p50 {figures.percentile(50):7.1f} ms"
                     f"  p99 {figures.percentile(99):7.1f} ms  errors {figures.errors}")
         say("steering: each photo searched once, then steered six times by its handle")
-        steering = measure_steering(gateway, f"http://127.0.0.1:{ports['classifier']}",
+        steering = measure_steering(gateway, stack.url("classifier"),
                                     kinds["catalogue-size"][:args.steer_photos], cpu_by_process, args.seconds,
                                     args.warmup)
         steering.upload_bytes_12mp_page = page_upload_bytes(gateway, kinds["catalogue-size"][0])
         say(f"  forward passes for one photo and six steers: {steering.forward_passes}; steered/first "
             f"{steering.latency_ratio:.3f}; page upload of a 12 MP photo: {steering.upload_bytes_12mp_page} bytes")
-        search = asyncio.run(search_alone(f"http://127.0.0.1:{ports['similarity']}", kinds["catalogue-size"][0],
-                                          f"http://127.0.0.1:{ports['classifier']}", args.search_requests))
+        search = asyncio.run(search_alone(stack.url("similarity"), kinds["catalogue-size"][0],
+                                          stack.url("classifier"), args.search_requests))
         say(f"  similarity search alone: p50 {search.percentile(50):.2f} ms, p99 {search.percentile(99):.2f} ms")
         rss = {name: round(peak_rss_mb(p.pid), 1) for name, p in processes.items()}
         say(f"  peak RSS (MB): {rss}")
         return levels, search, rss, served["precision"], steering
-    finally:
-        stop_all(processes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,20 +3,19 @@
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from lookalike import settings as shared
 from lookalike.contracts import PrecisionSetting
-from lookalike.settings import UploadLimits
+from lookalike.settings import ServiceSettings, UploadLimits
 
 
-class ClassifierSettings(BaseSettings):
+class ClassifierSettings(ServiceSettings):
     """Serve the classifier: a photo in, its embedding and category probabilities out (POST /v1/classify)."""
 
     model_config = SettingsConfigDict(env_prefix="CLASSIFIER_", extra="ignore", env_ignore_empty=True)
 
-    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
-    port: int = Field(8001, description="Port to listen on.")
+    port: int = Field(8001, description="Port to listen on; the gateway finds it as CLASSIFIER_PORT.")
     index: Path = Field(shared.INDEX_ROOT, validation_alias=AliasChoices("CLASSIFIER_INDEX", "INDEX"),
                         description="Index root; the category head and int8 model come from its serving version.")
     weights: str = Field(shared.MODEL_WEIGHTS, validation_alias=AliasChoices("CLASSIFIER_WEIGHTS", "WEIGHTS"),

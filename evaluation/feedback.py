@@ -16,10 +16,10 @@ Every mark is a `POST /api/v1/feedback` for those words. Two parts are reported 
   liked the right category it shows that category; the order inside it is the embedding's, and
   with `random` weights (all within cos 0.998) that order is chance.
 
-It runs the real gateway and similarity apps in this process over ASGI, with no classifier (text
-searches only), on a view of the serving version with no synonyms (so "couch" is not "sofa") and a
-fresh SQLite feedback database, with the per-session rate limit raised for shoppers who mark 40
-results in a second.
+It starts a real similarity service and gateway on loopback and speaks to them over HTTP only, with
+no classifier (text searches only), on a view of the serving version with no synonyms (so "couch" is
+not "sofa") and a fresh SQLite feedback database, with the per-session rate limit raised for
+shoppers who mark 40 results in a second.
 """
 
 from __future__ import annotations
@@ -27,22 +27,17 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from evaluation.report import served_version, write_report
+from evaluation.report import report_program, served_version
 from evaluation.settings import FeedbackEvalSettings
-from gateway.app import create_app as create_gateway
-from gateway.settings import GatewaySettings
 from lookalike.catalog.layout import SYNONYMS, IndexLayout, read_items, read_manifest
-from lookalike.errors import EvalError, JobError
-from lookalike.settings import read_command_line
-from similarity_service.app import create_app as create_similarity
-from similarity_service.settings import SimilaritySettings
+from lookalike.errors import EvalError
+from supervisor.stack import loopback_stack
 
 BROWSED = 20  # products on a page of the shop that a shopper who found nothing looks through
 TARGET = 0.75
@@ -51,13 +46,15 @@ TARGET = 0.75
 TERMS = {"couch": "sofa", "light": "lamp", "cot": "bed", "seating": "chair", "seat": "chair"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class TermRun:
+    """One word's shoppers, a round each: p@depth of the words, p@depth after Refine, and who had to browse."""
+
     term: str
     category: str
-    words_precision: list[float] = field(default_factory=list)
-    refined_precision: list[float] = field(default_factory=list)
-    browsed: list[bool] = field(default_factory=list)
+    words_precision: list[float]
+    refined_precision: list[float]
+    browsed: list[bool]
 
     @staticmethod
     def rounds_to_target(series: list[float], offset: int) -> int | None:
@@ -120,35 +117,40 @@ class Shopper:
                 raise EvalError(f"a vote answered {response.status_code}: {response.text[:300]}")
 
 
-async def simulate(index_root: Path, work: Path, rounds: int, seed: int, depth: int,
-                   terms: dict[str, str] | None = None) -> dict[str, Any]:
+def simulate(index_root: Path, work: Path, rounds: int, seed: int, depth: int,
+             terms: dict[str, str] | None = None) -> dict[str, Any]:
+    """Start a similarity service and a gateway on the view, on loopback, and let the shoppers use them."""
     root = serving_without_synonyms(index_root, work / "index")
-    version_dir = served_version(root)
+    env = {"INDEX": str(root), "GATEWAY_FEEDBACK_DB_URL": f"sqlite:///{work / 'feedback.sqlite3'}",
+           "GATEWAY_FEEDBACK_PER_MINUTE": "100000", "GATEWAY_FEEDBACK_PER_SESSION": "100000", "LOG_LEVEL": "WARNING"}
+    # No classifier: text searches only, so the gateway can't be ready, only alive.
+    with loopback_stack(env, {"similarity": "/readyz", "gateway": "/healthz"}) as stack:
+        return asyncio.run(shoppers(stack.url("gateway"), served_version(root), rounds, seed, depth, terms or TERMS))
+
+
+async def shoppers(gateway: str, version_dir: Path, rounds: int, seed: int, depth: int,
+                   terms: dict[str, str]) -> dict[str, Any]:
     manifest = read_manifest(version_dir)
     catalogue = sorted({(i.id, i.category) for i in read_items(version_dir)})
-    similarity = create_similarity(SimilaritySettings(index=root))
-    gateway = create_gateway(GatewaySettings(index=root, classifier_url="http://127.0.0.1:9", similarity_url="http://127.0.0.1:9",
-                                             feedback_per_minute=100_000, feedback_per_session=100_000),
-                             transport=httpx.ASGITransport(app=similarity))
     runs = []
-    async with similarity.router.lifespan_context(similarity), gateway.router.lifespan_context(gateway):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gateway",
-                                     timeout=60) as client:
-            for term, category in (terms or TERMS).items():
-                run = TermRun(term, category)
-                for round_number in range(rounds):
-                    shopper = Shopper(client, f"simulated-{term}-{round_number:03d}", term, category, depth)
-                    found = await shopper.search()
-                    run.words_precision.append(precision(found, category, depth))
-                    await shopper.mark([(r["id"], r["category"]) for r in found])
-                    run.browsed.append(not shopper.liked)
-                    if not shopper.liked:
-                        browsing = random.Random(f"{seed}-{term}-{round_number}")
-                        await shopper.mark(browsing.sample(catalogue, min(BROWSED, len(catalogue))))
-                    refined = await shopper.search(refine=True) if shopper.liked or shopper.unliked else []
-                    run.refined_precision.append(precision(refined, category, depth))
-                    await shopper.mark([(r["id"], r["category"]) for r in refined])
-                runs.append(run)
+    async with httpx.AsyncClient(base_url=gateway, timeout=60) as client:
+        for term, category in terms.items():
+            words: list[float] = []
+            after_refine: list[float] = []
+            browsed: list[bool] = []
+            for round_number in range(rounds):
+                shopper = Shopper(client, f"simulated-{term}-{round_number:03d}", term, category, depth)
+                found = await shopper.search()
+                words.append(precision(found, category, depth))
+                await shopper.mark([(r["id"], r["category"]) for r in found])
+                browsed.append(not shopper.liked)
+                if not shopper.liked:
+                    browsing = random.Random(f"{seed}-{term}-{round_number}")
+                    await shopper.mark(browsing.sample(catalogue, min(BROWSED, len(catalogue))))
+                refined = await shopper.search(refine=True) if shopper.liked or shopper.unliked else []
+                after_refine.append(precision(refined, category, depth))
+                await shopper.mark([(r["id"], r["category"]) for r in refined])
+            runs.append(TermRun(term, category, words, after_refine, browsed))
     return report(runs, manifest.version, manifest.model.weights, rounds, depth)
 
 
@@ -196,21 +198,13 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_feedback(settings: FeedbackEvalSettings) -> int:
-    try:
-        with tempfile.TemporaryDirectory(prefix="feedback-eval-") as work:
-            result = asyncio.run(simulate(settings.index, Path(work), settings.rounds, settings.seed, settings.depth))
-    except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    write_report(settings.out, "feedback_report", result, markdown(result))
-    print(markdown(result))
-    return 0
+def feedback_report(settings: FeedbackEvalSettings, work: Path) -> dict[str, Any]:
+    return simulate(settings.index, work, settings.rounds, settings.seed, settings.depth)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return evaluate_feedback(read_command_line(FeedbackEvalSettings, argv, prog="python -m evaluation.feedback"))
-
+PROGRAM = report_program(FeedbackEvalSettings, "feedback_report", feedback_report, markdown,
+                         prog="python -m evaluation.feedback")
+main = PROGRAM.main
 
 if __name__ == "__main__":
     sys.exit(main())

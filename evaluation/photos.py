@@ -26,7 +26,7 @@ import numpy as np
 
 from evaluation.contact_sheet import SheetRow, draw_contact_sheet
 from evaluation.query_set import Query, read_query_set
-from evaluation.report import markdown_report, served_version, write_report
+from evaluation.report import markdown_report, publish_report, served_version
 from evaluation.retrieval_metrics import category_accuracy, confusion_matrix, retrieval_metrics
 from evaluation.settings import EvalIndexType, EvalPrecision, PhotoEvalSettings, PreprocessingMode
 from indexing.build import THUMBNAIL_SIDE
@@ -34,10 +34,11 @@ from lookalike.catalog.index import CatalogIndex, CategoryIndex
 from lookalike.catalog.layout import HEAD
 from lookalike.catalog.manifest import Preprocessing
 from lookalike.contracts import Hit, Precision
-from lookalike.errors import EvalError, ImageRejected, JobError
+from lookalike.errors import EvalError, ImageRejected
 from lookalike.hedging import categories_to_search, merge_by_score
+from lookalike.program import Program
 from lookalike.serving import configure_logging
-from lookalike.settings import MAX_PIXELS, read_command_line
+from lookalike.settings import MAX_PIXELS
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.head import CategoryHead
 from lookalike.vision.head_training import fit_head
@@ -55,9 +56,16 @@ SHEET_RESULTS = 5
 RANDOM_WARNING = "RANDOM WEIGHTS: these figures test the harness and say nothing about quality."
 
 
+@dataclass(frozen=True)
+class LoadedQuery:
+    query: Query
+    data: bytes
+
 
 @dataclass(frozen=True)
 class Configuration:
+    """One way a service could be set up: its precision, its preprocessing, and its index type."""
+
     precision: Precision
     mode: str
     index: str
@@ -65,12 +73,6 @@ class Configuration:
     @property
     def name(self) -> str:
         return f"{self.precision} {self.mode} {self.index}"
-
-
-@dataclass(frozen=True)
-class LoadedQuery:
-    query: Query
-    data: bytes
 
 
 @dataclass
@@ -325,7 +327,7 @@ def run(evaluation: Evaluation, queries_dir: Path, out: Path, sheet_queries: int
         log.info("evaluated %s", configuration.name)
     baseline = next(o for o in outcomes if o.configuration == evaluation.baseline)
     report = build_report(evaluation, queries_dir, queries, skipped, outcomes, baseline)
-    write_report(out, "report", report, markdown_report(report))
+    publish_report(out, "report", report, markdown_report(report))
     title = f"{baseline.configuration.name}, category gate on, index {evaluation.manifest.version}"
     sheet = draw_contact_sheet(sheet_rows(evaluation, queries, baseline, sheet_queries), title=title,
                                warning=RANDOM_WARNING if evaluation.manifest.model.weights == "random" else None)
@@ -375,24 +377,18 @@ def sheet_rows(evaluation: Evaluation, queries: list[LoadedQuery], outcome: Outc
 def evaluate(settings: PhotoEvalSettings) -> int:
     configure_logging()
     started = time.perf_counter()
-    try:
-        options = Options(settings.weights, settings.catalog, settings.precisions, settings.modes, settings.indexes,
-                          settings.hedge_below, settings.pcaw_dim, settings.timed_queries, settings.batch_size,
-                          settings.workers)
-        evaluation = Evaluation(settings.index, options)
-        report = run(evaluation, settings.queries, settings.out, settings.sheet_queries)
-    except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print((settings.out / "report.md").read_text())
+    options = Options(settings.weights, settings.catalog, settings.precisions, settings.modes, settings.indexes,
+                      settings.hedge_below, settings.pcaw_dim, settings.timed_queries, settings.batch_size,
+                      settings.workers)
+    evaluation = Evaluation(settings.index, options)
+    report = run(evaluation, settings.queries, settings.out, settings.sheet_queries)
     print(f"{report['queries']} queries, {len(evaluation.configurations())} configurations in "
           f"{time.perf_counter() - started:.0f} s. Reports in {settings.out}/: report.json, report.md, contact_sheet.png")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    return evaluate(read_command_line(PhotoEvalSettings, argv, prog="python -m evaluation.photos"))
-
+PROGRAM = Program(PhotoEvalSettings, evaluate, prog="python -m evaluation.photos")
+main = PROGRAM.main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from evaluation.settings import ReportSettings
 from lookalike.catalog.layout import IndexLayout
 from lookalike.errors import EvalError
+from lookalike.program import Program
+
+R = TypeVar("R", bound=ReportSettings)
 
 
 def served_version(index_root: Path) -> Path:
@@ -18,11 +24,26 @@ def served_version(index_root: Path) -> Path:
     return version_dir
 
 
-def write_report(out: Path, stem: str, report: dict[str, Any], markdown: str) -> None:
-    """`stem`.json for programs and `stem`.md for people, side by side in `out` (made if missing)."""
+def publish_report(out: Path, stem: str, report: dict[str, Any], markdown: str) -> None:
+    """`stem`.json for programs and `stem`.md for people, side by side in `out` (made if missing); the markdown
+    printed too, for the person who ran it."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     (out / f"{stem}.md").write_text(markdown)
+    print(markdown)
+
+def report_program(settings: type[R], stem: str, make: Callable[[R, Path], dict[str, Any]],
+                   markdown: Callable[[dict[str, Any]], str], prog: str) -> Program[R]:
+    """An evaluation's command: `make` its report, given a scratch folder deleted afterwards, then publish it."""
+
+    def run(read: R) -> int:
+        with tempfile.TemporaryDirectory(prefix=f"{stem}-") as work:
+            report = make(read, Path(work))
+        publish_report(read.out, stem, report, markdown(report))
+        return 0
+
+    return Program(settings, run, prog)
+
 
 RETRIEVAL_KEYS = ("precision@1", "precision@5", "precision@10", "product_recall@1", "product_recall@10")
 

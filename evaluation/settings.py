@@ -23,7 +23,13 @@ DATA = Path(__file__).with_name("data")
 DEFAULT_TEXT_QUERIES = [DATA / "text_queries.csv", DATA / "absent_words.csv"]
 
 
-class PhotoEvalSettings(BaseSettings):
+class ReportSettings(BaseSettings):
+    """What every evaluation has: a folder its report goes to."""
+
+    out: Path = Field(Path("var/eval"), description="Where the reports go.")
+
+
+class PhotoEvalSettings(ReportSettings):
     """Measure photo search like a search team: labelled query photos against the serving index, in process,
     for each precision, preprocessing and index type; writes report.json, report.md and a contact sheet."""
 
@@ -53,7 +59,7 @@ class PhotoEvalSettings(BaseSettings):
     workers: int = Field(2, ge=1, description="Threads decoding catalogue photos.")
 
 
-class TextEvalSettings(BaseSettings):
+class TextEvalSettings(ReportSettings):
     """Measure search by words: precision@1, precision@10 and recall@10 of a query set against the serving
     index's text index, or against a catalogue folder's products.csv (no embedding needed)."""
 
@@ -70,7 +76,7 @@ class TextEvalSettings(BaseSettings):
     out: Path = Field(Path("var/eval"), description="Where text_report.json and text_report.md go.")
 
 
-class FeedbackEvalSettings(BaseSettings):
+class FeedbackEvalSettings(ReportSettings):
     """Simulated shoppers teach words the catalogue lacks ("couch"): p@depth per round, from learnt text
     associations and from Refine, on a view of the serving index; its feedback is untouched."""
 

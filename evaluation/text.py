@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.report import served_version, write_report
+from evaluation.report import report_program, served_version
 from evaluation.settings import TextEvalSettings
 from indexing.catalog import scan_catalog
 from lookalike.catalog.hybrid import Fusion, Meaning, bm25_products, fused_products
@@ -35,8 +34,7 @@ from lookalike.catalog.layout import SYNONYMS, TEXT_INDEX, TEXT_VECTORS, read_it
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.catalog.text_embedding import TextEmbedder, item_text, load_text_model
 from lookalike.catalog.text_index import Match, TextIndex, text_fields, write_text_index
-from lookalike.errors import ApiError, EvalError, JobError
-from lookalike.settings import read_command_line
+from lookalike.errors import ApiError, EvalError
 
 DEPTH = 10
 
@@ -191,25 +189,15 @@ def markdown(report: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate_text(settings: TextEvalSettings) -> int:
-    try:
-        queries = [q for path in settings.queries for q in read_text_queries(path)]
-        model = load_text_model(settings.text_model)
-        with tempfile.TemporaryDirectory(prefix="text-eval-") as work:
-            searched = (written_now(settings.catalog, Path(work), model) if settings.catalog
-                        else served(settings.index, model))
-            report = evaluate(searched, queries)
-    except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    write_report(settings.out, "text_report", report, markdown(report))
-    print(markdown(report))
-    return 0
+def text_report(settings: TextEvalSettings, work: Path) -> dict[str, object]:
+    queries = [q for path in settings.queries for q in read_text_queries(path)]
+    model = load_text_model(settings.text_model)
+    searched = written_now(settings.catalog, work, model) if settings.catalog else served(settings.index, model)
+    return evaluate(searched, queries)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return evaluate_text(read_command_line(TextEvalSettings, argv, prog="python -m evaluation.text"))
-
+PROGRAM = report_program(TextEvalSettings, "text_report", text_report, markdown, prog="python -m evaluation.text")
+main = PROGRAM.main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,19 +4,18 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from lookalike import settings as shared
-from lookalike.settings import UploadLimits
+from lookalike.settings import ServiceSettings, UploadLimits
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(ServiceSettings):
     """Serve the web page and the public API (/api/v1), in front of the classifier and the similarity service."""
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", env_ignore_empty=True)
 
-    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
-    port: int = Field(8000, description="Port to listen on.")
+    port: int = Field(8000, description="Port to listen on: the page and the public API.")
     classifier_port: int = Field(8001, validation_alias="CLASSIFIER_PORT",
                                  description="The classifier's port on 127.0.0.1, unless CLASSIFIER_URL says so.")
     similarity_port: int = Field(8002, validation_alias="SIMILARITY_PORT",

@@ -26,10 +26,9 @@ from indexing.self_eval import describe, describe_categories
 from indexing.settings import IndexBuildSettings, RollbackSettings, VersionsSettings
 from indexing.versions import rollback
 from lookalike.catalog.layout import IndexLayout, read_manifest
-from lookalike.errors import JobError
 from lookalike.feed.download import DownloadLimits
+from lookalike.program import Program
 from lookalike.serving import configure_logging
-from lookalike.settings import read_command_line
 from lookalike.vision.precision import gate_summary
 
 
@@ -124,9 +123,6 @@ def build(settings: IndexBuildSettings) -> int:
             if note:
                 print(note)
             summary = build_index(catalog, settings.index, settings.weights, **how)
-    except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted: the serving index is untouched; embeddings done so far are cached, "
               "so the next run resumes from them", file=sys.stderr)
@@ -143,11 +139,7 @@ def build(settings: IndexBuildSettings) -> int:
 
 
 def roll_back(settings: RollbackSettings) -> int:
-    try:
-        version, previous = rollback(settings.index, settings.to)
-    except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    version, previous = rollback(settings.index, settings.to)
     print(f"Rolled back from {previous} to {version}")
     for line in notify_reload(settings.notify):
         print(line)
@@ -166,7 +158,11 @@ def list_versions(settings: VersionsSettings) -> int:
 
 
 def run_indexing(settings: IndexBuildSettings | RollbackSettings | VersionsSettings) -> int:
+    """Build, or the subcommand chosen: `python -m indexing` reads an IndexingCommandLine, `lookalike` the three."""
     configure_logging()
+    if isinstance(settings, IndexingCommandLine):
+        chosen = get_subcommand(settings, is_required=False)
+        settings = chosen if isinstance(chosen, RollbackSettings | VersionsSettings) else settings
     match settings:
         case RollbackSettings():
             return roll_back(settings)
@@ -176,11 +172,8 @@ def run_indexing(settings: IndexBuildSettings | RollbackSettings | VersionsSetti
             return build(settings)
 
 
-def main(argv: list[str] | None = None) -> int:
-    command_line = read_command_line(IndexingCommandLine, argv, prog="python -m indexing")
-    chosen = get_subcommand(command_line, is_required=False)
-    return run_indexing(chosen if isinstance(chosen, RollbackSettings | VersionsSettings) else command_line)
-
+PROGRAM = Program(IndexingCommandLine, run_indexing, prog="python -m indexing")
+main = PROGRAM.main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -389,6 +389,10 @@ class EvalError(JobError):
     """The evaluation cannot run."""
 
 
+class StackNotReady(JobError):
+    """Services a job started for itself did not become ready; their own output says why."""
+
+
 class FeedbackDatabaseError(JobError):
     """The gateway can't open or migrate its feedback database at start-up."""
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
 
 from lookalike import observability
 from lookalike.http_protocol import with_head_limits
-from lookalike.settings import ConnectionLimits, LoggingSettings
+from lookalike.program import Program
+from lookalike.settings import ConnectionLimits, LoggingSettings, ServiceSettings
+
+Listening = TypeVar("Listening", bound=ServiceSettings)
 
 
 def configure_logging(program: str = "indexing") -> None:
@@ -34,3 +39,14 @@ def serve(program: str, create_app: Callable[[], FastAPI], host: str, port: int,
     uvicorn.run(create_app, factory=True, host=host, port=port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=10, http=with_head_limits(limits.header_timeout_s, limits.max_header_bytes),
                 limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive_s)
+
+
+def service_program(program: str, settings: type[Listening], create_app: Callable[[Listening], FastAPI],
+                    prog: str) -> Program[Listening]:
+    """A service's command: read its settings, then serve the app `create_app` makes of them on their host and port."""
+
+    def run(read: Listening) -> int:
+        serve(program, partial(create_app, read), read.host, read.port)
+        return 0
+
+    return Program(settings, run, prog)

@@ -3,18 +3,18 @@
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from lookalike import settings as shared
+from lookalike.settings import ServiceSettings
 
 
-class SimilaritySettings(BaseSettings):
+class SimilaritySettings(ServiceSettings):
     """Serve the similarity search: Faiss per category and the text index, over the serving index version."""
 
     model_config = SettingsConfigDict(env_prefix="SIMILARITY_", extra="ignore", env_ignore_empty=True)
 
-    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
-    port: int = Field(8002, description="Port to listen on.")
+    port: int = Field(8002, description="Port to listen on; the gateway finds it as SIMILARITY_PORT.")
     index: Path = Field(shared.INDEX_ROOT, validation_alias=AliasChoices("SIMILARITY_INDEX", "INDEX"),
                         description="Index root; its `current` version is served, and reloaded on POST /v1/reload.")
     faiss_threads: int = Field(1, ge=1, description="One query at a time needs no OpenMP team.")

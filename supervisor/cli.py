@@ -12,7 +12,9 @@ classes. A flag beats the environment, which beats the default.
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, CliSubCommand, SettingsConfigDict, get_subcommand
@@ -21,6 +23,7 @@ from classifier_service.settings import ClassifierSettings
 from evaluation.settings import FeedbackEvalSettings, PhotoEvalSettings, TextEvalSettings
 from gateway.settings import GatewaySettings
 from indexing.settings import IndexBuildSettings, RollbackSettings, VersionsSettings
+from lookalike.program import Program
 from lookalike.settings import read_command_line
 from similarity_service.settings import SimilaritySettings
 from supervisor.settings import StackSettings
@@ -56,34 +59,19 @@ class Lookalike(BaseSettings):
         "Simulated shoppers' feedback report (`make eval-feedback`)."))
 
 
+# Each command's program, by its settings class: imported only when chosen, so `lookalike --help` loads no model.
+PROGRAMS: dict[type, str] = {
+    StackSettings: "supervisor.stack", GatewaySettings: "gateway.__main__",
+    ClassifierSettings: "classifier_service.__main__", SimilaritySettings: "similarity_service.__main__",
+    IndexBuildSettings: "indexing.__main__", RollbackSettings: "indexing.__main__", VersionsSettings: "indexing.__main__",
+    PhotoEvalSettings: "evaluation.photos", TextEvalSettings: "evaluation.text", FeedbackEvalSettings: "evaluation.feedback",
+}
+
+
 def run(command: object) -> int:
-    """Run the chosen command. Its program is imported only now, so `lookalike --help` loads no model."""
-    match command:
-        case StackSettings():
-            from supervisor.stack import run_stack
-            return run_stack(command)
-        case GatewaySettings():
-            from gateway.__main__ import serve_gateway
-            return serve_gateway(command)
-        case ClassifierSettings():
-            from classifier_service.__main__ import serve_classifier
-            return serve_classifier(command)
-        case SimilaritySettings():
-            from similarity_service.__main__ import serve_similarity
-            return serve_similarity(command)
-        case IndexBuildSettings() | RollbackSettings() | VersionsSettings():
-            from indexing.__main__ import run_indexing
-            return run_indexing(command)
-        case PhotoEvalSettings():
-            from evaluation.photos import evaluate
-            return evaluate(command)
-        case TextEvalSettings():
-            from evaluation.text import evaluate_text
-            return evaluate_text(command)
-        case FeedbackEvalSettings():
-            from evaluation.feedback import evaluate_feedback
-            return evaluate_feedback(command)
-    raise TypeError(f"no program runs {type(command).__name__}")
+    """Run the chosen command with the settings read for it, as its own `python -m` would."""
+    program: Program[Any] = importlib.import_module(PROGRAMS[type(command)]).PROGRAM
+    return program.execute(command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode
 
-from lookalike.settings import ConnectionLimits, LoggingSettings, command_line, environment_names
+from lookalike.settings import ConnectionLimits, LoggingSettings, VectorStoreSettings, command_line, environment_names
 from supervisor.cli import Lookalike
 
 REPO = Path(__file__).resolve().parent.parent
@@ -158,6 +158,10 @@ def render() -> str:
     for command, settings_class in commands(Lookalike, ("lookalike",)):
         lines += [f"## `{command}`", "", " ".join((settings_class.__doc__ or "").split()), "",
                   *table(settings_class, command), ""]
+    lines += ["## The vector store", "",
+              "Read from the environment only, alike by `lookalike index`, `lookalike rollback`, `lookalike serve "
+              "similarity` and `lookalike run`: where an index version's vectors live (Faiss files in the version, or a "
+              "Milvus server).", "", *table(VectorStoreSettings, None), ""]
     lines += ["## Every program", "",
               "Read from the environment only, by every service (connection limits) or every program (logging).", "",
               *table(ConnectionLimits, None), *table(LoggingSettings, None)[2:], ""]

@@ -13,12 +13,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from indexing.catalog import default_catalog
-from lookalike.settings import VectorStoreSettings, read_command_line
+from lookalike.catalog.layout import IndexLayout, read_manifest
+from lookalike.catalog.vector_store import VectorStoreKind
+from lookalike.errors import StackNotReady
+from lookalike.program import Program
+from lookalike.settings import VectorStoreSettings
+from supervisor.loopback import free_port
 from supervisor.milvus_local import LocalMilvus
 from supervisor.settings import StackSettings
 
@@ -83,6 +91,55 @@ def wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], timeout_
     return False
 
 
+@dataclass(frozen=True)
+class LoopbackStack:
+    """Services a job started for itself, each on a free loopback port: reached only over HTTP."""
+
+    processes: dict[str, subprocess.Popen[bytes]]
+    ports: dict[str, int]
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+
+@contextmanager
+def loopback_stack(env: Mapping[str, str], ready: Mapping[str, str], timeout_s: float = 300) -> Iterator[LoopbackStack]:
+    """Start the services `ready` names, with `env` over this environment, and wait until each answers 200 on its
+    path there (`/readyz`, or `/healthz` for one that cannot be ready alone); stop them all on the way out.
+
+    Every service gets a free port, started or not, so a gateway finds the ones that were; StackNotReady when
+    one exits or does not answer in `timeout_s` (its output, on this one's, says why).
+    """
+    ports = {service.name: free_port() for service in SERVICES}
+    full_env = {**os.environ, **env, **{service.port_env: str(ports[service.name]) for service in SERVICES}}
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for service in SERVICES:
+            if service.name in ready:
+                processes[service.name] = start(service, full_env)
+        stack = LoopbackStack(processes, ports)
+        for name, path in ready.items():
+            if not wait_ready(stack.url(name) + path, processes, timeout_s):
+                raise StackNotReady(f"The {name} service did not answer {path} on {stack.url(name)}; its output "
+                                    "above says why (`make run` with the same settings shows it too).")
+        yield stack
+    finally:
+        stop_all(processes)
+
+
+def why_build(index: Path, vector_store: str) -> str | None:
+    """Why the stack must build an index version before it serves, or None: there is none, or the serving one keeps
+    its vectors in the other store (`make run VECTOR_STORE=milvus` after a Faiss demo, or the other way round)."""
+    current = IndexLayout(index).current()
+    if current is None:
+        return f"no index at {index}"
+    record = read_manifest(current).vector_store
+    kept = record.kind if record is not None else VectorStoreKind.FAISS
+    if kept != vector_store:
+        return f"the index at {index} keeps its vectors in {kept}, and VECTOR_STORE={vector_store}"
+    return None
+
+
 def run_stack(settings: StackSettings) -> int:
     """Build the index when missing, start the services, stop them together; with VECTOR_STORE=milvus and no
     MILVUS_URI, a local Milvus standalone first, kept beside the index and stopped with the rest."""
@@ -91,23 +148,24 @@ def run_stack(settings: StackSettings) -> int:
         milvus = LocalMilvus(settings.index.parent / "milvus", settings.milvus_port)
         say(f"starting a local Milvus standalone on {milvus.uri} (data in {milvus.data_dir})")
         try:
-            with milvus.start():
-                return serve_stack(settings, {"MILVUS_URI": milvus.uri})
+            with milvus:  # started here, once; stopped on the way out
+                return serve_stack(settings, store.vector_store, {"MILVUS_URI": milvus.uri})
         finally:
             say("Milvus stopped")
-    return serve_stack(settings, {})
+    return serve_stack(settings, store.vector_store, {})
 
 
-def serve_stack(settings: StackSettings, extra_env: dict[str, str]) -> int:
+def serve_stack(settings: StackSettings, vector_store: str, extra_env: dict[str, str]) -> int:
     index, weights = settings.index, settings.weights
     # What the flags said reaches the services as their environment.
     env = {**os.environ, "INDEX": str(index), "WEIGHTS": weights, **extra_env,
            **{service.port_env: str(settings.port(service.name)) for service in SERVICES}}
-    if not (index / "current").exists():
+    missing = why_build(index, vector_store)
+    if missing:
         catalog, note = default_catalog(settings.catalog)
         if note:
             say(note)
-        say(f"no index at {index}; building it from {catalog} (weights={weights})")
+        say(f"{missing}; building it from {catalog} (weights={weights})")
         built = subprocess.run([sys.executable, "-m", "indexing", "--catalog", str(catalog), "--index", str(index),
                                 "--weights", weights], env=env)
         if built.returncode != 0:
@@ -140,9 +198,7 @@ def serve_stack(settings: StackSettings, extra_env: dict[str, str]) -> int:
         stop_all(processes)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_stack(read_command_line(StackSettings, argv, prog="python -m supervisor.stack"))
-
+PROGRAM = Program(StackSettings, run_stack, prog="python -m supervisor.stack")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(PROGRAM.main())
