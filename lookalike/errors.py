@@ -71,6 +71,7 @@ that one type.
     ├── SynonymsError            a store's synonyms.txt has a line that is not Solr synonym syntax
     ├── QuantisationFailed       the int8 model could not be exported or quantised
     ├── EvalError                the evaluation cannot run
+    ├── StackNotReady            services a job started on loopback for itself did not become ready
     ├── FeedbackDatabaseError    the gateway can't open or migrate FEEDBACK_DB_URL at start-up
     ├── FeedError                a product feed can't be read or parsed (or declares entities)
     ├── CategoryMappingError     the feed's category mapping file has a line that is not `category: value`

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support import SHARED, Services, write_csv
+from tests.support import SHARED, Services, demo_rows, write_catalog, write_csv
 
 if TYPE_CHECKING:
     from indexing.build import Int8Options
@@ -60,17 +60,9 @@ def query_photos(shared: Path) -> list[tuple[Path, str]]:
 @pytest.fixture(scope="session")
 def small_catalog(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real catalogue in miniature: the first images of each category, with their products.csv rows."""
-    root = tmp_path_factory.mktemp("catalog")
-    with open(shared / "catalog" / "products.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    kept = []
-    for category in CATEGORIES:
-        for row in [r for r in rows if r["category"] == category][:PER_CATEGORY]:
-            (root / category).mkdir(exist_ok=True)
-            shutil.copy(shared / "catalog" / row["file"], root / row["file"])
-            kept.append(row)
-    write_csv(root / "products.csv", kept, list(rows[0]))
-    return root
+    rows = demo_rows(shared)
+    kept = [row for category in CATEGORIES for row in [r for r in rows if r["category"] == category][:PER_CATEGORY]]
+    return write_catalog(shared, tmp_path_factory.mktemp("catalog"), kept, list(rows[0]))
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,23 @@ def write_csv(path: Path, rows: list[dict[str, str]], fieldnames: list[str] | No
     return path
 
 
+def demo_rows(shared: Path) -> list[dict[str, str]]:
+    """The demo catalogue's products.csv, row by row."""
+    with open(shared / "catalog" / "products.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_catalog(shared: Path, root: Path, rows: list[dict[str, str]], fieldnames: list[str] | None = None) -> Path:
+    """A catalogue folder at `root`: each row's photo copied from the demo catalogue (to the row's `file`, which
+    may rename it), and the rows as its products.csv."""
+    for row in rows:
+        source = row.get("source_file", row["file"])
+        (root / row["file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared / "catalog" / source, root / row["file"])
+    write_csv(root / "products.csv", [{k: v for k, v in row.items() if k != "source_file"} for row in rows], fieldnames)
+    return root
+
+
 def clusters(n_per: int = 30, dim: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Three well-separated clusters of embeddings and their labels, for fitting a head."""
     rng = np.random.default_rng(seed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from evaluation.text import main
-from tests.support import REPO, write_csv
+from tests.support import REPO, demo_rows, write_csv
 
 if TYPE_CHECKING:
     from lookalike.catalog.text_embedding import TextEmbedder
@@ -51,8 +50,7 @@ def test_the_absent_words_are_in_no_product_name_and_no_synonym_line(shared: Pat
 
     queries = read_text_queries(REPO / "evaluation" / "data" / "absent_words.csv")
     assert len(queries) >= 25 and {q.kind for q in queries} == {"absent word"}
-    with open(shared / "catalog" / "products.csv", newline="") as fh:
-        names = {w for row in csv.DictReader(fh) for w in words(row["name"])}
+    names = {w for row in demo_rows(shared) for w in words(row["name"])}
     synonyms = {w for line in DEFAULT_SYNONYMS.read_text().splitlines() for w in words(line.split("#")[0])}
     categories = {"bed", "chair", "lamp", "sofa", "table"}
     for q in queries:

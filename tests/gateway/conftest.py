@@ -9,10 +9,8 @@
 
 from __future__ import annotations
 
-import csv
 import itertools
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import sqlalchemy as sa
 
 from gateway.feedback_store import engine_url
 from tests.gateway.product_catalog import CHAIRS, LAMPS, chair_id
-from tests.support import Services, postgres_binary, postgres_server, write_csv
+from tests.support import Services, demo_rows, postgres_binary, postgres_server, write_catalog
 
 _databases = itertools.count()
 
@@ -57,9 +55,7 @@ def feedback_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def products_catalog(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("products")
-    with open(shared / "catalog" / "products.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = demo_rows(shared)
     chairs = [r["file"] for r in rows if r["category"] == "chair"][:2 * CHAIRS]
     lamps = [r["file"] for r in rows if r["category"] == "lamp"][:LAMPS]
     written = []
@@ -71,11 +67,7 @@ def products_catalog(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     for n, photo in enumerate(lamps):
         written.append({"id": f"lamp-{n}", "category": "lamp", "name": f"Lamp {n}", "file": photo,
                         "price": str(5 * (n + 1)), "in_stock": "yes", "item_group_id": ""})
-    for row in written:
-        (root / row["category"]).mkdir(exist_ok=True)
-        shutil.copy(shared / "catalog" / row["file"], root / row["file"])
-    write_csv(root / "products.csv", written)
-    return root
+    return write_catalog(shared, tmp_path_factory.mktemp("products"), written)
 
 
 @pytest.fixture(scope="session")

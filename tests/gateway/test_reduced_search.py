@@ -24,7 +24,7 @@ from lookalike.catalog.index import CatalogIndex
 from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.catalog.projection import PROJECTION, Projection, Reduction
 from lookalike.errors import ProjectionMismatch, WrongDimension
-from tests.support import Services, write_csv
+from tests.support import Services, demo_rows, write_catalog
 
 PER_CATEGORY = 14
 DIM = 64
@@ -32,17 +32,10 @@ DIM = 64
 
 @pytest.fixture(scope="module")
 def catalog(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("reduced-catalog")
-    with open(shared / "catalog" / "products.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    kept = []
-    for category in ["bed", "chair", "lamp", "sofa", "table"]:
-        for n, row in enumerate([r for r in rows if r["category"] == category][:PER_CATEGORY]):
-            (root / category).mkdir(exist_ok=True)
-            shutil.copy(shared / "catalog" / row["file"], root / row["file"])
-            kept.append({**row, "price": str(100 * (n + 1))})
-    write_csv(root / "products.csv", kept)
-    return root
+    rows = demo_rows(shared)
+    kept = [{**row, "price": str(100 * (n + 1))} for category in ["bed", "chair", "lamp", "sofa", "table"]
+            for n, row in enumerate([r for r in rows if r["category"] == category][:PER_CATEGORY])]
+    return write_catalog(shared, tmp_path_factory.mktemp("reduced-catalog"), kept)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from indexing.build import build_index
-from tests.support import Services, write_csv
+from tests.support import Services, demo_rows, write_catalog
 
 PER_CATEGORY = 4
 NAMED = ("POÄNG", "KLIPPAN")
@@ -21,16 +20,11 @@ EAGER = {"classifier": {"CLASSIFIER_FUSED": "false"}}
 
 def text_catalog(shared: Path, root: Path) -> Path:
     """Every POÄNG chair and KLIPPAN sofa, plus the first few photos of each category, with their rows."""
-    with open(shared / "catalog" / "products.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = demo_rows(shared)
     kept = [r for r in rows if any(name in r["name"] for name in NAMED)]
     for category in sorted({r["category"] for r in rows}):
         kept += [r for r in rows if r["category"] == category and r not in kept][:PER_CATEGORY]
-    for row in kept:
-        (root / row["category"]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shared / "catalog" / row["file"], root / row["file"])
-    write_csv(root / "products.csv", kept, list(rows[0]))
-    return root
+    return write_catalog(shared, root, kept, list(rows[0]))
 
 
 def rows_of(catalog: Path) -> list[dict[str, str]]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from PIL import Image
 from playwright.sync_api import Page, Request, Route, expect
 
 from tests.gateway.browser.conftest import wider_than_the_viewport
-from tests.support import REPO, Services, write_csv
+from tests.support import REPO, Services, demo_rows, write_catalog
 
 ScreenShot = Callable[[Page, str], Path]
 FOUND = re.compile(r"Found \d+ similar products")
@@ -270,17 +268,12 @@ def open_licence_stack(shared: Path, tmp_path_factory: pytest.TempPathFactory) -
     """
     from indexing.build import build_index
 
-    root = tmp_path_factory.mktemp("open-catalog")
-    with open(shared / "catalog" / "products.csv", newline="") as fh:
-        caltech = [r for r in csv.DictReader(fh) if "CC BY" in r["license"]]
-    written = []
-    for category, stem in [("lamp", "caltech-lamp-"), ("chandelier", "caltech-chandelier-")]:
-        (root / category).mkdir()
-        for row in [r for r in caltech if r["id"].startswith(stem)][:OPEN_PER_CATEGORY]:
-            file = f"{category}/{Path(row['file']).name}"
-            shutil.copy(shared / "catalog" / row["file"], root / file)
-            written.append({"id": row["id"], "category": category, "name": row["name"], "file": file})
-    write_csv(root / "products.csv", written)
+    caltech = [r for r in demo_rows(shared) if "CC BY" in r["license"]]
+    written = [{"id": row["id"], "category": category, "name": row["name"], "file": f"{category}/{Path(row['file']).name}",
+                "source_file": row["file"]}
+               for category, stem in [("lamp", "caltech-lamp-"), ("chandelier", "caltech-chandelier-")]
+               for row in [r for r in caltech if r["id"].startswith(stem)][:OPEN_PER_CATEGORY]]
+    root = write_catalog(shared, tmp_path_factory.mktemp("open-catalog"), written)
     index = tmp_path_factory.mktemp("open-index")
     build_index(root, index, "random", precision="fp32")
     # Batches of one: the classifier warms up one size only, which matters on a busy shared machine.

@@ -8,10 +8,8 @@ filters past a phone's screen.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from PIL import Image
 from playwright.sync_api import Page, Request, Route, expect
 
 from tests.gateway.browser.conftest import wider_than_the_viewport
-from tests.support import Replica, Services, write_csv
+from tests.support import Replica, Services, demo_rows, write_catalog
 
 ScreenShot = Callable[[Page, str], Path]
 FOUND = re.compile(r"Found \d+ similar products|No products")
@@ -33,19 +31,13 @@ SHORT_TTL_S = 2
 @pytest.fixture(scope="module")
 def licensed_catalog(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Chairs and lamps, two of each licence the demo catalogue gives them, with all its columns."""
-    root = tmp_path_factory.mktemp("licensed")
-    with open(shared / "catalog" / "products.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = demo_rows(shared)
     kept = []
     for category in ("chair", "lamp"):
         for licence in sorted({r["license"] for r in rows if r["category"] == category}):
             kept += [r for r in rows if r["category"] == category and r["license"] == licence][:2]
-    for row in kept:
-        (root / row["category"]).mkdir(exist_ok=True)
-        shutil.copy(shared / "catalog" / row["file"], root / row["file"])
-    write_csv(root / "products.csv", kept, list(rows[0]))
     assert len({r["license"] for r in kept}) > 1
-    return root
+    return write_catalog(shared, tmp_path_factory.mktemp("licensed"), kept, list(rows[0]))
 
 
 @pytest.fixture(scope="module")

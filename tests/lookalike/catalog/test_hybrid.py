@@ -6,7 +6,6 @@ random vectors, which only the photo search narrowed by words uses).
 
 from __future__ import annotations
 
-import csv
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from lookalike.catalog.text_embedding import TextEmbedder, item_text
 from lookalike.catalog.text_index import TextIndex, text_fields, write_text_index
 from lookalike.contracts import ModelInfo, TextModelInfo
 from lookalike.errors import BadTextQuery, TextModelMismatch
+from tests.support import demo_rows
 
 PER_CATEGORY = 15
 ALSO = ("POÄNG armchair", "STRANDMON wing chair", "HEKTAR floor lamp")
@@ -29,8 +29,7 @@ WALL_LAMPS = ("SNÖIG wall lamp", "SKOJIG wall lamp")  # what a sconce is; the f
 
 def demo_items(shared: Path) -> list[CatalogItem]:
     """The first products of each category, and a few named ones, as the indexing job lists them."""
-    with open(shared / "catalog" / "products.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = demo_rows(shared)
     chosen: list[dict[str, str]] = []
     for category in ("bed", "chair", "lamp", "sofa", "table"):
         chosen += [r for r in rows if r["category"] == category][:PER_CATEGORY]
