@@ -6,7 +6,6 @@ import csv
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ from typing import ClassVar
 
 import httpx
 import numpy as np
+
+from supervisor.loopback import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "furniture"
@@ -56,12 +57,6 @@ def clusters(n_per: int = 30, dim: int = 64, seed: int = 0) -> tuple[np.ndarray,
     centres = rng.normal(size=(3, dim)) * 3
     x = np.concatenate([c + rng.normal(size=(n_per, dim)) for c in centres]).astype(np.float32)
     return x, np.repeat(np.arange(3), n_per)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_ok(url: str, processes: dict[str, subprocess.Popen[bytes]], logs: Path, timeout_s: float) -> None:

@@ -15,10 +15,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
+from tests.gateway.mock_services import gateway_over
 
-CLASSIFIER, SIMILARITY = "http://127.0.0.1:9001", "http://127.0.0.1:9002"
 MODEL = {"weights": "random", "model_id": "resnet50-random-0-abc", "precision": "fp32"}
 
 
@@ -52,8 +50,7 @@ def services() -> FakeServices:
 
 @pytest.fixture
 def gateway(services: FakeServices, tmp_path: Path) -> Iterator[TestClient]:
-    settings = GatewaySettings(classifier_url=CLASSIFIER, similarity_url=SIMILARITY, index=tmp_path)
-    with TestClient(create_app(settings, httpx.MockTransport(services.handle))) as client:
+    with gateway_over(services.handle, tmp_path) as client:
         yield client
 
 

@@ -9,10 +9,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
+from tests.gateway.mock_services import gateway_over
 
-CLASSIFIER, SIMILARITY = "http://127.0.0.1:9001", "http://127.0.0.1:9002"
 COLUMNS = {"columns": [{"name": "price", "kind": "number", "products": 3, "min": 10, "max": 900}],
            "index_version": "v1"}
 
@@ -30,8 +28,7 @@ def gateway(calls: list[str], tmp_path: Path) -> Iterator[TestClient]:
             return httpx.Response(200, json=COLUMNS)
         return httpx.Response(503, json={"error": {"code": "not_ready", "message": "not in this test"}})
 
-    settings = GatewaySettings(classifier_url=CLASSIFIER, similarity_url=SIMILARITY, index=tmp_path)
-    with TestClient(create_app(settings, httpx.MockTransport(handle))) as client:
+    with gateway_over(handle, tmp_path) as client:
         yield client
 
 

@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
 from gateway.photo_handles import HANDLE_LENGTH
-from gateway.settings import GatewaySettings
 from lookalike.contracts import encode_embedding
+from tests.gateway.mock_services import gateway_over
 
-CLASSIFIER, SIMILARITY = "http://127.0.0.1:9001", "http://127.0.0.1:9002"
 COLUMNS = {"columns": [{"name": "price", "kind": "number", "products": 3, "min": 10, "max": 900}],
            "index_version": "v1"}
 PHOTO = b"\xff\xd8 a small photo"
@@ -58,8 +56,7 @@ def calls() -> Calls:
 
 @pytest.fixture
 def gateway(calls: Calls, tmp_path: Path) -> Iterator[TestClient]:
-    settings = GatewaySettings(classifier_url=CLASSIFIER, similarity_url=SIMILARITY, index=tmp_path)
-    with TestClient(create_app(settings, httpx.MockTransport(calls.handle))) as client:
+    with gateway_over(calls.handle, tmp_path) as client:
         yield client
 
 
@@ -178,9 +175,7 @@ def test_hits_and_misses_are_counted_on_metrics(gateway: TestClient) -> None:
 
 
 def test_an_expired_handle_is_gone(calls: Calls, tmp_path: Path) -> None:
-    settings = GatewaySettings(classifier_url=CLASSIFIER, similarity_url=SIMILARITY, index=tmp_path,
-                               photo_handle_ttl_s=0.001)
-    with TestClient(create_app(settings, httpx.MockTransport(calls.handle))) as gateway:
+    with gateway_over(calls.handle, tmp_path, photo_handle_ttl_s=0.001) as gateway:
         handle = first_search(gateway)
         time.sleep(0.01)
         assert error_code(steer(gateway, handle), 410) == "photo_expired"
