@@ -20,7 +20,7 @@ from types import TracebackType
 import grpc
 from pymilvus import MilvusClient, MilvusException
 
-from supervisor.loopback import free_port
+from supervisor.loopback import bindable, free_port
 
 STOP_GRACE_S = 20.0
 
@@ -31,16 +31,6 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def bindable(port: int) -> bool:
-    """Whether a listener could bind the loopback port now, as milvus-server tries it (without SO_REUSEADDR)."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 class LocalMilvus:
