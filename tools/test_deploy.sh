@@ -165,7 +165,7 @@ printf 'image %s: %d MB (%s bytes), base %d MB\n' "$IMAGE" $((size / 1000000)) "
     $(($(docker image inspect -f '{{.Size}}' "$BASE_IMAGE") / 1000000)) | tee "$OUT/image-size.txt"
 echo "largest installed packages (MB):" | tee -a "$OUT/image-size.txt"
 docker run --rm --network none --entrypoint sh "$IMAGE" -c 'du -sm /opt/venv/lib/python3.11/site-packages/*' \
-    | sort -rn | head -8 | tee -a "$OUT/image-size.txt"
+    | sort -rn | awk 'NR <= 8' | tee -a "$OUT/image-size.txt"
 say "compose stack (tests/deploy/compose_stack.py)"
 export LOOKALIKE_DEPLOY_IMAGE=$IMAGE LOOKALIKE_DEPLOY_OUT=$OUT
 timed stack "$PY" -m pytest -p no:cacheprovider -v tests/deploy/compose_stack.py
