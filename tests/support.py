@@ -18,11 +18,15 @@ from typing import ClassVar
 
 import httpx
 import numpy as np
+from starlette.testclient import httpx as testclient_httpx
 
 from supervisor.loopback import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "furniture"
+
+ClientResponse = testclient_httpx.Response
+"""What TestClient answers: httpx's Response, or httpx2's where that is installed (huggingface_hub brings it)."""
 
 
 def write_csv(path: Path, rows: list[dict[str, str]], fieldnames: list[str] | None = None) -> Path:

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from starlette.testclient import httpx as testclient_httpx
 
 from gateway.app import create_app
 from gateway.feedback import Feedback
@@ -18,14 +17,12 @@ from gateway.feedback_store import FeedbackStore, engine_url
 from gateway.schemas import Result
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream
+from tests.support import ClientResponse
 
 SIMILARITY = "http://127.0.0.1:9002"
 ITEMS = {"sofa-1": "sofa", "sofa-2": "sofa", "chair-1": "chair"}
 TOKEN = "a-long-random-admin-token"
 Gateway = Callable[..., TestClient]
-
-TestResponse = testclient_httpx.Response
-"""What TestClient answers: httpx's Response, or httpx2's where that is installed (huggingface_hub brings it)."""
 
 
 def similarity(request: httpx.Request) -> httpx.Response:
@@ -54,13 +51,13 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         client.__exit__(None, None, None)
 
 
-def vote(client: TestClient, session: str | None = "session-aaaa", **body: Any) -> TestResponse:
+def vote(client: TestClient, session: str | None = "session-aaaa", **body: Any) -> ClientResponse:
     headers = {"X-Session-ID": session} if session else {}
     return client.post("/api/v1/feedback", json={"query": "Couch", "item_id": "sofa-1", "vote": "like", **body},
                        headers=headers)
 
 
-def error_code(response: TestResponse, status: int) -> str:
+def error_code(response: ClientResponse, status: int) -> str:
     assert response.status_code == status, response.text
     return response.json()["error"]["code"]
 

@@ -7,7 +7,6 @@ import inspect
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from starlette.testclient import httpx as testclient_httpx
 
 from lookalike import errors
 from lookalike.errors import (
@@ -22,12 +21,10 @@ from lookalike.errors import (
     UnknownCategory,
 )
 from lookalike.service import install_error_handlers
+from tests.support import ClientResponse
 
 API_ERRORS = [cls for _, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, ApiError)]
 JOB_ERRORS = [cls for _, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, JobError)]
-
-TestResponse = testclient_httpx.Response
-"""What TestClient answers: httpx's Response, or httpx2's where that is installed (huggingface_hub brings it)."""
 
 
 def test_every_api_error_code_is_defined_once() -> None:
@@ -88,7 +85,7 @@ def test_fastapi_s_own_errors_answer_with_the_same_envelope(path: str, status: i
         return n
 
     with TestClient(app) as client:
-        response: TestResponse = client.get(path)
+        response: ClientResponse = client.get(path)
     assert response.status_code == status and response.json()["error"]["code"] == code
 
 
