@@ -80,7 +80,8 @@ start_dockerd() {
 fetch_compose() {
     local root="$CACHE/compose-$COMPOSE_DEB_SUITE" plugin_dir="$CACHE/docker-config/cli-plugins"
     export DOCKER_CONFIG="$CACHE/docker-config"
-    if docker compose version 2>/dev/null | grep -q 'version v\?2'; then return; fi
+    # grep reads the whole line (no -q): under pipefail, an early exit could SIGPIPE docker and fail the test.
+    if docker compose version 2>/dev/null | grep 'version v\?2' >/dev/null; then return; fi
     if [[ ! -x $root/unpacked/usr/libexec/docker/cli-plugins/docker-compose ]]; then
         # Its own source list, lists and cache: the system's apt setup is neither read nor changed.
         rm -rf "$root" && mkdir -p "$root/sources" "$root/lists/partial" "$root/cache/archives/partial"
