@@ -46,6 +46,21 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+def openmp_threads_restored() -> Iterator[None]:
+    """PyTorch and Faiss share one OpenMP runtime, and a service's lifespan run in process sets its thread
+    count (SIMILARITY_FAISS_THREADS is 1) for the whole test process: left so, every later in-process
+    forward pass ran on one core (the bf16 comparison took 150 s instead of 80)."""
+    import faiss
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads or faiss.omp_get_max_threads() != threads:
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     return shared_data()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pytest
 
@@ -148,4 +147,3 @@ def test_a_category_search_with_allowed_labels_returns_only_those_inside_faiss(f
         assert [label for label, _ in hits] == exact
     assert index.search(vectors[1], 10, np.array([], dtype=np.int64)) == []
     assert [label for label, _ in index.search(vectors[1], 10, None)][0] == 5001
-    faiss.omp_set_num_threads(1)
