@@ -32,6 +32,7 @@ def publish_report(out: Path, stem: str, report: dict[str, Any], markdown: str) 
     (out / f"{stem}.md").write_text(markdown)
     print(markdown)
 
+
 def report_program(settings: type[R], stem: str, make: Callable[[R, Path], dict[str, Any]],
                    markdown: Callable[[dict[str, Any]], str], prog: str) -> Program[R]:
     """An evaluation's command: `make` its report, given a scratch folder deleted afterwards, then publish it."""

@@ -27,6 +27,13 @@ from collections.abc import Callable
 M_MMAP_THRESHOLD = -3  # glibc's mallopt(3) parameter
 
 
+def _libc_function(name: str) -> Callable[..., int] | None:
+    """The C library's function `name`, or None where it has none (musl has no malloc_trim or mallopt)."""
+    library = ctypes.util.find_library("c")
+    found: Callable[..., int] | None = getattr(ctypes.CDLL(library), name, None) if library else None
+    return found
+
+
 def mmap_large_buffers(threshold_bytes: int = 1 << 20) -> bool:
     """Serve each allocation of `threshold_bytes` or more with its own mmap; False where the C library can't.
 
@@ -36,15 +43,12 @@ def mmap_large_buffers(threshold_bytes: int = 1 << 20) -> bool:
     2026-12-06): the gateway's peak RSS 545-706 MiB with glibc's dynamic threshold, 476-532 MiB with
     it fixed at 1 MiB, in the same time (6-7 s). Below 1 MiB (socket reads are 64 kB) malloc is unchanged.
     """
-    name = ctypes.util.find_library("c")
-    mallopt = getattr(ctypes.CDLL(name), "mallopt", None) if name else None
+    mallopt = _libc_function("mallopt")
     return bool(mallopt is not None and mallopt(M_MMAP_THRESHOLD, threshold_bytes))
 
 
-def _malloc_trim() -> Callable[[], None] | None:
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    trim = getattr(libc, "malloc_trim", None)
+def _malloc_trim() -> Callable[[], object] | None:
+    trim = _libc_function("malloc_trim")
     if trim is None:
         return None
     return lambda: trim(0)  # ctypes releases the GIL for the call
