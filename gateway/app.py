@@ -16,10 +16,12 @@ import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway.feedback import Feedback
 from gateway.feedback_store import FeedbackStore, Limits, engine_url
 from gateway.photo_handles import PhotoHandleMetrics
+from gateway.query_ids import QueryIds
 from gateway.routes import feedback, page, search
 from gateway.routes.dependencies import Pipeline
 from gateway.schemas import GatewayReadiness
@@ -32,6 +34,9 @@ from lookalike.upload_guard import install_upload_guard
 log = logging.getLogger("lookalike.gateway")
 
 
+SIGNING_SECRET = "signing"
+
+
 def open_feedback_store(settings: GatewaySettings) -> FeedbackStore:
     """The feedback database, migrated to this code's schema (FeedbackDatabaseError stops the start-up)."""
     store = FeedbackStore(engine_url(settings.feedback_db_url, settings.index),
@@ -39,6 +44,13 @@ def open_feedback_store(settings: GatewaySettings) -> FeedbackStore:
                                  settings.feedback_retention_days * 86400))
     store.migrate()
     return store
+
+
+def signing_secret(settings: GatewaySettings, store: FeedbackStore) -> bytes:
+    """GATEWAY_SIGNING_SECRET, else the one kept in the feedback database for every replica that shares it."""
+    if settings.signing_secret is not None:
+        return settings.signing_secret.get_secret_value().encode()
+    return store.shared_secret(SIGNING_SECRET)
 
 
 async def prune_feedback(feedback: Feedback, every_s: float) -> None:
@@ -64,6 +76,9 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         app.state.settings = settings
         app.state.pipeline = SearchPipeline(settings, transport, photo_metrics)
         store = await anyio.to_thread.run_sync(open_feedback_store, settings)
+        secret = await anyio.to_thread.run_sync(signing_secret, settings, store)
+        app.state.secret = secret
+        app.state.query_ids = QueryIds(secret, settings.query_id_ttl_s)
         app.state.feedback = Feedback(store, app.state.pipeline.similarity, settings.learnt_weight,
                                       settings.learnt_full_at)
         pruning = asyncio.create_task(prune_feedback(app.state.feedback, settings.feedback_prune_every_s))
@@ -84,6 +99,8 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins,
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["X-Request-ID", "X-Session-ID", "Content-Type"], expose_headers=["X-Request-ID"])
+    if settings.forwarded_allow_ips:  # outermost, so every middleware and route sees the real client
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     for router in (page.router, search.router, feedback.router):
         app.include_router(router)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,12 @@ events = sa.Table(
     sa.Index("feedback_by_query", "query", "item_id"),
     sa.Index("feedback_by_session", "session", "created_at"),
     sa.Index("feedback_by_time", "created_at"),
+)
+gateway_secrets = sa.Table(
+    "gateway_secrets", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(128), nullable=False, doc="Hex; never leaves the database but to a gateway."),
+    sa.Column("created_at", sa.Float, nullable=False),
 )
 MIGRATION_LOCK = 1506
 """PostgreSQL advisory lock key held while one replica migrates."""
@@ -144,6 +151,20 @@ class FeedbackStore:
         except sa.exc.OperationalError:
             raise FeedbackUnavailable("Votes can't be saved or read right now. Please try again shortly.",
                                       headers={"Retry-After": "5"}) from None
+
+    def shared_secret(self, name: str) -> bytes:
+        """A random secret every replica on this database shares, made by whichever asks first (32 bytes)."""
+
+        def work(connection: Connection) -> bytes:
+            if not self.is_sqlite:
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+            found = connection.execute(sa.select(gateway_secrets.c.value).where(gateway_secrets.c.name == name)).scalar()
+            if found is None:
+                found = secrets.token_hex(32)
+                connection.execute(gateway_secrets.insert().values(name=name, value=found, created_at=time.time()))
+            return bytes.fromhex(found)
+
+        return bytes(self._run(work))
 
     def record(self, session_id: str, query: str | None, category: str | None, item_id: str, vote: Vote,
                now: float | None = None) -> None:

@@ -45,6 +45,9 @@ class SearchResult(BaseModel):
         "A handle for this photo, held by this gateway for a while (GATEWAY_PHOTO_HANDLE_TTL_S after its last "
         "use): steer the search with `POST /api/v1/search?photo=<handle>&...` and no body, instead of uploading "
         "the photo again. A 410 `photo_expired` answer means: upload the photo again."))
+    query_id: str = Field("", description=(
+        "This search's receipt: a vote (`POST /api/v1/feedback`) or an event (a click) names it, with a product "
+        "the search returned. Signed; valid for GATEWAY_QUERY_ID_TTL_S."))
 
 
 class TextSearchResult(BaseModel):
@@ -57,6 +60,9 @@ class TextSearchResult(BaseModel):
     timings_ms: dict[str, float] = Field(description="`search` and `total`.")
     refined: bool = Field(False, description="Refined by `like` / `unlike`: the words' top products' mean vector, "
                           "moved toward the liked and away from the unliked, ranks the results by cosine similarity.")
+    query_id: str = Field("", description=(
+        "This search's receipt: a vote (`POST /api/v1/feedback`) or an event (a click) names it, with a product "
+        "the search returned. Signed; valid for GATEWAY_QUERY_ID_TTL_S."))
 
 
 class SimilarItems(BaseModel):
@@ -65,6 +71,9 @@ class SimilarItems(BaseModel):
     results: list[Result]
     min_score: float
     index_version: str
+    query_id: str = Field("", description=(
+        "This search's receipt: a vote (`POST /api/v1/feedback`) or an event (a click) names it, with a product "
+        "the search returned. Signed; valid for GATEWAY_QUERY_ID_TTL_S."))
 
 
 class CatalogInfo(BaseModel):

@@ -78,8 +78,18 @@ class GatewaySettings(ServiceSettings):
     admin_token: SecretStr | None = Field(None, validation_alias=AliasChoices("LOOKALIKE_ADMIN_TOKEN"),
                                           description="Bearer token for operator endpoints; unset refuses them all.")
     session_cookie_secure: bool = Field(False, description="Mark the session cookie Secure (behind HTTPS).")
+    signing_secret: SecretStr | None = Field(None, description=(
+        "Signs every search's `query_id` and salts the stored hashes of voters' networks; every replica needs the "
+        "same one. Unset (default): a random one kept in the feedback database, which replicas sharing it share."))
+    query_id_ttl_s: float = Field(86400, gt=0, description=(
+        "How long a search's `query_id` may be named by a vote or an event; an older one gets 410 query_id_expired."))
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("GATEWAY_FORWARDED_ALLOW_IPS", "FORWARDED_ALLOW_IPS"),
+        description=("Comma-separated addresses or networks of the reverse proxies whose `X-Forwarded-For` names the "
+                     "real client (rate limits and votes count clients by it). Empty (default): none is trusted, "
+                     "the socket's peer is the client."))
 
-    @field_validator("cors_allow_origins", "filter_columns", mode="before")
+    @field_validator("cors_allow_origins", "filter_columns", "forwarded_allow_ips", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value

@@ -17,8 +17,9 @@ that one type.
     │   └── UnknownItem              unknown_item
     ├── UploadTimedOut           408 upload_timeout       a body too slow, or stalled
     ├── Gone                     410 gone
-    │   └── PhotoExpired             photo_expired        `photo=<handle>` this gateway doesn't hold (expired,
-    │                                                     evicted, another replica's, from before a restart)
+    │   ├── PhotoExpired             photo_expired        `photo=<handle>` this gateway doesn't hold (expired,
+    │   │                                                 evicted, another replica's, from before a restart)
+    │   └── QueryIdExpired           query_id_expired     a vote or event names a search older than its lifetime
     ├── IndexMismatch            409 index_model_mismatch the index was built with other weights
     │   ├── QuantisedModelInvalid    quantised_model_invalid  the version's int8 model is unusable
     │   ├── TextModelMismatch        text_model_mismatch  the version's text vectors came from another TEXT_MODEL
@@ -41,6 +42,8 @@ that one type.
     │   │   └── UnknownColumn            unknown_column       a `where` on a column the catalogue lacks
     │   ├── NotInCatalog             not_in_catalog       a vote, like or unlike names no catalogue product
     │   ├── BadPhotoHandle           bad_photo_handle     `photo=` is not a handle this API hands out
+    │   ├── BadQueryId               bad_query_id         a `query_id` forged, malformed, or another session's
+    │   ├── NotShown                 item_not_shown       a vote or event names a product its search did not show
     │   └── MissingSession           missing_session      feedback without X-Session-ID or the cookie
     ├── TooManyRequests          429 too_many_requests    (with Retry-After)
     │   ├── FeedbackRateLimited      feedback_rate_limited   too many votes from one session this minute
@@ -186,6 +189,12 @@ class PhotoExpired(Gone):
     code = "photo_expired"
 
 
+class QueryIdExpired(Gone):
+    """A vote or event names a search older than GATEWAY_QUERY_ID_TTL_S: the shopper searches again."""
+
+    code = "query_id_expired"
+
+
 class IndexMismatch(ApiError):
     status, code = 409, "index_model_mismatch"
 
@@ -268,6 +277,18 @@ class BadPhotoHandle(Unprocessable):
     """`photo=` that cannot be a handle: wrong length or characters. Never echoed back in full."""
 
     code = "bad_photo_handle"
+
+
+class BadQueryId(Unprocessable):
+    """A `query_id` this gateway did not sign, or signed for another session's search."""
+
+    code = "bad_query_id"
+
+
+class NotShown(Unprocessable):
+    """A vote or event names a product that the search it names did not return."""
+
+    code = "item_not_shown"
 
 
 class MissingSession(Unprocessable):

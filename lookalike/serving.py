@@ -32,13 +32,15 @@ def serve(program: str, create_app: Callable[[], FastAPI], host: str, port: int,
     The app is made from settings the caller read (flags, else the environment). uvicorn's access
     log is off: the observability middleware writes one line per request, with its request id,
     status and duration. `limits` (from the environment by default) caps connections, idle
-    keep-alive and the request head; see lookalike/settings.py.
+    keep-alive and the request head; see lookalike/settings.py. uvicorn's own proxy-header handling
+    is off: it would trust FORWARDED_ALLOW_IPS behind the settings' back (the gateway installs it itself).
     """
     limits = limits or ConnectionLimits()
     configure_logging(program)
     uvicorn.run(create_app, factory=True, host=host, port=port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=10, http=with_head_limits(limits.header_timeout_s, limits.max_header_bytes),
-                limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive_s)
+                limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive_s,
+                proxy_headers=False)
 
 
 def service_program(program: str, settings: type[Listening], create_app: Callable[[Listening], FastAPI],

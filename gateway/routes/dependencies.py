@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from gateway.feedback import Feedback
+from gateway.feedback import Feedback, has_session, session_of
+from gateway.query_ids import QueryIds, SearchKind
+from gateway.schemas import SearchResult, SimilarItems, TextSearchResult
 from gateway.search import SearchPipeline
 from gateway.settings import GatewaySettings
 from lookalike.service import from_state
@@ -14,6 +16,23 @@ from lookalike.service import from_state
 Pipeline = Annotated[SearchPipeline, from_state("pipeline", SearchPipeline)]
 Votes = Annotated[Feedback, from_state("feedback", Feedback)]
 Settings = Annotated[GatewaySettings, from_state("settings", GatewaySettings)]
+QueryIdIssuer = Annotated[QueryIds, from_state("query_ids", QueryIds)]
+Answer = TypeVar("Answer", SearchResult, TextSearchResult, SimilarItems)
+
+
+class Receipts:
+    """Stamps a search's answer with its `query_id`: what it showed, to this request's session, now."""
+
+    def __init__(self, request: Request, query_ids: QueryIdIssuer) -> None:
+        self.session = session_of(request) if has_session(request) else None
+        self.query_ids = query_ids
+
+    def stamp(self, answer: Answer, kind: SearchKind) -> Answer:
+        answer.query_id = self.query_ids.issue(kind, self.session, [result.id for result in answer.results])
+        return answer
+
+
+Receipt = Annotated[Receipts, Depends(Receipts)]
 
 
 def admin_token_of(settings: Settings) -> str | None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from gateway.photo_handles import refuse_body_with_handle
-from gateway.routes.dependencies import Pipeline, Settings, Votes
+from gateway.routes.dependencies import Pipeline, Receipt, Settings, Votes
 from gateway.schemas import CatalogInfo, SearchResult, SimilarItems, TextSearchResult
 from lookalike.contracts import MAX_EXAMPLES, MAX_K, Box
 from lookalike.errors import FeedbackUnavailable
@@ -45,6 +45,7 @@ async def search(
     request: Request,
     pipeline: Pipeline,
     settings: Settings,
+    receipt: Receipt,
     where: Where = None,
     min_score: MinScore = None,
     k: int = Query(10, ge=1, le=MAX_K, description="How many products to return (one per variant group)."),
@@ -61,21 +62,25 @@ async def search(
     """Upload a photo as the multipart field `image`, or name one searched lately by `photo=<handle>` and send
     no body; get its category and the most similar products."""
     region = Box.parse(box) if box else None  # refused before the upload is read
+    words = q if q and q.strip() else None
     if where and not photo:
         await pipeline.check_filters(where)  # refused before the upload is read, and before classifying it
     if photo:  # no upload to spare: the similarity service checks `where` inside the search
         refuse_body_with_handle(request)
-        return await pipeline.search_photo(photo, k, category or None, box=region, where=where, min_score=min_score,
-                                           like=like, unlike=unlike, q=q if q and q.strip() else None)
+        steered = await pipeline.search_photo(photo, k, category or None, box=region, where=where,
+                                              min_score=min_score, like=like, unlike=unlike, q=words)
+        return receipt.stamp(steered, "steered")
     image = await read_multipart_field(request, "image", settings.max_upload_bytes)
-    return await pipeline.search_image(image, k, category or None, box=region, where=where, min_score=min_score,
-                                       like=like, unlike=unlike, q=q if q and q.strip() else None)
+    found = await pipeline.search_image(image, k, category or None, box=region, where=where, min_score=min_score,
+                                        like=like, unlike=unlike, q=words)
+    return receipt.stamp(found, "photo_words" if words else "photo")
 
 
 @router.get("/api/v1/search/text", response_model=TextSearchResult, responses=error_responses(422, 503))
 async def search_text(
     pipeline: Pipeline,
     votes: Votes,
+    receipt: Receipt,
     q: str = Query("", description=f"Words, e.g. `green velvet sofa`; at most {MAX_QUERY_CHARS} characters. "
                                    "Typed FTS5 syntax is plain words."),
     k: int = Query(10, ge=1, le=MAX_K, description="How many products to return."),
@@ -92,19 +97,19 @@ async def search_text(
     """
     found = await pipeline.search_text(q, k, category or None, where, like=like, unlike=unlike)
     if found.refined:
-        return found  # ranked by the shopper's own marks, not by words the votes could re-weigh
+        return receipt.stamp(found, "words")  # ranked by the shopper's own marks, not by words votes could re-weigh
     try:
         learned = await votes.rerank(q, found.results, k)
     except FeedbackUnavailable:
-        return found  # the votes are a refinement: without their database the words still search
-    return found.model_copy(update={"results": learned})
+        return receipt.stamp(found, "words")  # the votes are a refinement: without their database the words search
+    return receipt.stamp(found.model_copy(update={"results": learned}), "words")
 
 
 @router.get("/api/v1/items/{item_id}/similar", response_model=SimilarItems, responses=ERRORS)
-async def similar(item_id: str, pipeline: Pipeline, where: Where = None, min_score: MinScore = None,
+async def similar(item_id: str, pipeline: Pipeline, receipt: Receipt, where: Where = None, min_score: MinScore = None,
                   k: int = Query(10, ge=1, le=MAX_K)) -> SimilarItems:
     """More like this product, by all its photos, without an upload; its own variant group is left out."""
-    return await pipeline.similar_to_item(item_id, k, where=where, min_score=min_score)
+    return receipt.stamp(await pipeline.similar_to_item(item_id, k, where=where, min_score=min_score), "similar")
 
 
 @router.get("/api/v1/items/{item_id}/image", responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}})

@@ -117,3 +117,22 @@ def test_catalog_info_names_categories_and_weights(services: Services) -> None:
     assert info["weights"] == "random"
     assert info["state"] == "ready" and info["reason"] is None
     assert info["max_upload_bytes"] == 20_000_000
+
+
+def test_every_kind_of_search_answers_with_a_query_id(services: Services, small_catalog: Path) -> None:
+    """Photo, photo with words, steered, words and more-like-this: each a receipt votes and events can name."""
+    photo = next((small_catalog / "lamp").iterdir()).read_bytes()
+    session = {"X-Session-ID": "receipts-session-1"}
+    by_photo = httpx.post(f"{services.gateway}/api/v1/search", params={"k": 3}, headers=session,
+                          files={"image": ("p.jpg", photo, "image/jpeg")}, timeout=60).json()
+    answers = {
+        "photo": by_photo,
+        "photo_words": search(services, photo, q="lamp", k=3).json(),
+        "steered": httpx.post(f"{services.gateway}/api/v1/search", params={"photo": by_photo["photo"],
+                              "category": "sofa"}, headers=session, timeout=60).json(),
+        "words": httpx.get(f"{services.gateway}/api/v1/search/text", params={"q": "sofa"}, headers=session).json(),
+        "similar": httpx.get(f"{services.gateway}/api/v1/items/{by_photo['results'][0]['id']}/similar").json(),
+    }
+    ids = {kind: answer["query_id"] for kind, answer in answers.items()}
+    assert all(len(query_id) > 40 for query_id in ids.values()), ids
+    assert len(set(ids.values())) == len(ids)
