@@ -79,8 +79,8 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         secret = await anyio.to_thread.run_sync(signing_secret, settings, store)
         app.state.secret = secret
         app.state.query_ids = QueryIds(secret, settings.query_id_ttl_s)
-        app.state.feedback = Feedback(store, app.state.pipeline.similarity, settings.learnt_weight,
-                                      settings.learnt_full_at)
+        app.state.feedback = Feedback(store, app.state.pipeline.similarity, app.state.query_ids, secret,
+                                      settings.learnt_weight, settings.learnt_full_at)
         pruning = asyncio.create_task(prune_feedback(app.state.feedback, settings.feedback_prune_every_s))
         yield
         pruning.cancel()

@@ -3,6 +3,18 @@
 The session is anonymous: the `X-Session-ID` header an API client sends, or the random
 `lookalike_session` cookie the gateway gives the page. Nothing about it is kept in the gateway:
 votes go to the `FeedbackStore`, so any replica answers any request.
+
+A vote counts only for what was shown, from whoever is really there:
+
+- it names the `query_id` of a search made with the same session (`gateway.query_ids`), and a
+  product that search returned (else 422 `item_not_shown`);
+- the search must be of the vote's kind: a words vote (`query` set) a search that could carry
+  words (`words`, `photo_words`, or `steered`, whose receipt does not say whether it had words),
+  a photo vote (`query` null) a search by a photo (`photo`, `steered`, `photo_words`). "More like
+  this" (`similar`) lists are not voted on. The receipt names no words, so the words of a vote
+  are the shopper's own; what bounds them is that each network counts once (below);
+- it is stored with the salted hash of the client's network (`gateway.clients.network_key`), and
+  learning counts networks, not sessions, which cost nothing to make.
 """
 
 from __future__ import annotations
@@ -16,19 +28,23 @@ from urllib.parse import quote
 import anyio
 from fastapi import Request
 
+from gateway.clients import Address, network_key
 from gateway.feedback_store import PHOTO_QUERY, FeedbackStore
 from gateway.learned import blend, learned_prior
+from gateway.query_ids import QueryIds, SearchKind, purpose_key
 from gateway.schemas import FeedbackStats, FeedbackStored, FeedbackVote, LearnedForQuery, LearnedItem, Result
 from gateway.search import result_of
 from gateway.upstream import Upstream
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.contracts import Hit
-from lookalike.errors import AdminTokenRequired, ApiError, MissingSession, NotInCatalog
+from lookalike.errors import AdminTokenRequired, ApiError, BadQueryId, MissingSession, NotInCatalog, NotShown
 from lookalike.text_query import normalise_query
 
 SESSION_HEADER = "X-Session-ID"
 SESSION_COOKIE = "lookalike_session"
 SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{8,128}")
+WORDS_SEARCHES: frozenset[SearchKind] = frozenset({"words", "photo_words", "steered"})
+PHOTO_SEARCHES: frozenset[SearchKind] = frozenset({"photo", "steered", "photo_words"})
 
 
 def new_session_id() -> str:
@@ -68,13 +84,20 @@ def require_admin(request: Request, token: str | None) -> None:
 
 
 class Feedback:
-    """Votes checked against the catalogue and stored; the learned prior for a text query."""
+    """Votes checked against the search that showed them and stored; the learned prior for a text query."""
 
-    def __init__(self, store: FeedbackStore, similarity: Upstream, weight: float = 1.0, full_at: int = 3) -> None:
+    def __init__(self, store: FeedbackStore, similarity: Upstream, query_ids: QueryIds, secret: bytes,
+                 weight: float = 1.0, full_at: int = 3) -> None:
         self.store = store
         self.similarity = similarity
+        self.query_ids = query_ids
+        self.network_salt = purpose_key(secret, "network")
         self.weight = weight
         self.full_at = full_at
+
+    def network_of(self, address: Address) -> str:
+        """The key a vote from this address is counted under: its /24 or /64, salted and hashed."""
+        return network_key(address, self.network_salt)
 
     async def check_item(self, item_id: str) -> None:
         """NotInCatalog (422) unless the serving index holds this product."""
@@ -85,10 +108,32 @@ class Feedback:
                 raise NotInCatalog(f"There is no catalogue product with the id {item_id!r}.") from None
             raise
 
-    async def vote(self, session: str, vote: FeedbackVote) -> FeedbackStored:
-        await self.check_item(vote.item_id)
+    def check_shown(self, session: str, vote: FeedbackVote) -> int:
+        """Where the search the vote names showed its product (from 1); refuses a vote that search does not back.
+
+        BadQueryId: forged, malformed, another session's, made without a session, or of the wrong
+        kind; QueryIdExpired: too old; NotShown: the search did not return this product.
+        """
+        receipt = self.query_ids.verify(vote.query_id, session)
+        if not receipt.session_bound:
+            raise BadQueryId(f"This query_id is of a search made without a session: send the same {SESSION_HEADER} "
+                             "(or the page's cookie) with the search as with the vote.")
+        words = vote.query is not None
+        if receipt.kind not in (WORDS_SEARCHES if words else PHOTO_SEARCHES):
+            wanted = "a search by words" if words else "a search by a photo"
+            raise BadQueryId(f"A {'words' if words else 'photo'} vote names {wanted}; this query_id is of a "
+                             f"{receipt.kind.replace('_', ' ')} search.")
+        position = self.query_ids.position(receipt, vote.item_id)
+        if position is None:
+            raise NotShown(f"The search this query_id names did not show the product {vote.item_id!r}: a vote "
+                           "counts only for a product its search returned.")
+        return position
+
+    async def vote(self, session: str, network: str, vote: FeedbackVote) -> FeedbackStored:
+        self.check_shown(session, vote)
+        await self.check_item(vote.item_id)  # it may have left the catalogue since the search
         await anyio.to_thread.run_sync(
-            lambda: self.store.record(session, vote.query, vote.category, vote.item_id, vote.vote))
+            lambda: self.store.record(session, vote.query, vote.category, vote.item_id, vote.vote, network=network))
         stored = PHOTO_QUERY if vote.query is None else normalise_query(vote.query)
         return FeedbackStored(query=stored, item_id=vote.item_id, vote=vote.vote)
 
@@ -112,7 +157,7 @@ class Feedback:
         """The operator's view of what shoppers taught these words."""
         net = await anyio.to_thread.run_sync(self.store.net_votes, query)
         prior = learned_prior(net, self.weight, self.full_at)
-        items = [LearnedItem(id=item, net_sessions=n, prior=prior[item]) for item, n in net.items()]
+        items = [LearnedItem(id=item, net_networks=n, prior=prior[item]) for item, n in net.items()]
         return LearnedForQuery(query=normalise_query(query), items=sorted(items, key=lambda i: (-i.prior, i.id)))
 
     async def rerank(self, query: str, text_results: list[Result], k: int) -> list[Result]:

@@ -1,8 +1,9 @@
 """Shoppers' votes, kept in a real database: SQLite by default, PostgreSQL for several gateway replicas.
 
 One code path for both, through SQLAlchemy Core. What is stored, per vote: the normalised query
-(or "photo" and the decided category), the item id, +1 or -1, the time, and a SHA-256 of the
-anonymous session id. Never the photo, never its embedding, never the raw session id.
+(or "photo" and the decided category), the item id, +1 or -1, the time, a SHA-256 of the
+anonymous session id, and a salted hash of the client's network (`gateway.clients.network_key`).
+Never the photo, never its embedding, never the raw session id or address.
 
 Every limit is read from the database, not from memory, so replicas stay interchangeable: the
 per-minute rate and the per-session cap count the session's rows. The schema is migrated by
@@ -47,6 +48,8 @@ events = sa.Table(
     sa.Column("category", sa.String(200), nullable=True, doc="The decided category of a photo search."),
     sa.Column("item_id", sa.String(200), nullable=False),
     sa.Column("vote", sa.SmallInteger, nullable=False, doc="+1 like, -1 unlike."),
+    sa.Column("network", sa.String(32), nullable=True,
+              doc="Salted hash of the client's IPv4 /24 or IPv6 /64; null for votes stored before revision 0003."),
     sa.Index("feedback_by_query", "query", "item_id"),
     sa.Index("feedback_by_session", "session", "created_at"),
     sa.Index("feedback_by_time", "created_at"),
@@ -167,8 +170,12 @@ class FeedbackStore:
         return bytes(self._run(work))
 
     def record(self, session_id: str, query: str | None, category: str | None, item_id: str, vote: Vote,
-               now: float | None = None) -> None:
-        """Store one vote, unless the session is over its rate or its cap (FeedbackRateLimited, FeedbackCapReached)."""
+               now: float | None = None, network: str | None = None) -> None:
+        """Store one vote, unless the session is over its rate or its cap (FeedbackRateLimited, FeedbackCapReached).
+
+        `network` is the client network's salted hash (`gateway.clients.network_key`): learning
+        counts networks. Without one, the vote counts as its session's own network.
+        """
         now = time.time() if now is None else now
         session = session_key(session_id)
         stored_query = PHOTO_QUERY if query is None else normalise_query(query)
@@ -196,24 +203,35 @@ class FeedbackStore:
                     "Older votes expire with the retention period.", headers={"Retry-After": str(wait)})
             connection.execute(events.insert().values(
                 created_at=now, session=session, query=stored_query, category=None if query is not None else category,
-                item_id=item_id, vote=1 if vote == "like" else -1))
+                item_id=item_id, vote=1 if vote == "like" else -1, network=network))
 
         self._run(work)
 
     def net_votes(self, query: str, now: float | None = None) -> dict[str, int]:
-        """Per item, the sessions that liked it for this query minus those that unliked it.
+        """Per item, the client networks that liked it for these words minus those that unliked it.
 
-        A session counts once per item, however often it voted: +1 if it liked more than it
-        unliked, -1 for the reverse, nothing for a tie. Votes past the retention period don't count.
+        Two steps, so that neither a session nor a network outvotes the others by voting more:
+        a session counts once per item (+1 if it liked more than it unliked, -1 for the reverse,
+        nothing for a tie); a network counts once per item, by the sign of its sessions' sum.
+        A vote stored without a network (before revision 0003) is its session's own network.
+        Only votes on words count (a photo's votes, stored as "photo", never teach the word
+        "photo"), and only those within the retention period.
         """
         now = time.time() if now is None else now
         term = normalise_query(query)
+        network = sa.func.coalesce(events.c.network, events.c.session)
         per_session = (
-            sa.select(events.c.item_id, sa.func.sum(events.c.vote).label("net"))
-            .where(events.c.query == term, events.c.created_at > now - self.limits.retention_s)
-            .group_by(events.c.item_id, events.c.session).subquery())
-        sign = sa.case((per_session.c.net > 0, 1), (per_session.c.net < 0, -1), else_=0)
-        statement = sa.select(per_session.c.item_id, sa.func.sum(sign)).group_by(per_session.c.item_id)
+            sa.select(events.c.item_id, network.label("network"),
+                      sa.case((sa.func.sum(events.c.vote) > 0, 1), (sa.func.sum(events.c.vote) < 0, -1),
+                              else_=0).label("sign"))
+            .where(events.c.query == term, events.c.category.is_(None),
+                   events.c.created_at > now - self.limits.retention_s)
+            .group_by(events.c.item_id, network, events.c.session).subquery())
+        per_network = (
+            sa.select(per_session.c.item_id, sa.func.sum(per_session.c.sign).label("net"))
+            .group_by(per_session.c.item_id, per_session.c.network).subquery())
+        sign = sa.case((per_network.c.net > 0, 1), (per_network.c.net < 0, -1), else_=0)
+        statement = sa.select(per_network.c.item_id, sa.func.sum(sign)).group_by(per_network.c.item_id)
         rows = self._run(lambda connection: connection.execute(statement).all())
         return {item_id: int(net) for item_id, net in rows if net}
 

@@ -3,11 +3,14 @@
 Text scores run from 0 to 1 (bm25 normalised, 1 the best match). Votes become a prior per
 item, from -weight to +weight, where the default weight is that of a strong text match:
 
-    prior = weight * clamp(net_sessions / full_at, -1, 1)
+    prior = weight * clamp(net_networks / full_at, -1, 1)
 
-`net_sessions` counts each session once (see `FeedbackStore.net_votes`), so a session voting
-fifty times moves an item as far as voting once, and `full_at` agreeing sessions are needed for
-the full weight. The blended score is (text + prior) / (1 + weight), kept within 0 to 1.
+`net_networks` counts each client network once (an IPv4 /24 or IPv6 /64, see
+`FeedbackStore.net_votes`), so twenty sessions from one address move an item as far as one
+session, and `full_at` agreeing networks (at least 2, GATEWAY_LEARNT_FULL_AT) are needed for
+the full weight: one network alone never gets there. Votes count only for products the search
+they name showed (`gateway.feedback`). The blended score is (text + prior) / (1 + weight), kept
+within 0 to 1.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
-def learned_prior(net_sessions: Mapping[str, int], weight: float = 1.0, full_at: int = 3) -> dict[str, float]:
-    """Item id -> prior in [-weight, weight], from the net count of sessions that liked it."""
-    return {item: weight * max(-1.0, min(1.0, net / full_at)) for item, net in net_sessions.items() if net}
+def learned_prior(net_networks: Mapping[str, int], weight: float = 1.0, full_at: int = 3) -> dict[str, float]:
+    """Item id -> prior in [-weight, weight], from the net count of client networks that liked it."""
+    return {item: weight * max(-1.0, min(1.0, net / full_at)) for item, net in net_networks.items() if net}
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,9 @@ class GatewayReadiness(Readiness):
 class FeedbackVote(BaseModel):
     """One shopper's opinion of one result. Stored without the photo, its embedding or the raw session id."""
 
+    query_id: str = Field(description=(
+        "The `query_id` of the search answer that showed the product, made with this session: a words vote "
+        "(`query` set) names a search by words, a photo vote (`query` null) a search by photo."))
     query: str | None = Field(max_length=MAX_QUERY_CHARS, description="The words searched; null for a photo search.")
     item_id: str = Field(min_length=1, max_length=200)
     vote: Literal["like", "unlike"]
@@ -135,7 +138,8 @@ class FeedbackStats(BaseModel):
 
 class LearnedItem(BaseModel):
     id: str
-    net_sessions: int = Field(description="Sessions that liked it for the query, minus those that unliked it.")
+    net_networks: int = Field(description=(
+        "Client networks (IPv4 /24s, IPv6 /64s) that liked it for the query, minus those that unliked it."))
     prior: float = Field(description="What it adds to a text score (0 to 1), bounded by GATEWAY_LEARNT_WEIGHT.")
 
 

@@ -68,8 +68,10 @@ class GatewaySettings(ServiceSettings):
     feedback_prune_every_s: float = Field(3600, gt=0, description="How often expired votes are deleted.")
     learnt_weight: float = Field(1.0, ge=0, description=(
         "The most that shoppers' votes can add to (or take from) an item's text score: the weight of a strong "
-        "text match (scores run 0 to 1): however many sessions vote, an item rises by at most one strong match."))
-    learnt_full_at: int = Field(3, ge=1, description="Sessions agreeing on an item for the learnt weight to be full.")
+        "text match (scores run 0 to 1): however many networks vote, an item rises by at most one strong match."))
+    learnt_full_at: int = Field(3, ge=2, description=(
+        "Client networks (IPv4 /24s or IPv6 /64s, not sessions) agreeing on an item for the learnt weight to be full; "
+        "at least 2, so no one network reaches it alone."))
     filter_columns: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["price", "availability", "brand", "color", "material"],
         validation_alias=AliasChoices("GATEWAY_FILTER_COLUMNS", "FILTER_COLUMNS"), description=(

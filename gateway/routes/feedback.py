@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Cookie, Depends, Header, Query, Request, Security
 from fastapi.security import HTTPBearer
 
+from gateway.clients import client_address
 from gateway.feedback import SESSION_COOKIE, SESSION_HEADER, require_admin, session_of
 from gateway.routes.dependencies import AdminToken, Votes
 from gateway.schemas import FeedbackForgotten, FeedbackStats, FeedbackStored, FeedbackVote, LearnedForQuery
@@ -21,6 +22,7 @@ from lookalike.service import error_responses
 from lookalike.text_query import MAX_QUERY_CHARS
 
 FEEDBACK_ERRORS = error_responses(401, 422, 429, 503)
+VOTE_ERRORS = error_responses(410, 422, 429, 503)
 ADMIN_SCHEME = HTTPBearer(
     scheme_name="admin_token", auto_error=False,
     description="Operators: the gateway's LOOKALIKE_ADMIN_TOKEN, as `Authorization: Bearer <token>`.")
@@ -44,11 +46,15 @@ OPTIONAL_ADMIN: dict[str, Any] = {"security": [{}]}
 router = APIRouter()
 
 
-@router.post("/api/v1/feedback", status_code=201, response_model=FeedbackStored, responses=FEEDBACK_ERRORS,
+@router.post("/api/v1/feedback", status_code=201, response_model=FeedbackStored, responses=VOTE_ERRORS,
              dependencies=SESSION)
 async def feedback(vote: FeedbackVote, request: Request, votes: Votes) -> FeedbackStored:
-    """Like or unlike a result, for later searches with the same words. Needs `X-Session-ID` or the page's cookie."""
-    return await votes.vote(session_of(request) or "", vote)
+    """Like or unlike a result, for later searches with the same words. Needs `X-Session-ID` or the page's cookie,
+    the same as the search had, and that search's `query_id`: 422 `item_not_shown` for a product it did not return,
+    422 `bad_query_id` for an id it did not issue to this session, 410 `query_id_expired` for an old one.
+    Learning counts each client network (IPv4 /24, IPv6 /64) once, however many sessions vote from it."""
+    session = session_of(request) or ""
+    return await votes.vote(session, votes.network_of(client_address(request)), vote)
 
 
 @router.delete("/api/v1/feedback", response_model=FeedbackForgotten, responses=FEEDBACK_ERRORS,

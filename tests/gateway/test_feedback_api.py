@@ -1,8 +1,13 @@
 """POST and DELETE /api/v1/feedback, in process: the gateway under TestClient, a real SQLite file,
-and `httpx.MockTransport` playing the similarity service (which says which item ids exist)."""
+and `httpx.MockTransport` playing the similarity service (which says which item ids exist).
+
+The tests sign their searches' `query_id`s themselves, with the gateway's signing secret
+(GATEWAY_SIGNING_SECRET), as the search routes would; TestClient's `client` sets the address
+a vote comes from."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from gateway.feedback import Feedback
 from gateway.feedback_store import FeedbackStore, engine_url
+from gateway.query_ids import QueryIds, SearchKind
 from gateway.schemas import Result
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream
@@ -22,6 +28,8 @@ from tests.support import ClientResponse
 SIMILARITY = "http://127.0.0.1:9002"
 ITEMS = {"sofa-1": "sofa", "sofa-2": "sofa", "chair-1": "chair"}
 TOKEN = "a-long-random-admin-token"
+SECRET = "a-signing-secret-every-replica-shares"
+RECEIPTS = QueryIds(SECRET.encode(), lifetime_s=86400)
 Gateway = Callable[..., TestClient]
 
 
@@ -38,10 +46,10 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     """Start gateways on one SQLite file under `tmp_path`; each call may change settings."""
     clients: list[TestClient] = []
 
-    def start(**settings: Any) -> TestClient:
+    def start(address: str = "127.0.0.1", **settings: Any) -> TestClient:
         config = GatewaySettings(classifier_url="http://127.0.0.1:9001", similarity_url=SIMILARITY, index=tmp_path,
-                                 **settings)
-        client = TestClient(create_app(config, httpx.MockTransport(similarity)))
+                                 signing_secret=SECRET, **settings)
+        client = TestClient(create_app(config, httpx.MockTransport(similarity)), client=(address, 50000))
         client.__enter__()
         clients.append(client)
         return client
@@ -51,10 +59,24 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         client.__exit__(None, None, None)
 
 
+def shown(session: str | None, kind: SearchKind = "words", items: list[str] | None = None, **issue: Any) -> str:
+    """The `query_id` a search of this kind, made with this session, would have answered with."""
+    return RECEIPTS.issue(kind, session, items if items is not None else list(ITEMS), **issue)
+
+
 def vote(client: TestClient, session: str | None = "session-aaaa", **body: Any) -> ClientResponse:
+    """A vote on a result of a search this session made (a words search, or a photo's when `query` is None)."""
     headers = {"X-Session-ID": session} if session else {}
-    return client.post("/api/v1/feedback", json={"query": "Couch", "item_id": "sofa-1", "vote": "like", **body},
-                       headers=headers)
+    kind: SearchKind = "photo" if body.get("query", "") is None else "words"
+    vote = {"query": "Couch", "item_id": "sofa-1", "vote": "like",
+            "query_id": shown(session or client.cookies.get("lookalike_session"), kind), **body}
+    return client.post("/api/v1/feedback", json=vote, headers=headers)
+
+
+def learned(client: TestClient, query: str = "Couch") -> dict[str, int]:
+    response = client.get("/api/v1/feedback/learned", params={"q": query}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200, response.text
+    return {item["id"]: item["net_networks"] for item in response.json()["items"]}
 
 
 def error_code(response: ClientResponse, status: int) -> str:
@@ -75,13 +97,72 @@ def test_a_photo_vote_is_stored_under_photo_and_needs_its_category(gateway: Gate
 
 
 @pytest.mark.parametrize("body, code", [
-    ({"item_id": "wardrobe-9"}, "not_in_catalog"),
+    ({"item_id": "wardrobe-9", "query_id": shown("session-aaaa", items=["wardrobe-9"])}, "not_in_catalog"),
     ({"vote": "love"}, "invalid_request"),
     ({"query": "?!"}, "invalid_request"),
     ({"item_id": ""}, "invalid_request"),
 ])
 def test_an_unknown_item_or_a_bad_vote_is_a_422(gateway: Gateway, body: dict[str, Any], code: str) -> None:
     assert error_code(vote(gateway(), **body), 422) == code
+
+
+def test_a_vote_names_the_search_that_showed_the_product_or_is_a_422(gateway: Gateway) -> None:
+    client = gateway()
+    assert vote(client, query_id=shown("session-aaaa", items=["sofa-2", "sofa-1"])).status_code == 201
+    without = client.post("/api/v1/feedback", json={"query": "couch", "item_id": "sofa-1", "vote": "like"},
+                          headers={"X-Session-ID": "session-aaaa"})
+    assert error_code(without, 422) == "invalid_request" and "query_id" in without.text
+
+
+def test_a_product_the_search_did_not_show_cannot_be_voted_on(gateway: Gateway) -> None:
+    client = gateway()
+    response = vote(client, item_id="chair-1", query_id=shown("session-aaaa", items=["sofa-1", "sofa-2"]))
+    assert error_code(response, 422) == "item_not_shown"
+    assert "did not show" in response.json()["error"]["message"]
+    assert error_code(vote(client, query=None, category="chair", item_id="chair-1",
+                           query_id=shown("session-aaaa", "photo", ["sofa-1"])), 422) == "item_not_shown"
+
+
+@pytest.mark.parametrize("query_id", [
+    "", "not-an-id", "A" * 2000, shown("session-aaaa")[:-3] + "AAA",  # malformed, too long, altered
+    QueryIds(b"another-store", 86400).issue("words", "session-aaaa", list(ITEMS)),  # not this gateway's secret
+    shown("session-bbbb"),  # another session's search
+    shown(None),  # a search made without a session
+    shown("session-aaaa", "similar"),  # "more like this" lists are not voted on
+    shown("session-aaaa", "photo"),  # a words vote names a search by words
+])
+def test_a_forged_foreign_or_mismatched_query_id_is_a_422(gateway: Gateway, query_id: str) -> None:
+    response = vote(gateway(), query_id=query_id)
+    assert error_code(response, 422) == "bad_query_id", response.text
+    assert response.json()["error"]["message"]
+
+
+def test_a_photo_vote_names_a_search_by_photo(gateway: Gateway) -> None:
+    client = gateway()
+    for kind in ("photo", "steered", "photo_words"):
+        assert vote(client, query=None, category="sofa", query_id=shown("session-aaaa", kind)).status_code == 201
+    assert error_code(vote(client, query=None, category="sofa", query_id=shown("session-aaaa", "words")),
+                      422) == "bad_query_id"
+
+
+def test_a_vote_naming_a_search_older_than_its_lifetime_is_a_410(gateway: Gateway) -> None:
+    client = gateway(query_id_ttl_s=3600)
+    response = vote(client, query_id=shown("session-aaaa", now=time.time() - 7200))
+    assert error_code(response, 410) == "query_id_expired" and "search again" in response.json()["error"]["message"]
+    assert vote(client, query_id=shown("session-aaaa", now=time.time() - 600)).status_code == 201
+
+
+def test_twenty_sessions_from_one_address_count_as_one_network(gateway: Gateway) -> None:
+    client = gateway(lookalike_admin_token=TOKEN, feedback_per_minute=100)
+    for n in range(20):
+        assert vote(client, session=f"sockpuppet-{n:02d}").status_code == 201
+    assert learned(client) == {"sofa-1": 1}
+    neighbour = gateway("127.0.0.77", lookalike_admin_token=TOKEN)  # the same /24
+    assert vote(neighbour, session="neighbour-1", vote="unlike").status_code == 201
+    assert learned(client) == {"sofa-1": 1}  # its sessions: 20 like, 1 unlike; the network likes it, once
+    for address in ("127.0.1.1", "127.0.2.1"):
+        assert vote(gateway(address), session=f"shopper-at-{address}").status_code == 201
+    assert learned(client) == {"sofa-1": 3}
 
 
 def test_a_vote_without_a_session_is_a_422_that_says_how_to_send_one(gateway: Gateway) -> None:
@@ -201,7 +282,7 @@ async def feedback(tmp_path: Path) -> AsyncIterator[Feedback]:
     store = FeedbackStore(engine_url("", tmp_path))
     store.migrate()
     upstream = Upstream("similarity", SIMILARITY, 5.0, transport=httpx.MockTransport(similarity))
-    yield Feedback(store, upstream, weight=1.0, full_at=3)
+    yield Feedback(store, upstream, RECEIPTS, SECRET.encode(), weight=1.0, full_at=3)
     await upstream.aclose()
     store.dispose()
 

@@ -44,16 +44,48 @@ def test_one_session_voting_fifty_times_counts_once(feedback_db_url: str) -> Non
     assert store.net_votes("seat", now=NOW + 60) == {"chair-1": 1}
 
 
+def test_sessions_of_one_network_count_once_by_their_majority(feedback_db_url: str) -> None:
+    store = open_store(feedback_db_url, per_minute=100)
+    for n in range(20):
+        store.record(f"sockpuppet-{n}", "seat", None, "chair-1", "like", now=NOW, network="office")
+    assert store.net_votes("seat", now=NOW) == {"chair-1": 1}
+    for n in range(5):  # a session voting fifty times is one session of its network
+        store.record("colleague", "seat", None, "chair-2", "unlike", now=NOW + n, network="office")
+    store.record("boss", "seat", None, "chair-2", "like", now=NOW, network="office")
+    store.record("intern", "seat", None, "chair-2", "like", now=NOW, network="office")
+    assert store.net_votes("seat", now=NOW + 60) == {"chair-1": 1, "chair-2": 1}  # sessions 2 to 1: one like
+    store.record("at-home", "seat", None, "chair-1", "unlike", now=NOW, network="home")
+    store.record("in-a-cafe", "seat", None, "chair-1", "unlike", now=NOW, network="cafe")
+    assert store.net_votes("seat", now=NOW + 60) == {"chair-1": -1, "chair-2": 1}
+
+
+def test_a_vote_stored_without_a_network_counts_as_its_sessions_own(feedback_db_url: str) -> None:
+    store = open_store(feedback_db_url)
+    store.record("before-0003", "seat", None, "chair-1", "like", now=NOW)
+    store.record("also-before", "seat", None, "chair-1", "like", now=NOW)
+    store.record("after-0003", "seat", None, "chair-1", "like", now=NOW, network="somewhere")
+    assert store.net_votes("seat", now=NOW) == {"chair-1": 3}
+
+
+def test_a_photos_votes_never_teach_the_word_photo(feedback_db_url: str) -> None:
+    store = open_store(feedback_db_url)
+    store.record("photo-shopper", None, "sofa", "sofa-3", "like", now=NOW, network="home")
+    assert store.net_votes("photo", now=NOW) == {}
+    store.record("words-shopper", "Photo", None, "frame-1", "like", now=NOW, network="home")
+    assert store.net_votes("photo", now=NOW) == {"frame-1": 1}
+
+
 def test_a_photo_vote_is_stored_as_photo_with_its_category_and_nothing_of_the_photo(feedback_db_url: str) -> None:
     store = open_store(feedback_db_url)
-    store.record("photo-shopper", None, "sofa", "sofa-3", "like", now=NOW)
+    store.record("photo-shopper", None, "sofa", "sofa-3", "like", now=NOW, network="5f3a" * 8)
     with store.engine.connect() as connection:
         rows = connection.execute(sa.text("SELECT * FROM feedback_events")).mappings().all()
     assert len(rows) == 1
     assert {k: rows[0][k] for k in ("query", "category", "item_id", "vote")} == {
         "query": "photo", "category": "sofa", "item_id": "sofa-3", "vote": 1}
     assert rows[0]["session"] == session_key("photo-shopper") != "photo-shopper"
-    assert set(rows[0]) == {"id", "created_at", "session", "query", "category", "item_id", "vote"}
+    assert rows[0]["network"] == "5f3a" * 8
+    assert set(rows[0]) == {"id", "created_at", "session", "query", "category", "item_id", "vote", "network"}
 
 
 def test_a_session_over_its_rate_is_refused_with_retry_after(feedback_db_url: str) -> None:

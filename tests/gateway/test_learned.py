@@ -7,7 +7,7 @@ import pytest
 from gateway.learned import blend, learned_prior
 
 
-def test_the_prior_grows_with_agreeing_sessions_and_stops_at_the_weight() -> None:
+def test_the_prior_grows_with_agreeing_networks_and_stops_at_the_weight() -> None:
     prior = learned_prior({"a": 1, "b": 3, "c": 40, "d": -2, "e": 0}, weight=1.0, full_at=3)
     assert prior == pytest.approx({"a": 1 / 3, "b": 1.0, "c": 1.0, "d": -2 / 3})
 
@@ -25,13 +25,19 @@ def test_a_term_the_text_does_not_find_returns_what_shoppers_liked() -> None:
     assert all(r.learned and r.text_score == 0 for r in ranked)
 
 
-def test_votes_add_at_most_one_strong_text_match_however_many_sessions_send_them() -> None:
-    """An item nothing in the text matched, with any number of likes, ties a perfect match without votes."""
+def test_the_prior_is_bounded_by_one_strong_text_match() -> None:
+    """An item nothing in the text matched, with any number of agreeing networks, ties a perfect match without
+    votes. Who may vote, and how voters are counted, is tests/gateway/test_vote_gaming.py's subject."""
     flood = learned_prior({"weak": 10_000}, weight=1.0, full_at=3)
     ranked = blend([("perfect", 1.0), ("weak", 0.0)], flood, k=2)
     assert ranked[0].score == ranked[1].score == pytest.approx(0.5)
-    ranked = blend([("perfect", 1.0), ("fair", 0.5)], learned_prior({"fair": 1}, 1.0, 3), k=2)
-    assert [r.id for r in ranked] == ["perfect", "fair"]  # one session is not enough to pass it
+
+
+def test_one_network_is_never_the_full_weight() -> None:
+    ranked = blend([("perfect", 1.0), ("fair", 0.5)], learned_prior({"fair": 1}, 1.0, 2), k=2)
+    assert [r.id for r in ranked] == ["perfect", "fair"]  # one network is not enough to pass it
+    ranked = blend([("perfect", 1.0), ("fair", 0.5)], learned_prior({"fair": 2}, 1.0, 2), k=2)
+    assert [r.id for r in ranked] == ["fair", "perfect"]
 
 
 def test_disliked_items_sink_without_leaving_a_text_result() -> None:
