@@ -80,7 +80,7 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         app.state.secret = secret
         app.state.query_ids = QueryIds(secret, settings.query_id_ttl_s)
         app.state.feedback = Feedback(store, app.state.pipeline.similarity, app.state.query_ids, secret,
-                                      settings.learnt_weight, settings.learnt_full_at)
+                                      settings.learnt_weight, settings.learnt_full_at, settings.learnt_min_networks)
         pruning = asyncio.create_task(prune_feedback(app.state.feedback, settings.feedback_prune_every_s))
         yield
         pruning.cancel()

@@ -87,13 +87,14 @@ class Feedback:
     """Votes checked against the search that showed them and stored; the learned prior for a text query."""
 
     def __init__(self, store: FeedbackStore, similarity: Upstream, query_ids: QueryIds, secret: bytes,
-                 weight: float = 1.0, full_at: int = 3) -> None:
+                 weight: float = 1.0, full_at: int = 3, min_networks: int = 2) -> None:
         self.store = store
         self.similarity = similarity
         self.query_ids = query_ids
         self.network_salt = purpose_key(secret, "network")
         self.weight = weight
         self.full_at = full_at
+        self.min_networks = min_networks
 
     def network_of(self, address: Address) -> str:
         """The key a vote from this address is counted under: its /24 or /64, salted and hashed."""
@@ -151,13 +152,13 @@ class Feedback:
     async def learned(self, query: str) -> dict[str, float]:
         """Item id -> bounded prior for these words: the hook a text search blends into its ranking (`learned.blend`)."""
         net = await anyio.to_thread.run_sync(self.store.net_votes, query)
-        return learned_prior(net, self.weight, self.full_at)
+        return learned_prior(net, self.weight, self.full_at, self.min_networks)
 
     async def learned_for(self, query: str) -> LearnedForQuery:
         """The operator's view of what shoppers taught these words."""
         net = await anyio.to_thread.run_sync(self.store.net_votes, query)
-        prior = learned_prior(net, self.weight, self.full_at)
-        items = [LearnedItem(id=item, net_networks=n, prior=prior[item]) for item, n in net.items()]
+        prior = learned_prior(net, self.weight, self.full_at, self.min_networks)
+        items = [LearnedItem(id=item, net_networks=n, prior=prior.get(item, 0.0)) for item, n in net.items()]
         return LearnedForQuery(query=normalise_query(query), items=sorted(items, key=lambda i: (-i.prior, i.id)))
 
     async def rerank(self, query: str, text_results: list[Result], k: int) -> list[Result]:

@@ -3,12 +3,14 @@
 Text scores run from 0 to 1 (bm25 normalised, 1 the best match). Votes become a prior per
 item, from -weight to +weight, where the default weight is that of a strong text match:
 
-    prior = weight * clamp(net_networks / full_at, -1, 1)
+    prior = weight * clamp(net_networks / full_at, -1, 1)    where |net_networks| >= min_networks, else 0
 
 `net_networks` counts each client network once (an IPv4 /24 or IPv6 /64, see
-`FeedbackStore.net_votes`), so twenty sessions from one address move an item as far as one
-session, and `full_at` agreeing networks (at least 2, GATEWAY_LEARNT_FULL_AT) are needed for
-the full weight: one network alone never gets there. Votes count only for products the search
+`FeedbackStore.net_votes`), so twenty sessions from one address count as one session. Nothing
+moves until `min_networks` networks agree (GATEWAY_LEARNT_MIN_NETWORKS, 2): text scores of
+matching products lie close together (0.7 to 0.9 is common), so any prior one network could
+give would reorder them, and one household or office must not reorder a shop for everyone.
+`full_at` agreeing networks (GATEWAY_LEARNT_FULL_AT, at least 2) give the full weight. Votes count only for products the search
 they name showed (`gateway.feedback`). The blended score is (text + prior) / (1 + weight), kept
 within 0 to 1.
 """
@@ -19,9 +21,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
-def learned_prior(net_networks: Mapping[str, int], weight: float = 1.0, full_at: int = 3) -> dict[str, float]:
-    """Item id -> prior in [-weight, weight], from the net count of client networks that liked it."""
-    return {item: weight * max(-1.0, min(1.0, net / full_at)) for item, net in net_networks.items() if net}
+def learned_prior(net_networks: Mapping[str, int], weight: float = 1.0, full_at: int = 3,
+                  min_networks: int = 2) -> dict[str, float]:
+    """Item id -> prior in [-weight, weight], from the net count of client networks that liked it; none for an
+    item fewer than `min_networks` networks agree on."""
+    return {item: weight * max(-1.0, min(1.0, net / full_at)) for item, net in net_networks.items()
+            if net and abs(net) >= min_networks}
 
 
 @dataclass(frozen=True)

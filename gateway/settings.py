@@ -72,6 +72,9 @@ class GatewaySettings(ServiceSettings):
     learnt_full_at: int = Field(3, ge=2, description=(
         "Client networks (IPv4 /24s or IPv6 /64s, not sessions) agreeing on an item for the learnt weight to be full; "
         "at least 2, so no one network reaches it alone."))
+    learnt_min_networks: int = Field(2, ge=1, description=(
+        "Client networks that must agree on an item before votes move it at all: with 2 (default), no one household "
+        "or office reorders the words' results for everyone, however many sessions it votes from."))
     filter_columns: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["price", "availability", "brand", "color", "material"],
         validation_alias=AliasChoices("GATEWAY_FILTER_COLUMNS", "FILTER_COLUMNS"), description=(

@@ -250,6 +250,7 @@ def test_what_the_votes_taught_is_at_learned_and_still_at_the_first_spelling(gat
     vote(client, session="teacher-1", query="seat")
     response = client.get(path, params={"q": "seat"}, headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200 and [item["id"] for item in response.json()["items"]] == ["sofa-1"]
+    assert response.json()["items"][0]["prior"] == 0  # one network alone moves nothing
     assert error_code(client.get(path, params={"q": "seat"}), 401) == "admin_token_required"
 
 

@@ -8,8 +8,14 @@ from gateway.learned import blend, learned_prior
 
 
 def test_the_prior_grows_with_agreeing_networks_and_stops_at_the_weight() -> None:
-    prior = learned_prior({"a": 1, "b": 3, "c": 40, "d": -2, "e": 0}, weight=1.0, full_at=3)
-    assert prior == pytest.approx({"a": 1 / 3, "b": 1.0, "c": 1.0, "d": -2 / 3})
+    prior = learned_prior({"a": 2, "b": 3, "c": 40, "d": -2, "e": 0}, weight=1.0, full_at=3)
+    assert prior == pytest.approx({"a": 2 / 3, "b": 1.0, "c": 1.0, "d": -2 / 3})
+
+
+def test_one_network_alone_moves_nothing() -> None:
+    assert learned_prior({"liked-by-one": 1, "unliked-by-one": -1}, weight=1.0, full_at=3) == {}
+    assert learned_prior({"liked-by-one": 1}, weight=1.0, full_at=3, min_networks=1) == pytest.approx(
+        {"liked-by-one": 1 / 3})
 
 
 def test_items_liked_for_the_query_rise_and_carry_learned() -> None:
@@ -33,11 +39,10 @@ def test_the_prior_is_bounded_by_one_strong_text_match() -> None:
     assert ranked[0].score == ranked[1].score == pytest.approx(0.5)
 
 
-def test_one_network_is_never_the_full_weight() -> None:
-    ranked = blend([("perfect", 1.0), ("fair", 0.5)], learned_prior({"fair": 1}, 1.0, 2), k=2)
-    assert [r.id for r in ranked] == ["perfect", "fair"]  # one network is not enough to pass it
-    ranked = blend([("perfect", 1.0), ("fair", 0.5)], learned_prior({"fair": 2}, 1.0, 2), k=2)
-    assert [r.id for r in ranked] == ["fair", "perfect"]
+def test_two_networks_lift_a_fair_match_past_a_near_tie() -> None:
+    text = [("best", 0.87), ("fair", 0.73)]
+    assert [r.id for r in blend(text, learned_prior({"fair": 1}, 1.0, 3), k=2)] == ["best", "fair"]
+    assert [r.id for r in blend(text, learned_prior({"fair": 2}, 1.0, 3), k=2)] == ["fair", "best"]
 
 
 def test_disliked_items_sink_without_leaving_a_text_result() -> None:
