@@ -1,15 +1,21 @@
 """`python -m evaluation.feedback --index DIR --out DIR`: shoppers' feedback simulated, as the Koblenz lab measured it.
 
 Simulated shoppers look for a category by a word the catalogue's text does not contain, one
-shopper (one anonymous session) a round, and each does what the page lets them do:
+shopper (one anonymous session, from a network of its own) a round, and each does what the page
+lets them do:
 
 1. search the words (k=20) and see p@20: the share of the 20 results in the category they mean;
 2. like every result of that category and mark the others "not like this". With nothing to like,
    they browse: a seeded sample of 20 catalogue products stands in for a page of the shop, and they
-   like the right ones there;
+   mark the right ones there;
 3. press Refine once (`like=` / `unlike=`), see the refined p@20, and mark that list the same way.
 
-Every mark is a `POST /api/v1/feedback` for those words. Two parts are reported apart:
+Every mark on a search's answer is a `POST /api/v1/feedback` for those words, naming that answer's
+`query_id`, as the page sends it. Marks while browsing are not votes: no search for the words showed
+those products, and the gateway counts a vote only for what its search showed; they steer the
+Refine, whose list the shopper then marks. Each shopper's connections leave from its own loopback
+address, 127.N.M.1 (all of 127.0.0.0/8 is loopback on Linux), so each is its own /24 network, as
+the gateway's learning counts voters. Two parts are reported apart:
 - learned text associations: p@20 of step 1, which only earlier shoppers' votes move;
 - embedding refinement: p@20 of step 3, Rocchio's rule within one search. A refined list is
   searched in the categories of the words' top products and of the liked ones, so once a shopper
@@ -84,35 +90,43 @@ def precision(results: list[dict[str, Any]], category: str, depth: int) -> float
     return sum(r["category"] == category for r in results[:depth]) / depth
 
 
-class Shopper:
-    """One session's searches and marks, through the gateway's public API."""
+def shopper_address(number: int) -> str:
+    """Shopper `number`'s own loopback address, in a /24 of its own: 127.1.0.1, 127.1.1.1, ... 127.2.0.1, ..."""
+    return f"127.{1 + number // 256 % 254}.{number % 256}.1"
 
-    def __init__(self, client: httpx.AsyncClient, session: str, term: str, category: str, depth: int) -> None:
+
+class Shopper:
+    """One session's searches and marks, from one network, through the gateway's public API."""
+
+    def __init__(self, client: httpx.AsyncClient, term: str, category: str, depth: int) -> None:
         self.client, self.term, self.category, self.depth = client, term, category, depth
-        self.headers = {"X-Session-ID": session}
         self.liked: list[str] = []
         self.unliked: list[str] = []
 
-    async def search(self, refine: bool = False) -> list[dict[str, Any]]:
+    async def search(self, refine: bool = False) -> tuple[list[dict[str, Any]], str]:
+        """The results of the words (or of Refine), and the answer's `query_id` that votes on them name."""
         params: dict[str, Any] = {"q": self.term, "k": self.depth}
         if refine:
             params |= {"like": self.liked[:20], "unlike": self.unliked[:20]}
         response = await self.client.get("/api/v1/search/text", params=params)
         if response.status_code != 200:
             raise EvalError(f"search {params} answered {response.status_code}: {response.text[:300]}")
-        results: list[dict[str, Any]] = response.json()["results"]
-        return results
+        body = response.json()
+        return body["results"], body["query_id"]
 
-    async def mark(self, products: list[tuple[str, str]]) -> None:
-        """Like the products (id, category) of the category meant, unlike the others; each a stored vote."""
+    async def mark(self, products: list[tuple[str, str]], query_id: str | None) -> None:
+        """Like the products (id, category) of the category meant, unlike the others; each a stored vote on the
+        search `query_id` names, or, while browsing (None), a mark for Refine alone."""
         for item_id, category in products:
             vote = "like" if category == self.category else "unlike"
             marks = self.liked if vote == "like" else self.unliked
             if item_id in self.liked or item_id in self.unliked:
                 continue
             marks.append(item_id)
-            response = await self.client.post("/api/v1/feedback", headers=self.headers,
-                                              json={"query": self.term, "item_id": item_id, "vote": vote})
+            if query_id is None:
+                continue
+            response = await self.client.post("/api/v1/feedback", json={
+                "query": self.term, "item_id": item_id, "vote": vote, "query_id": query_id})
             if response.status_code != 201:
                 raise EvalError(f"a vote answered {response.status_code}: {response.text[:300]}")
 
@@ -133,24 +147,31 @@ async def shoppers(gateway: str, version_dir: Path, rounds: int, seed: int, dept
     manifest = read_manifest(version_dir)
     catalogue = sorted({(i.id, i.category) for i in read_items(version_dir)})
     runs = []
-    async with httpx.AsyncClient(base_url=gateway, timeout=60) as client:
-        for term, category in terms.items():
-            words: list[float] = []
-            after_refine: list[float] = []
-            browsed: list[bool] = []
-            for round_number in range(rounds):
-                shopper = Shopper(client, f"simulated-{term}-{round_number:03d}", term, category, depth)
-                found = await shopper.search()
+    shoppers_so_far = 0
+    for term, category in terms.items():
+        words: list[float] = []
+        after_refine: list[float] = []
+        browsed: list[bool] = []
+        for round_number in range(rounds):
+            transport = httpx.AsyncHTTPTransport(local_address=shopper_address(shoppers_so_far))
+            shoppers_so_far += 1
+            async with httpx.AsyncClient(base_url=gateway, timeout=60, transport=transport, headers={
+                    "X-Session-ID": f"simulated-{term}-{round_number:03d}"}) as client:
+                shopper = Shopper(client, term, category, depth)
+                found, shown = await shopper.search()
                 words.append(precision(found, category, depth))
-                await shopper.mark([(r["id"], r["category"]) for r in found])
+                await shopper.mark([(r["id"], r["category"]) for r in found], shown)
                 browsed.append(not shopper.liked)
                 if not shopper.liked:
                     browsing = random.Random(f"{seed}-{term}-{round_number}")
-                    await shopper.mark(browsing.sample(catalogue, min(BROWSED, len(catalogue))))
-                refined = await shopper.search(refine=True) if shopper.liked or shopper.unliked else []
+                    await shopper.mark(browsing.sample(catalogue, min(BROWSED, len(catalogue))), None)
+                if shopper.liked or shopper.unliked:
+                    refined, shown = await shopper.search(refine=True)
+                    await shopper.mark([(r["id"], r["category"]) for r in refined], shown)
+                else:
+                    refined = []
                 after_refine.append(precision(refined, category, depth))
-                await shopper.mark([(r["id"], r["category"]) for r in refined])
-            runs.append(TermRun(term, category, words, after_refine, browsed))
+        runs.append(TermRun(term, category, words, after_refine, browsed))
     return report(runs, manifest.version, manifest.model.weights, rounds, depth)
 
 

@@ -34,6 +34,7 @@ const state = {
   retry: null,        // what "Try again" repeats
   notice: null,       // "empty" or "unavailable" while the notice shows
   requestId: 0,       // answers to superseded requests are dropped
+  searching: null,    // the AbortController of the search in flight: a newer search aborts it
   marks: new Map(),   // product id -> "like" | "unlike", for this photo or these words: what "Refine" sends
   markedWords: null,  // the words the marks were made on, when there is no photo
   box: null,          // the region of the photo to search, {x0, y0, x1, y1} as fractions, or null: all of it
@@ -98,15 +99,23 @@ function fallbackMessage(status) {
   return `Something went wrong (error ${status}). Please try again.`;
 }
 
+/** A newer search supersedes the one in flight: abort it, so the server and the network stop working on it. */
+function supersedeSearch() {
+  if (state.searching) state.searching.abort();
+  state.searching = new AbortController();
+  return state.searching.signal;
+}
+
 /** Fetch JSON; on failure show the server's own message and return null. `recover`, if given, answers a 410
  *  `photo_expired` instead: the server no longer holds the photo, so the caller sends it again. */
 async function callApi(url, options, busyText, retry, recover = null) {
   const id = ++state.requestId;
+  const signal = supersedeSearch();
   setBusy(true, busyText);
   try {
     let response;
     try {
-      response = await fetch(url, options);
+      response = await fetch(url, { ...options, signal });
     } catch (err) {
       if (id === state.requestId) showError("We could not reach Lookalike. Check your connection and try again.", retry);
       return null;
@@ -196,6 +205,7 @@ function showPreview(upload) {
 async function acceptFile(file) {
   if (!file) return;
   state.requestId += 1; // an answer still on its way is for the previous photo: drop it
+  supersedeSearch();
   setBusy(true, "Preparing your photo…");
   let upload;
   try {
@@ -277,15 +287,34 @@ async function searchPhoto(category, refine = false) {
 // ---- marking results: "like" and "not like this" ---------------------------------------------------------------
 
 /** Tell the server, for later shoppers; the search itself is refined from `state.marks` alone.
- *  A vote on a search by words teaches those words; a vote on a photo's results, its category. */
-function sendVote(item, vote) {
+ *  A vote on a search by words teaches those words; a vote on a photo's results, its category. It names the
+ *  `query_id` of the answer that showed the product. A vote the server refuses (too many, too old a search)
+ *  keeps its mark for Refine, and the shopper reads why it was not saved. */
+async function sendVote(item, vote, queryId) {
   const byWords = !state.photo && state.words;
   const category = state.photoResult ? state.photoResult.body.category : item.category;
-  fetch("/api/v1/feedback", {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify(byWords ? { query: state.words, item_id: item.id, vote }
-      : { query: null, category, item_id: item.id, vote }),
-  }).catch(() => {}); // a vote that is not saved loses nothing on this page
+  const body = byWords ? { query: state.words, item_id: item.id, vote, query_id: queryId }
+    : { query: null, category, item_id: item.id, vote, query_id: queryId };
+  let response;
+  try {
+    response = await fetch("/api/v1/feedback", {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+    });
+  } catch (err) {
+    showStatus("Your mark counts for Refine, but it could not be sent to the shop: check your connection.", "error");
+    return;
+  }
+  if (response.ok) return;
+  let error = null;
+  try {
+    error = (await response.json()).error || null;
+  } catch (err) {
+    error = null; // not JSON (e.g. a proxy's error page): the status speaks instead
+  }
+  const why = error && error.message ? error.message
+    : response.status === 429 ? "Too many marks at once. Please wait a moment."
+    : `Something went wrong (error ${response.status}).`;
+  showStatus(`Your mark counts for Refine, but the shop did not save it: ${why}`, "error");
 }
 
 function updateRefine() {
@@ -296,7 +325,7 @@ function updateRefine() {
     : `${likes} liked, ${unlikes} not like this.`;
 }
 
-function markButtons(item) {
+function markButtons(item, queryId) {
   const group = element("div", { className: "marks", role: "group" });
   group.setAttribute("aria-label", `Your opinion of ${item.name}`);
   const buttons = [["like", "Like"], ["unlike", "Not like this"]].map(([kind, text]) => {
@@ -316,7 +345,7 @@ function markButtons(item) {
           return;
         }
         state.marks.set(item.id, kind);
-        sendVote(item, kind);
+        sendVote(item, kind, queryId);
       }
       for (const other of buttons) other.setAttribute("aria-pressed", String(state.marks.get(item.id) === other.dataset.mark));
       updateRefine();
@@ -356,7 +385,7 @@ function showPhotoResult() {
   els.decision.hidden = false;
   els.back.hidden = true;
   const words = body.q ? ` matching “${body.q}”` : "";
-  renderResults(`Similar products${words}`, body.results, noMatchText(body), true);
+  renderResults(`Similar products${words}`, body.results, noMatchText(body), body.query_id || "");
   const none = body.q && !body.results.length && !filterExpressions().length && !(body.min_score > 0)
     ? `No ${label(body.category)} products match “${body.q}”.` : noMatchText(body);
   showStatus(body.results.length ? `Found ${body.results.length} similar products${words}.` : none);
@@ -384,11 +413,11 @@ async function searchWords(refine = false) {
   els.decision.hidden = true;
   els.back.hidden = true;
   if (body.refined) {
-    renderResults(`Products like the ones you liked, for “${body.q}”`, body.results, "", true);
+    renderResults(`Products like the ones you liked, for “${body.q}”`, body.results, "", body.query_id || "");
     showStatus(`Found ${body.results.length} products like the ones you liked.`);
     return;
   }
-  renderResults(`Products matching “${body.q}”`, body.results, "", true, "match");
+  renderResults(`Products matching “${body.q}”`, body.results, "", body.query_id || "", "match");
   showStatus(body.results.length ? `Found ${body.results.length} products for “${body.q}”.`
     : `No products match “${body.q}”. Try fewer or other words.`);
 }
@@ -429,7 +458,8 @@ function productLink(url) {
   }
 }
 
-function renderCard(item, markable = false, scoreWord = "similar") {
+/** A result; `queryId` (the answer's `query_id`, which votes on it name) makes it markable, null does not. */
+function renderCard(item, queryId = null, scoreWord = "similar") {
   const image = element("img", { src: item.image_url, alt: item.name, loading: "lazy", width: 400, height: 400 });
   const meta = element("p", { className: "meta" },
     element("span", { className: "score", textContent: `${percent(item.score)} ${scoreWord}` }));
@@ -449,15 +479,16 @@ function renderCard(item, markable = false, scoreWord = "similar") {
   actions.append(more);
   const body = element("div", { className: "card-body" },
     element("h3", { className: "name", textContent: item.name }), meta, actions);
-  if (markable) body.append(markButtons(item));
+  if (queryId !== null) body.append(markButtons(item, queryId));
   const card = element("li", { className: "card" }, image, body);
   card.dataset.id = item.id;
   return card;
 }
 
-function renderResults(title, items, noMatch = "", markable = false, scoreWord = "similar") {
+function renderResults(title, items, noMatch = "", queryId = null, scoreWord = "similar") {
+  const markable = queryId !== null;
   els.resultsTitle.textContent = title;
-  els.results.replaceChildren(...items.map((item) => renderCard(item, markable, scoreWord)));
+  els.results.replaceChildren(...items.map((item) => renderCard(item, queryId, scoreWord)));
   els.noMatch.textContent = noMatch;
   els.noMatch.hidden = !noMatch;
   els.refine.hidden = !markable;

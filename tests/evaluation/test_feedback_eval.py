@@ -18,9 +18,10 @@ def test_votes_teach_a_word_the_catalogue_lacks_and_the_report_keeps_the_two_par
     assert main(["--index", str(built_index), "--out", str(tmp_path), *ARGS]) == 0
     report = json.loads((tmp_path / "feedback_report.json").read_text())
     couch = next(t for t in report["terms"] if t["term"] == "couch")
-    # No synonyms in the simulation: the first shopper finds nothing, browses, and teaches the word.
-    assert couch["words_precision"][0] == 0.0 and couch["browsed"][0]
-    assert couch["words_precision"][1:] == [1.0, 1.0] and couch["feedback_rounds_words"] == 1
+    # No synonyms in the simulation: the first two shoppers find nothing, browse, refine and like the refined
+    # sofas; votes from one network move nothing, from two they teach the word.
+    assert couch["words_precision"][:2] == [0.0, 0.0] and couch["browsed"][:2] == [True, True]
+    assert couch["words_precision"][2] == 1.0 and couch["feedback_rounds_words"] == 2
     # The refined list is searched in the liked products' category, so the first Refine shows sofas.
     assert couch["refined_precision"][0] == 1.0
     assert [r["round"] for r in report["per_round"]] == [1, 2, 3] and report["weights"] == "random"

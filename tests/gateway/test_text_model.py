@@ -55,13 +55,17 @@ def test_a_search_of_stop_words_alone_is_still_a_422(stack: Services) -> None:
 
 
 def test_what_shoppers_taught_still_joins_the_ranking(stack: Services, catalog: Path) -> None:
-    """Three sessions liking a lamp for `chesterfield` (the learnt prior's full weight) put it above what
-    the meaning side alone found (fused scores below 1 unless both sides agree)."""
+    """Shoppers on three networks (the learnt prior's full weight) who refined `chesterfield` toward a lamp and
+    liked it there put it above what the meaning side alone found (fused scores below 1 unless both sides agree)."""
     lamp = next(r for r in rows_of(catalog) if r["category"] == "lamp")
-    for session in range(3):
-        vote = httpx.post(f"{stack.gateway}/api/v1/feedback", json={"query": "chesterfield", "item_id": lamp["id"],
-                                                                      "vote": "like"},
-                          headers={"X-Session-ID": f"meaning-session-{session}"}, timeout=30)
+    for network in range(1, 4):
+        transport = httpx.HTTPTransport(local_address=f"127.0.{network}.1")
+        with httpx.Client(base_url=stack.gateway, transport=transport, timeout=60,
+                          headers={"X-Session-ID": f"meaning-session-{network}"}) as shopper:
+            refined = shopper.get("/api/v1/search/text", params={"q": "chesterfield", "like": lamp["id"], "k": 20})
+            assert lamp["id"] in [r["id"] for r in refined.json()["results"]], refined.text
+            vote = shopper.post("/api/v1/feedback", json={"query": "chesterfield", "item_id": lamp["id"], "vote": "like",
+                                                          "query_id": refined.json()["query_id"]})
         assert vote.status_code == 201, vote.text
     first = text(stack, "chesterfield").json()["results"][0]
     assert first["id"] == lamp["id"] and first["learned"]

@@ -29,7 +29,8 @@ def card_ids(page: Page) -> list[str]:
 def test_a_shopper_likes_and_unlikes_results_refines_and_sees_the_list_change(
         page: Page, services: Services, photo: Path, screenshot: ScreenShot) -> None:
     page.goto(services.gateway + "/")
-    page.set_input_files("#photo", str(photo))
+    with page.expect_response(lambda r: "/api/v1/search" in r.url) as searched:
+        page.set_input_files("#photo", str(photo))
     expect(page.locator("#status")).to_have_text(FOUND)
     before = card_ids(page)
     refine = page.get_by_role("button", name="Refine", exact=True)
@@ -41,6 +42,7 @@ def test_a_shopper_likes_and_unlikes_results_refines_and_sees_the_list_change(
     assert liked.value.status == 201, liked.value.text()
     vote = json.loads(liked.value.request.post_data or "{}")
     assert vote["query"] is None and vote["vote"] == "like" and vote["item_id"] == before[2] and vote["category"]
+    assert vote["query_id"] == searched.value.json()["query_id"]  # the answer that showed it
     unlike = cards.nth(0).get_by_role("button", name=re.compile("^Not like this"))
     with page.expect_response(lambda r: r.url.endswith("/api/v1/feedback")) as unliked:
         unlike.click()
@@ -87,14 +89,16 @@ def test_results_of_words_are_marked_taught_and_refined_too(page: Page, services
                                                            screenshot: ScreenShot) -> None:
     page.goto(services.gateway + "/")
     page.get_by_label("Search by words").fill("chair")
-    page.keyboard.press("Enter")
+    with page.expect_response(lambda r: "/api/v1/search/text" in r.url) as searched:
+        page.keyboard.press("Enter")
     expect(page.locator("#status")).to_have_text(re.compile(r"Found \d+ products for “chair”"))
     before = card_ids(page)
     cards = page.locator("#results li")
     with page.expect_response(lambda r: r.url.endswith("/api/v1/feedback")) as liked:
         cards.nth(1).get_by_role("button", name=re.compile("^Like")).click()
     assert liked.value.status == 201, liked.value.text()
-    assert json.loads(liked.value.request.post_data or "{}") == {"query": "chair", "item_id": before[1], "vote": "like"}
+    assert json.loads(liked.value.request.post_data or "{}") == {
+        "query": "chair", "item_id": before[1], "vote": "like", "query_id": searched.value.json()["query_id"]}
     cards.nth(0).get_by_role("button", name=re.compile("^Not like this")).click()
 
     with page.expect_response(lambda r: "/api/v1/search/text" in r.url) as answer:
