@@ -102,6 +102,7 @@ class Shopper:
         self.client, self.term, self.category, self.depth = client, term, category, depth
         self.liked: list[str] = []
         self.unliked: list[str] = []
+        self.voted: set[str] = set()
 
     async def search(self, refine: bool = False) -> tuple[list[dict[str, Any]], str]:
         """The results of the words (or of Refine), and the answer's `query_id` that votes on them name."""
@@ -120,11 +121,11 @@ class Shopper:
         for item_id, category in products:
             vote = "like" if category == self.category else "unlike"
             marks = self.liked if vote == "like" else self.unliked
-            if item_id in self.liked or item_id in self.unliked:
-                continue
-            marks.append(item_id)
-            if query_id is None:
-                continue
+            if item_id not in self.liked and item_id not in self.unliked:
+                marks.append(item_id)
+            if query_id is None or item_id in self.voted:
+                continue  # a product marked while browsing is voted on once a search for the words shows it
+            self.voted.add(item_id)
             response = await self.client.post("/api/v1/feedback", json={
                 "query": self.term, "item_id": item_id, "vote": vote, "query_id": query_id})
             if response.status_code != 201:
