@@ -10,9 +10,9 @@ item, from -weight to +weight, where the default weight is that of a strong text
 moves until `min_networks` networks agree (GATEWAY_LEARNT_MIN_NETWORKS, 2): text scores of
 matching products lie close together (0.7 to 0.9 is common), so any prior one network could
 give would reorder them, and one household or office must not reorder a shop for everyone.
-`full_at` agreeing networks (GATEWAY_LEARNT_FULL_AT, at least 2) give the full weight. Votes count only for products the search
-they name showed (`gateway.feedback`). The blended score is (text + prior) / (1 + weight), kept
-within 0 to 1.
+`full_at` agreeing networks (GATEWAY_LEARNT_FULL_AT, at least 2) give the full weight. Votes
+count only for products the search they name showed (`gateway.feedback`). The blended score is
+(text + prior) / (1 + weight), kept within 0 to 1.
 """
 
 from __future__ import annotations
