@@ -171,7 +171,7 @@ export function createDialog(host, root, opener, gateway) {
   // ---- the dialog's parts -------------------------------------------------------------------------------------
   const fileInput = h("input", { type: "file", accept: "image/*", hidden: true, tabIndex: -1 });
   const cameraInput = h("input", { type: "file", accept: "image/*", capture: "environment", hidden: true, tabIndex: -1 });
-  const choose = h("button", { type: "button", className: "primary", part: "choose", autofocus: true }, "Choose a photo");
+  const choose = h("button", { type: "button", className: "primary", part: "choose" }, "Choose a photo");
   const take = h("button", { type: "button", part: "take", hidden: !touch }, "Take a photo");
   const close = h("button", { type: "button", className: "close", part: "close", "aria-label": "Close" }, "\u00d7");
   const preview = h("img", { className: "preview", alt: "Your photo", hidden: true });
@@ -191,7 +191,8 @@ export function createDialog(host, root, opener, gateway) {
   const resultsTitle = h("h3", { tabIndex: -1, hidden: true });
   const back = h("button", { type: "button", hidden: true }, "Back to your photo\u2019s matches");
   const results = h("ul", { className: "results", part: "results" });
-  const title = h("h2", { id: "lookalike-title" }, "Search by photo");
+  // Focus starts on the title: a control there could be pressed by the very keystroke that opened the dialog.
+  const title = h("h2", { id: "lookalike-title", tabIndex: -1 }, "Search by photo");
   const dialog = h("dialog", { part: "dialog", "aria-labelledby": "lookalike-title", "aria-modal": "true" },
     h("div", { className: "inner" }, h("div", { className: "head" }, title, close), note, drop, status, decision,
       form, resultsTitle, back, results));
@@ -446,7 +447,7 @@ export function createDialog(host, root, opener, gateway) {
       .filter((e) => !e.disabled && e.getClientRects().length);
     const first = focusable[0];
     const last = focusable[focusable.length - 1];
-    if (event.shiftKey && root.activeElement === first) {
+    if (event.shiftKey && (root.activeElement === first || !focusable.includes(root.activeElement))) {
       event.preventDefault();
       last.focus();
     } else if (!event.shiftKey && root.activeElement === last) {
@@ -459,7 +460,7 @@ export function createDialog(host, root, opener, gateway) {
   return {
     open() {
       dialog.showModal();
-      choose.focus();
+      title.focus();
       if (!state.catalog) {
         run("", async () => {
           await loadCatalog();
