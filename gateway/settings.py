@@ -6,10 +6,9 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from lookalike import settings as shared
 from gateway.cross_origin import exact_origin
+from lookalike import settings as shared
 from lookalike.settings import ServiceSettings, UploadLimits
-
 
 
 class GatewaySettings(ServiceSettings):

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from gateway.settings import GatewaySettings
 from tests.gateway.mock_services import gateway_over
+from tests.support import ClientResponse
 
 SHOP = "http://127.0.0.2:8080"
 ELSEWHERE = "https://elsewhere.example"
@@ -31,7 +32,7 @@ def gateway(tmp_path: Path) -> Iterator[TestClient]:
         yield client
 
 
-def preflight(client: TestClient, origin: str, path: str = "/api/v1/search") -> httpx.Response:
+def preflight(client: TestClient, origin: str, path: str = "/api/v1/search") -> ClientResponse:
     return client.options(path, headers={"Origin": origin, "Access-Control-Request-Method": "POST",
                                          "Access-Control-Request-Headers": "x-session-id"})
 

@@ -16,7 +16,7 @@ dialog { box-sizing: border-box; width: min(760px, calc(100vw - 2rem)); max-widt
   line-height: 1.4; box-shadow: 0 12px 40px rgb(0 0 0 / .3); }
 dialog::backdrop { background: rgb(0 0 0 / .5); }
 *, *::before, *::after { box-sizing: border-box; }
-.inner { display: grid; gap: 1rem; padding: 1rem; min-width: 0; }
+.inner { display: grid; gap: .75rem; padding: 1rem; min-width: 0; }
 .head { display: flex; align-items: center; justify-content: space-between; gap: 1rem; }
 h2 { margin: 0; font-size: 1.25rem; }
 h3 { margin: 0; font-size: 1rem; }
@@ -31,7 +31,7 @@ button:focus-visible, input:focus-visible, a:focus-visible {
 .drop { display: grid; gap: .75rem; justify-items: center; padding: 1rem;
   border: 2px dashed var(--lookalike-border, #767676); border-radius: var(--lookalike-radius, 8px); text-align: center; }
 .drop.dragging { border-color: var(--lookalike-accent, #0b57d0); }
-.preview { max-width: 100%; max-height: 180px; border-radius: var(--lookalike-radius, 8px); }
+.preview { max-width: 100%; max-height: 120px; border-radius: var(--lookalike-radius, 8px); }
 .pick { display: flex; flex-wrap: wrap; gap: .5rem; justify-content: center; }
 p { margin: 0; }
 .muted { color: var(--lookalike-muted, #595959); }
