@@ -188,7 +188,7 @@ def open_dialog(page: Page) -> None:
 
 def choose_photo(page: Page, photo: Path) -> None:
     with page.expect_file_chooser() as chooser:
-        page.get_by_role("button", name="Choose a photo").click()
+        page.get_by_role("button", name=re.compile(r"^Choose (a|another) photo$")).click()
     chooser.value.set_files(str(photo))
     expect(status(page)).to_have_text(FOUND)
 
@@ -336,6 +336,45 @@ def test_the_keyboard_alone_reaches_everything_and_axe_finds_nothing_serious(
     serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]]) for v in results.response["violations"]
                if v["impact"] in ("serious", "critical")]
     assert serious == []  # axe-core looks inside open shadow roots: the dialog's controls and results are checked
+
+
+def test_a_click_on_a_result_is_reported_by_beacon_when_the_answer_has_a_query_id(
+        page: Page, store: Store, chandelier: Path, tmp_path: Path) -> None:
+    """The click analytics other parts of Lookalike receive: `query_id` is added to the steered searches' answers
+    here, as they will carry it; the store's product pages and the events endpoint are played by routes."""
+    def with_query_id(route: Route) -> None:
+        if route.request.post_data_buffer:  # an upload goes as it is: a route cannot send a multipart body again
+            route.fallback()
+            return
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), "query_id": "q-test-1"})
+
+    page.route("**/api/v1/search?*", with_query_id)
+    page.route("**/api/v1/events", lambda route: route.fulfill(status=204))
+    page.route("https://lumen.example/**", lambda route: route.fulfill(body="<p>A product page</p>",
+                                                                          content_type="text/html"))
+    open_shop(page, store.shop.origin)
+    open_dialog(page)
+    not_a_photo = tmp_path / "notes.txt"
+    not_a_photo.write_text("not a photo")
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Choose a photo").click()
+    chooser.value.set_files(str(not_a_photo))
+    expect(status(page)).to_have_text(re.compile(r"^This file is not an image we can read\."))
+    expect(page.locator("lookalike-search ul[aria-busy]")).to_have_count(0)  # no spinner left turning
+    choose_photo(page, chandelier)
+    switch_category_by_chip(page, store)
+    position = page.locator("lookalike-search ul").evaluate(
+        "ul => [...ul.children].findIndex((li) => li.querySelector('a')) + 1")
+    link = page.locator("lookalike-search ul a").first
+    href = link.get_attribute("href") or ""
+    with page.expect_request("**/api/v1/events") as sent:
+        link.click()
+    page.wait_for_url(href)  # the shopper lands on the store's product page
+    beacon = sent.value
+    assert beacon.headers["content-type"].startswith("text/plain")  # a simple request: no preflight
+    assert beacon.post_data_json == {"type": "click", "query_id": "q-test-1", "product": href.rsplit("/", 1)[-1],
+                                     "position": position}
 
 
 def test_a_site_not_on_the_allow_list_is_told_so_and_gets_no_cors_headers(page: Page, store: Store) -> None:
