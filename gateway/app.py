@@ -15,18 +15,19 @@ import anyio
 import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from gateway.cross_origin import CrossOrigin, RefusedOrigins
 from gateway.feedback import Feedback
 from gateway.feedback_store import FeedbackStore, Limits, engine_url
 from gateway.photo_handles import PhotoHandleMetrics
 from gateway.query_ids import QueryIds
-from gateway.routes import feedback, page, search
+from gateway.routes import feedback, page, search, widget
 from gateway.routes.dependencies import Pipeline
 from gateway.schemas import GatewayReadiness
 from gateway.search import SearchPipeline
 from gateway.settings import GatewaySettings
+from gateway.widget_assets import WidgetAssets
 from lookalike.errors import FeedbackUnavailable
 from lookalike.service import create_service, metrics_of
 from lookalike.upload_guard import install_upload_guard
@@ -74,6 +75,7 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.widget = await anyio.to_thread.run_sync(WidgetAssets.load)
         app.state.pipeline = SearchPipeline(settings, transport, photo_metrics)
         store = await anyio.to_thread.run_sync(open_feedback_store, settings)
         secret = await anyio.to_thread.run_sync(signing_secret, settings, store)
@@ -95,13 +97,11 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         description="Photo in, similar products out.")
     install_upload_guard(app, settings.upload_limits, metrics_of(app))
     photo_metrics = PhotoHandleMetrics(metrics_of(app))
-    if settings.cors_allow_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins,
-                           allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["X-Request-ID", "X-Session-ID", "Content-Type"], expose_headers=["X-Request-ID"])
+    # Outermost but one, so that every answer, a 413 from the upload guard too, carries the CORS headers a listed site needs.
+    app.add_middleware(CrossOrigin, allowed=settings.allowed_origins, refused=RefusedOrigins(metrics_of(app)))
     if settings.forwarded_allow_ips:  # outermost, so every middleware and route sees the real client
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
-    for router in (page.router, search.router, feedback.router):
+    for router in (page.router, search.router, feedback.router, widget.router):
         app.include_router(router)
     return app

@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from gateway.cross_origin import exact_origin
 from lookalike import settings as shared
 from lookalike.settings import ServiceSettings, UploadLimits
 
@@ -50,9 +51,12 @@ class GatewaySettings(ServiceSettings):
     photo_handle_max_photo_bytes: int = Field(1_000_000, ge=0, description=(
         "An upload up to this size is kept with its handle, so a new region of it needs no second upload; a "
         "larger one (a full-size photo from an API client) keeps its classification only. 0 keeps no photo."))
-    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias=AliasChoices("GATEWAY_CORS_ALLOW_ORIGINS", "CORS_ALLOW_ORIGINS"),
-        description="Comma-separated origins allowed to call the API from a browser; empty (default) means CORS is off.")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices(
+            "GATEWAY_ALLOWED_ORIGINS", "GATEWAY_CORS_ALLOW_ORIGINS", "CORS_ALLOW_ORIGINS"), description=(
+            "Comma-separated sites whose pages may call the API from a browser (the `<lookalike-search>` widget): "
+            "exact origins with scheme and port, e.g. `https://shop.example,https://www.shop.example:8443`. "
+            "Empty (default): same origin only. GATEWAY_CORS_ALLOW_ORIGINS is the old name."))
 
     index: Path = Field(shared.INDEX_ROOT, validation_alias=AliasChoices("GATEWAY_INDEX", "INDEX"),
                         description="The index root; the default feedback database lives in it.")
@@ -94,10 +98,15 @@ class GatewaySettings(ServiceSettings):
                      "real client (rate limits and votes count clients by it). Empty (default): none is trusted, "
                      "the socket's peer is the client."))
 
-    @field_validator("cors_allow_origins", "filter_columns", "forwarded_allow_ips", mode="before")
+    @field_validator("allowed_origins", "filter_columns", "forwarded_allow_ips", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        return [exact_origin(origin) for origin in origins]
 
     @model_validator(mode="after")
     def _default_urls(self) -> "GatewaySettings":

@@ -13,6 +13,8 @@ that one type.
     │   └── PhotoWithHandle          photo_with_handle    a search sends a photo and names `photo=<handle>` too
     ├── Unauthorized             401 unauthorized
     │   └── AdminTokenRequired       admin_token_required a missing or wrong LOOKALIKE_ADMIN_TOKEN
+    ├── Forbidden                403 forbidden
+    │   └── OriginNotAllowed         origin_not_allowed   a browser's preflight from a site not in GATEWAY_ALLOWED_ORIGINS
     ├── NotFound                 404 not_found
     │   └── UnknownItem              unknown_item
     ├── UploadTimedOut           408 upload_timeout       a body too slow, or stalled
@@ -165,6 +167,16 @@ class AdminTokenRequired(Unauthorized):
     """An operator endpoint called without the right `Authorization: Bearer $LOOKALIKE_ADMIN_TOKEN`."""
 
     code = "admin_token_required"
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
+class OriginNotAllowed(Forbidden):
+    """A cross-origin preflight from a site the gateway's GATEWAY_ALLOWED_ORIGINS does not list."""
+
+    code = "origin_not_allowed"
 
 
 class NotFound(ApiError):

@@ -467,7 +467,9 @@ function renderCard(item, queryId = null, scoreWord = "similar") {
   const counts = [item.photos > 1 ? `${item.photos} photos` : "", item.variants > 1 ? `${item.variants} variants` : ""];
   if (counts.some(Boolean)) meta.append(element("span", { className: "counts", textContent: counts.filter(Boolean).join(", ") }));
   const actions = element("div", { className: "card-actions" });
-  const href = item.extra && item.extra.url ? productLink(item.extra.url) : null;
+  // The product's page: `link` from a product feed, else `url` from a products.csv.
+  const page = item.extra && (item.extra.link || item.extra.url);
+  const href = page ? productLink(page) : null;
   if (href) {
     actions.append(element("a", { className: "product-link", href, target: "_blank", rel: "noopener noreferrer" },
       "View product",

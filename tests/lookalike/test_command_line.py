@@ -46,8 +46,8 @@ def test_the_indexing_jobs_flags_keep_their_spelling(monkeypatch: pytest.MonkeyP
 def test_a_list_is_comma_separated_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTIFY", "http://a:8001, http://b:8002")
     assert read_command_line(IndexBuildSettings, [], prog="t").notify == ["http://a:8001", "http://b:8002"]
-    monkeypatch.setenv("GATEWAY_CORS_ALLOW_ORIGINS", "https://shop.example,https://www.shop.example")
-    assert read_command_line(GatewaySettings, [], prog="t").cors_allow_origins == [
+    monkeypatch.setenv("GATEWAY_ALLOWED_ORIGINS", "https://shop.example,https://www.shop.example")
+    assert read_command_line(GatewaySettings, [], prog="t").allowed_origins == [
         "https://shop.example", "https://www.shop.example"]
 
 

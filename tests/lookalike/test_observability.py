@@ -123,7 +123,7 @@ def test_cors_is_off_by_default(services: Services) -> None:
 def gateway_with_cors(built_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     """A gateway alone (its services need not run to answer CORS) with an allow-list of one shop."""
     stack = Services(built_index, tmp_path_factory.mktemp("cors-logs"),
-                     extra_env={"GATEWAY_CORS_ALLOW_ORIGINS": "https://shop.example, https://www.shop.example"})
+                     extra_env={"GATEWAY_ALLOWED_ORIGINS": "https://shop.example, https://www.shop.example"})
     with stack.running(["gateway"], ready=(), alive=("gateway",)):
         yield stack
 
@@ -142,4 +142,4 @@ def test_every_service_binds_to_loopback_by_default(monkeypatch: pytest.MonkeyPa
     for variable in ("GATEWAY_HOST", "CLASSIFIER_HOST", "SIMILARITY_HOST"):
         monkeypatch.delenv(variable, raising=False)
     assert GatewaySettings().host == ClassifierSettings().host == SimilaritySettings().host == "127.0.0.1"
-    assert GatewaySettings().cors_allow_origins == []
+    assert GatewaySettings().allowed_origins == []
