@@ -15,7 +15,7 @@ from lookalike.catalog.hybrid import Fusion
 from lookalike.catalog.index import CatalogIndex
 from lookalike.catalog.milvus_store import MilvusConnection
 from lookalike.catalog.refine import RocchioWeights
-from lookalike.catalog.text_embedding import load_text_model
+from lookalike.catalog.text_embedding import TextModels
 from lookalike.contracts import SimilarityReadiness
 from lookalike.served_version import ServedVersion
 from lookalike.service import create_service, metrics_of, state_getter
@@ -48,7 +48,7 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.omp_set_num_threads(settings.faiss_threads)
-        text_model = load_text_model(settings.text_model, settings.text_model_threads)
+        text_model = TextModels.from_setting(settings.text_model, settings.text_model_threads)
         fusion = Fusion(k=settings.text_fusion_k, bm25_weight=settings.text_fusion_bm25_weight,
                         meaning_weight=settings.text_fusion_meaning_weight, min_meaning=settings.text_min_meaning,
                         depth=settings.text_fusion_depth)

@@ -24,7 +24,7 @@ class SimilaritySettings(ServiceSettings):
     text_model: str = Field(shared.TEXT_MODEL, validation_alias=AliasChoices("SIMILARITY_TEXT_MODEL", "TEXT_MODEL"),
                             description=shared.TEXT_MODEL_DOC + " It must be the model the serving version was "
                             "indexed with; a version whose text vectors another model made is refused (see /readyz).")
-    text_model_threads: int = Field(1, ge=1, description="PyTorch threads embedding a query: one short query per "
+    text_model_threads: int = Field(1, ge=1, description="ONNX Runtime threads embedding a query: one short query per "
                                     "request gains nothing from more, and loses much when the cores are busy.")
     text_fusion_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion's k: the larger, the less the very "
                                  "first ranks of either list outweigh the rest.")
