@@ -77,11 +77,11 @@ class Meaning:
                          "alone", manifest.version)
             return None
         identity = text_models.identity
-        if built.digest != identity.digest:
+        if identity.refuses(built):
+            known = f" (digest {identity.digest[:12]})" if identity.digest else ""
             raise TextModelMismatch(
                 f"Index version {manifest.version}'s text vectors came from the text model {built.name} "
-                f"(digest {built.digest[:12]}), but this service's TEXT_MODEL is {identity.name} "
-                f"(digest {identity.digest[:12]}). Re-index with --text-model {identity.name}, "
+                f"(digest {built.digest[:12]}), but this service's TEXT_MODEL is {identity.name}{known}. Re-index with --text-model {identity.name}, "
                 f"or set TEXT_MODEL={built.name} here.")
         if built.onnx_digest is None:
             raise NotReady(f"Index version {manifest.version} was built before query words were embedded by ONNX "

@@ -137,19 +137,35 @@ class OnnxTextModel(BaseModel):
 
 @dataclass(frozen=True)
 class TextModelIdentity:
-    """The model TEXT_MODEL names, known by its files' digest alone: nothing is loaded to learn it."""
+    """The model TEXT_MODEL names, as the similarity service knows it without loading anything.
+
+    `digest` where the model's own files are on this machine (a directory, or the packaged model in a
+    development install); None where they are not, as in the serving image, which holds no copy of the
+    source model: the version's ONNX copy is the model, and the name is what guards the version.
+    """
 
     name: str
-    digest: str
+    digest: str | None
+
+    def refuses(self, built: TextModelInfo) -> bool:
+        """Whether vectors `built` made are another model's than this one."""
+        return built.digest != self.digest if self.digest is not None else built.name != self.name
 
 
 def text_model_identity(setting: str) -> TextModelIdentity | None:
-    """The identity of the model TEXT_MODEL names; None for bm25 alone (see `resolve_text_model`)."""
-    resolved = resolve_text_model(setting)
-    if resolved is None:
+    """The identity of the model TEXT_MODEL names, for the service; None for bm25 alone. Never downloads:
+    `auto` is the packaged all-MiniLM-L6-v2 (by digest where installed, else by name), a directory is known by
+    its files' digest, and a model hub name by its name."""
+    chosen = setting.strip()
+    if chosen.lower() == NONE:
         return None
-    name, directory = resolved
-    return TextModelIdentity(name, model_digest(directory))
+    if chosen.lower() == AUTO:
+        packaged = packaged_model_dir()
+        return TextModelIdentity(DEFAULT_MODEL, model_digest(packaged) if packaged is not None else None)
+    directory = Path(chosen).expanduser()
+    if directory.is_dir():
+        return TextModelIdentity(str(directory.resolve()), model_digest(directory.resolve()))
+    return TextModelIdentity(chosen, None)
 
 
 class TextEmbedder:
@@ -264,8 +280,8 @@ class TextModels:
         identity = text_model_identity(setting)
         if identity is None:
             return None
-        log.info("text model %s (digest %s): query words are embedded by ONNX Runtime", identity.name,
-                 identity.digest[:12])
+        log.info("text model %s (%s): query words are embedded by ONNX Runtime from the version's copy",
+                 identity.name, f"digest {identity.digest[:12]}" if identity.digest else "by name")
         return cls(identity, threads)
 
     def embedder(self, onnx_copy: Path) -> TextEmbedder:

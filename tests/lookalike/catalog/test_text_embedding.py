@@ -19,6 +19,7 @@ from lookalike.catalog.text_embedding import (
     TextModelIdentity,
     TextModels,
     packaged_model_dir,
+    text_model_identity,
 )
 from lookalike.errors import NotReady
 from tests.lookalike.catalog.test_hybrid import manifest
@@ -89,3 +90,18 @@ def test_a_missing_or_altered_onnx_copy_is_refused(text_model: TextEmbedder, tmp
     (copy / TEXT_MODEL_FILE).write_text(json.dumps({**described, "max_length": 128}))
     with pytest.raises(NotReady, match="does not match its digest"):
         TextModels(models.identity).embedder(copy)
+
+
+def test_where_the_models_files_are_not_here_the_name_guards_the_version(text_model: TextEmbedder,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The serving image holds no copy of the source model, only the index's ONNX copy: TEXT_MODEL=auto then
+    knows all-MiniLM-L6-v2 by name, and a version another model made is still refused."""
+    monkeypatch.setattr("lookalike.catalog.text_embedding.packaged_model_dir", lambda: None)
+    identity = text_model_identity("auto")
+    assert identity == TextModelIdentity("sentence-transformers/all-MiniLM-L6-v2", None)
+    assert not identity.refuses(text_model.info)
+    other = text_model.info.model_copy(update={"name": "sentence-transformers/paraphrase-MiniLM-L3-v2"})
+    assert identity.refuses(other)
+    assert text_model_identity("none") is None
+    known = text_model_identity(str(packaged_model_dir()))
+    assert known is not None and known.digest == text_model.info.digest
