@@ -81,8 +81,8 @@ class Meaning:
             known = f" (digest {identity.digest[:12]})" if identity.digest else ""
             raise TextModelMismatch(
                 f"Index version {manifest.version}'s text vectors came from the text model {built.name} "
-                f"(digest {built.digest[:12]}), but this service's TEXT_MODEL is {identity.name}{known}. Re-index with --text-model {identity.name}, "
-                f"or set TEXT_MODEL={built.name} here.")
+                f"(digest {built.digest[:12]}), but this service's TEXT_MODEL is {identity.name}{known}. "
+                f"Re-index with --text-model {identity.name}, or set TEXT_MODEL={built.name} here.")
         if built.onnx_digest is None:
             raise NotReady(f"Index version {manifest.version} was built before query words were embedded by ONNX "
                            "Runtime: it names no ONNX copy of its text model. Run `make index` again.")
