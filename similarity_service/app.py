@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import TYPE_CHECKING
 
 import faiss
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
-from lookalike.catalog import milvus_store
 from lookalike.catalog.hybrid import Fusion
-from lookalike.catalog.index import CatalogIndex
-from lookalike.catalog.milvus_store import MilvusConnection
+from lookalike.catalog.index import CatalogIndex, VectorOpener
 from lookalike.catalog.refine import RocchioWeights
 from lookalike.catalog.text_embedding import TextModels
 from lookalike.contracts import SimilarityReadiness
@@ -22,6 +21,9 @@ from lookalike.service import create_service, metrics_of, state_getter
 from lookalike.settings import VectorStoreSettings
 from similarity_service.routes import Serving, ServingDep, router
 from similarity_service.settings import SimilaritySettings
+
+if TYPE_CHECKING:  # pymilvus (and the pandas it imports) costs about 90 MB of RSS: imported only for VECTOR_STORE=milvus
+    from lookalike.catalog.milvus_store import MilvusConnection
 
 
 async def readiness(request: Request, serving: ServingDep) -> SimilarityReadiness:
@@ -53,10 +55,15 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
                         meaning_weight=settings.text_fusion_meaning_weight, min_meaning=settings.text_min_meaning,
                         depth=settings.text_fusion_depth)
         store = VectorStoreSettings()
-        milvus = milvus_store.connect(store) if store.vector_store == "milvus" else None
+        milvus: MilvusConnection | None = None
+        opener: VectorOpener | None = None
+        if store.vector_store == "milvus":
+            from lookalike.catalog import milvus_store
+
+            milvus = milvus_store.connect(store)
+            opener = milvus_store.opener(milvus)
         serving: Serving = ServedVersion(settings.index, partial(
-            CatalogIndex.load, text_model=text_model, fusion=fusion,
-            open_vectors=milvus_store.opener(milvus) if milvus else None), "similarity")
+            CatalogIndex.load, text_model=text_model, fusion=fusion, open_vectors=opener), "similarity")
         serving.load_at_start()
         app.state.milvus = milvus
         app.state.serving, app.state.faiss_threads = serving, settings.faiss_threads

@@ -22,7 +22,6 @@ the job and the similarity service both embed with that copy, through ONNX Runti
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib.util
 import logging
@@ -175,7 +174,7 @@ class TextEmbedder:
     tokenizer truncates at the model's max_length (256 for all-MiniLM-L6-v2, not the 128 its
     tokenizer.json carries) and pads to the batch's longest text, token_type_ids are zeros (one
     sentence), the token vectors are mean-pooled over the attention mask, then normalised.
-    Safe to share between threads (ONNX Runtime's `run` is; the tokenizer is copied per call).
+    Safe to share between threads: ONNX Runtime's `run` is, and the tokenizer is only read once set up.
     """
 
     def __init__(self, directory: Path, threads: int = 1) -> None:
@@ -230,7 +229,8 @@ class TextEmbedder:
         return vector
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encoded = copy.copy(self._tokenizer).encode_batch(texts)
+        # One text (a query) is encoded on this thread; encode_batch would wake the tokenizer's own thread pool.
+        encoded = [self._tokenizer.encode(texts[0])] if len(texts) == 1 else self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encoded], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
