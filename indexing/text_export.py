@@ -158,9 +158,9 @@ def text_model_for_index(setting: str, index_root: Path, threads: int | None = N
     if resolved is None:
         return None
     name, directory = resolved
-    identity = TextModelIdentity(name, model_digest(directory))
+    digest = model_digest(directory)
     store = text_models_dir(Path(index_root))
-    folder = find_onnx_copy(store, identity) or export_onnx_copy(name, directory, identity.digest, store)
+    folder = find_onnx_copy(store, TextModelIdentity(name, digest)) or export_onnx_copy(name, directory, digest, store)
     return opened(folder, threads)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ QUERY_SETS = [REPO / "evaluation" / "data" / "text_queries.csv", REPO / "evaluat
 
 
 @pytest.fixture(scope="module")
-def sentence_transformers_vectors() -> object:
+def sentence_transformers_vectors() -> Callable[[list[str]], np.ndarray]:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(packaged_model_dir()), device="cpu", local_files_only=True)
@@ -41,10 +42,10 @@ def shipped_queries() -> list[str]:
 
 
 def test_the_shipped_query_words_match_sentence_transformers_to_a_cosine_of_0_9999(
-        text_model: TextEmbedder, sentence_transformers_vectors: object) -> None:
+        text_model: TextEmbedder, sentence_transformers_vectors: Callable[[list[str]], np.ndarray]) -> None:
     queries = shipped_queries()
     assert len(queries) > 40 and "chesterfield" in queries
-    reference = sentence_transformers_vectors(queries)  # type: ignore[operator]
+    reference = sentence_transformers_vectors(queries)
     one_by_one = np.stack([text_model.embed_query(q) for q in queries])  # as the service embeds them
     batched = text_model.embed_texts(queries)  # as the job embeds a catalogue's texts
     assert (one_by_one * reference).sum(axis=1).min() >= 0.9999
@@ -53,11 +54,11 @@ def test_the_shipped_query_words_match_sentence_transformers_to_a_cosine_of_0_99
 
 
 def test_a_long_text_is_read_to_256_word_pieces_as_sentence_transformers_reads_it(
-        text_model: TextEmbedder, sentence_transformers_vectors: object) -> None:
+        text_model: TextEmbedder, sentence_transformers_vectors: Callable[[list[str]], np.ndarray]) -> None:
     """The tokenizer.json of all-MiniLM-L6-v2 truncates at 128; the model reads 256 (sentence_bert_config.json)."""
     assert text_model.config.max_length == 256
     words = " ".join(f"sofa{n} chair{n}" for n in range(150))  # far more than 256 pieces, differing after 128
-    reference = sentence_transformers_vectors([words])[0]  # type: ignore[index, operator]
+    reference = sentence_transformers_vectors([words])[0]
     assert float(text_model.embed_query(words) @ reference) >= 0.9999
 
 
