@@ -183,7 +183,8 @@ def place_in_store(embedder: TextEmbedder, index_root: Path) -> None:
 
 
 def forget_unnamed_copies(layout: IndexLayout) -> list[str]:
-    """Remove the copies no published version names any more (after pruning); answers their names."""
+    """Remove the copies no published version names any more (after pruning), and what a killed job left half
+    written (`.export-*`, `.place-*`); answers their names. Under the index root's lock: no job is writing."""
     store = text_models_dir(layout.root)
     if not store.is_dir():
         return []
@@ -193,7 +194,7 @@ def forget_unnamed_copies(layout: IndexLayout) -> list[str]:
         text_model = manifest.get("text_model") or {}
         if text_model.get("onnx_digest"):
             named.add(text_model["onnx_digest"])
-    gone = [folder.name for folder in store.iterdir() if folder.name not in named and not folder.name.startswith(".")]
+    gone = sorted(folder.name for folder in store.iterdir() if folder.name not in named)
     for name in gone:
         shutil.rmtree(store / name, ignore_errors=True)
     return gone
