@@ -13,12 +13,13 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# The `lookalike` distribution, editable, with its dev extra; re-runs only when pyproject.toml or the lock changed.
+# The `lookalike` distribution, editable, with its dev and index extras (the index extra is the job's torch;
+# serving needs none of it); re-runs only when pyproject.toml or the lock changed.
 # PyPI's torch is the CUDA build; it runs fine on CPUs. constraints.txt pins every transitive dependency
 # (`make constraints` regenerates it).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,index]'
 	touch $@
 
 run: install
@@ -88,7 +89,7 @@ clean:
 # missing from the nav. Installs the docs extra (mkdocs-material) on first use.
 DOCS_STAMP := $(VENV)/.installed-docs
 $(DOCS_STAMP): $(STAMP)
-	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,docs]'
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,index,docs]'
 	touch $@
 
 docs: $(DOCS_STAMP)

@@ -28,11 +28,12 @@ import numpy as np
 from evaluation.report import report_program, served_version
 from evaluation.settings import TextEvalSettings
 from indexing.catalog import scan_catalog
+from indexing.text_export import text_model_for_index
 from lookalike.catalog.hybrid import Fusion, Meaning, bm25_products, fused_products
 from lookalike.catalog.index import Products
 from lookalike.catalog.layout import SYNONYMS, TEXT_INDEX, TEXT_VECTORS, read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem
-from lookalike.catalog.text_embedding import TextEmbedder, item_text, load_text_model
+from lookalike.catalog.text_embedding import TextEmbedder, TextModels, item_text
 from lookalike.catalog.text_index import Match, TextIndex, text_fields, write_text_index
 from lookalike.errors import ApiError, EvalError
 
@@ -74,7 +75,7 @@ class Searched:
         return Products.of(list(self.items.values()))
 
 
-def served(index_root: Path, model: TextEmbedder | None) -> Searched:
+def served(index_root: Path, model: TextModels | None) -> Searched:
     version_dir = served_version(index_root)
     text = TextIndex.load(version_dir)
     if text is None:
@@ -86,7 +87,7 @@ def served(index_root: Path, model: TextEmbedder | None) -> Searched:
         raise EvalError(exc.message) from None
     if model is not None and meaning is None:
         print(f"warning: {version_dir.name} was indexed without a text model, so only bm25 is reported; re-index "
-              f"with --text-model {model.info.name}, or pass --catalog to embed a catalogue's texts on the spot",
+              f"with --text-model {model.identity.name}, or pass --catalog to embed a catalogue's texts on the spot",
               file=sys.stderr)
     return Searched(text, {i.label: i for i in read_items(version_dir)}, manifest.version, manifest.model.weights,
                     meaning)
@@ -191,8 +192,10 @@ def markdown(report: dict[str, object]) -> str:
 
 def text_report(settings: TextEvalSettings, work: Path) -> dict[str, object]:
     queries = [q for path in settings.queries for q in read_text_queries(path)]
-    model = load_text_model(settings.text_model)
-    searched = written_now(settings.catalog, work, model) if settings.catalog else served(settings.index, model)
+    if settings.catalog:  # the model's ONNX copy, as an index holds it: the queries are embedded as served
+        searched = written_now(settings.catalog, work, text_model_for_index(settings.text_model, work))
+    else:
+        searched = served(settings.index, TextModels.from_setting(settings.text_model))
     return evaluate(searched, queries)
 
 

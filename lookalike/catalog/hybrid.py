@@ -23,7 +23,7 @@ import numpy as np
 
 from lookalike.catalog.layout import TEXT_VECTORS
 from lookalike.catalog.manifest import Manifest
-from lookalike.catalog.text_embedding import TextEmbedder
+from lookalike.catalog.text_embedding import TextEmbedder, TextModels, text_models_dir
 from lookalike.catalog.text_index import Match, TextIndex, TextQuery
 from lookalike.errors import NotReady, TextModelMismatch
 from lookalike.text_query import words
@@ -62,25 +62,40 @@ class Meaning:
     fusion: Fusion
 
     @classmethod
-    def load(cls, version_dir: Path, manifest: Manifest, embedder: TextEmbedder | None,
+    def load(cls, version_dir: Path, manifest: Manifest, text_models: TextModels | None,
              fusion: Fusion) -> Meaning | None:
         """None where the version or the service has no text model (bm25 alone); TextModelMismatch where
-        the version's vectors came from another model than the service's."""
+        the version's vectors came from another model than the service's; NotReady where the version names
+        no ONNX copy of its model (built before there was one) or the copy is gone."""
         built = manifest.text_model
-        if embedder is None or built is None:
+        if text_models is None or built is None:
             if built is not None:
                 log.info("version %s has %s text vectors; TEXT_MODEL is none, so words are searched by bm25 alone",
                          manifest.version, built.name)
-            elif embedder is not None:
+            elif text_models is not None:
                 log.info("version %s was built without a text model (TEXT_MODEL=none); words are searched by bm25 "
                          "alone", manifest.version)
             return None
-        if built.digest != embedder.info.digest:
+        identity = text_models.identity
+        if identity.refuses(built):
+            known = f" (digest {identity.digest[:12]})" if identity.digest else ""
             raise TextModelMismatch(
                 f"Index version {manifest.version}'s text vectors came from the text model {built.name} "
-                f"(digest {built.digest[:12]}), but this service's TEXT_MODEL is {embedder.info.name} "
-                f"(digest {embedder.info.digest[:12]}). Re-index with --text-model {embedder.info.name}, "
-                f"or set TEXT_MODEL={built.name} here.")
+                f"(digest {built.digest[:12]}), but this service's TEXT_MODEL is {identity.name}{known}. "
+                f"Re-index with --text-model {identity.name}, or set TEXT_MODEL={built.name} here.")
+        if built.onnx_digest is None:
+            raise NotReady(f"Index version {manifest.version} was built before query words were embedded by ONNX "
+                           "Runtime: it names no ONNX copy of its text model. Run `make index` again.")
+        embedder = text_models.embedder(text_models_dir(version_dir.parent.parent) / built.onnx_digest)
+        if embedder.info.digest != built.digest:
+            raise NotReady(f"Index version {manifest.version} names an ONNX copy of another text model than its "
+                           f"own ({embedder.info.name}, digest {embedder.info.digest[:12]}). Run `make index` again.")
+        return cls.of(version_dir, manifest, embedder, fusion)
+
+    @classmethod
+    def of(cls, version_dir: Path, manifest: Manifest, embedder: TextEmbedder, fusion: Fusion) -> Meaning:
+        """The version's text vectors, read and checked, with the embedder of its queries."""
+        built = embedder.info
         path = version_dir / TEXT_VECTORS
         try:
             vectors = np.load(path, allow_pickle=False)

@@ -29,7 +29,7 @@ from lookalike.catalog.layout import index_file, read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem, Manifest
 from lookalike.catalog.projection import Projection
 from lookalike.catalog.refine import RocchioWeights, rocchio
-from lookalike.catalog.text_embedding import TextEmbedder
+from lookalike.catalog.text_embedding import TextModels
 from lookalike.catalog.text_index import TextIndex
 from lookalike.catalog.vector_store import CategoryVectors, Restriction, VectorStoreKind
 from lookalike.contracts import FilterableColumn, Hit
@@ -240,7 +240,7 @@ class CatalogIndex:
     projection: Projection | None = None
 
     @classmethod
-    def load(cls, version_dir: Path, text_model: TextEmbedder | None = None, fusion: Fusion | None = None,
+    def load(cls, version_dir: Path, text_model: TextModels | None = None, fusion: Fusion | None = None,
              open_vectors: VectorOpener | None = None) -> CatalogIndex:
         """The version at `version_dir`, its vectors opened by `open_vectors` (default: its Faiss files);
         TextModelMismatch where its text vectors came from another `text_model`."""

@@ -10,6 +10,8 @@
         text.sqlite             the words index (SQLite FTS5): names, categories, text columns, ImageNet tags
         text_vectors.npy        each item's words as a sentence model's vector, row = label (absent with TEXT_MODEL=none)
         synonyms.txt            the store's synonyms, copied from beside products.csv (absent: the default list)
+    <root>/text-models/<digest>/  the sentence model's ONNX copy (model.onnx, tokenizer.json, text_model.json), named
+                                  by its content's digest: shared by the versions whose manifests name it
 
 A version directory is written completely beside the serving one, then published by one
 rename, so a reader sees the old version or the new one, never a half-written one.
@@ -33,9 +35,11 @@ INDEXES = "indexes"
 TEXT_INDEX = "text.sqlite"
 SYNONYMS = "synonyms.txt"
 TEXT_VECTORS = "text_vectors.npy"
+TEXT_MODELS = "text-models"
 INT8_MODEL = "model-int8.onnx"
 """The quantised ResNet50 (PRECISION=int8), when the indexing job made one; its sha256 is in the manifest."""
-__all__ = ["HEAD", "INDEXES", "INT8_MODEL", "ITEMS", "MANIFEST", "SYNONYMS", "TEXT_INDEX", "TEXT_VECTORS", "THUMBNAILS",
+__all__ = ["HEAD", "INDEXES", "INT8_MODEL", "ITEMS", "MANIFEST", "SYNONYMS", "TEXT_INDEX", "TEXT_MODELS", "TEXT_VECTORS",
+           "THUMBNAILS",
            "IndexLayout", "index_file", "new_version_name", "read_items", "read_manifest"]
 
 

@@ -13,6 +13,11 @@ bm25 finds only the words a product's text holds (and the synonyms file's). A se
 A model's identity is its name and a digest of its files (weights, tokenizer, configuration):
 the indexing job writes it into the manifest, and the similarity service refuses a version whose
 vectors another model made, since a query vector is comparable only with its own model's.
+
+Nothing here imports torch. The indexing job exports the model to ONNX once (`indexing.text_export`)
+into `<index>/text-models/<digest>/` (model.onnx, tokenizer.json, text_model.json), a folder named
+by its content's digest and shared by every version that names it (manifest: text_model.onnx_digest);
+the job and the similarity service both embed with that copy, through ONNX Runtime and `tokenizers`.
 """
 
 from __future__ import annotations
@@ -20,19 +25,22 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal
 
 import numpy as np
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail as OrtFail
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidGraph, InvalidProtobuf, NoSuchFile
+from pydantic import BaseModel, Field
 
+from lookalike.catalog.layout import TEXT_MODELS
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.catalog.text_index import TextField, field_value
 from lookalike.contracts import TextModelInfo
-from lookalike.errors import TextModelUnavailable
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+from lookalike.errors import NotReady, TextModelUnavailable
 
 log = logging.getLogger("lookalike.text_model")
 
@@ -110,51 +118,177 @@ def model_digest(directory: Path) -> str:
     return digest.hexdigest()
 
 
+TEXT_MODEL_FILE = "text_model.json"
+"""What an ONNX copy says of itself: the model it was exported from, and how its tokens become one vector."""
+ONNX_MODEL, TOKENIZER = "model.onnx", "tokenizer.json"
+
+
+class OnnxTextModel(BaseModel):
+    """text_model.json in an ONNX copy of a sentence model (`<index>/text-models/<digest>/`)."""
+
+    name: str = Field(description="What TEXT_MODEL named when the copy was made.")
+    digest: str = Field(description="The source model's digest (`model_digest`): its identity, which guards versions.")
+    dim: int
+    max_length: int = Field(description="Word pieces read at most; sentence_bert_config.json's max_seq_length "
+                                        "(256 for all-MiniLM-L6-v2), not the tokenizer file's own 128.")
+    pooling: Literal["mean", "cls"] = "mean"
+
+
+@dataclass(frozen=True)
+class TextModelIdentity:
+    """The model TEXT_MODEL names, as the similarity service knows it without loading anything.
+
+    `digest` where the model's own files are on this machine (a directory, or the packaged model in a
+    development install); None where they are not, as in the serving image, which holds no copy of the
+    source model: the version's ONNX copy is the model, and the name is what guards the version.
+    """
+
+    name: str
+    digest: str | None
+
+    def refuses(self, built: TextModelInfo) -> bool:
+        """Whether vectors `built` made are another model's than this one."""
+        return built.digest != self.digest if self.digest is not None else built.name != self.name
+
+
+def text_model_identity(setting: str) -> TextModelIdentity | None:
+    """The identity of the model TEXT_MODEL names, for the service; None for bm25 alone. Never downloads:
+    `auto` is the packaged all-MiniLM-L6-v2 (by digest where installed, else by name), a directory is known by
+    its files' digest, and a model hub name by its name."""
+    chosen = setting.strip()
+    if chosen.lower() == NONE:
+        return None
+    if chosen.lower() == AUTO:
+        packaged = packaged_model_dir()
+        return TextModelIdentity(DEFAULT_MODEL, model_digest(packaged) if packaged is not None else None)
+    directory = Path(chosen).expanduser()
+    if directory.is_dir():
+        return TextModelIdentity(str(directory.resolve()), model_digest(directory.resolve()))
+    return TextModelIdentity(chosen, None)
+
+
 class TextEmbedder:
-    """A loaded sentence model: texts in, L2-normalised float32 vectors out. Safe to share between threads."""
+    """An ONNX copy of a sentence model, run by ONNX Runtime with `tokenizers`: no torch.
 
-    def __init__(self, name: str, directory: Path) -> None:
+    Texts in, L2-normalised float32 vectors out, as sentence-transformers computes them: the
+    tokenizer truncates at the model's max_length (256 for all-MiniLM-L6-v2, not the 128 its
+    tokenizer.json carries) and pads to the batch's longest text, token_type_ids are zeros (one
+    sentence), the token vectors are mean-pooled over the attention mask, then normalised.
+    Safe to share between threads: ONNX Runtime's `run` is, and the tokenizer is only read once set up.
+    """
+
+    def __init__(self, directory: Path, threads: int = 1) -> None:
+        """`threads`: ONNX Runtime's intra-op threads; 0 lets it take every core (the job's batches)."""
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
         try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise TextModelUnavailable(f"TEXT_MODEL={name}: sentence-transformers is not installed ({exc}).") from None
-        try:
-            self.model: SentenceTransformer = SentenceTransformer(str(directory), device="cpu", local_files_only=True)
+            self.config = OnnxTextModel.model_validate_json((directory / TEXT_MODEL_FILE).read_text())
+            tokenizer = Tokenizer.from_file(str(directory / TOKENIZER))
         except (OSError, ValueError) as exc:
-            raise TextModelUnavailable(f"TEXT_MODEL={name}: {directory} holds no loadable sentence model ({exc}).") from None
-        dim = self.model.get_embedding_dimension()
-        self.info = TextModelInfo(name=name, digest=model_digest(directory), dim=int(dim or 0))
+            raise TextModelUnavailable(f"{directory} holds no usable ONNX copy of a sentence model ({exc}). "
+                                       "Run `make index` again.") from None
+        tokenizer.enable_truncation(max_length=self.config.max_length)
+        padding = tokenizer.padding or {}
+        tokenizer.no_padding()
+        tokenizer.enable_padding(pad_id=int(padding.get("pad_id", 0)), pad_token=str(padding.get("pad_token", "[PAD]")))
+        self._tokenizer = tokenizer
+        options = ort.SessionOptions()
+        # The arena keeps the largest batch's buffers for good; one query at a time needs none of that.
+        options.enable_cpu_mem_arena = False
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(str(directory / ONNX_MODEL), options, providers=["CPUExecutionProvider"])
+        except (OrtFail, InvalidGraph, InvalidProtobuf, NoSuchFile) as exc:
+            raise TextModelUnavailable(f"ONNX Runtime cannot load {directory / ONNX_MODEL} ({exc}). "
+                                       "Run `make index` again.") from None
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self.directory = directory
+        self.info = TextModelInfo(name=self.config.name, digest=self.config.digest, dim=self.config.dim,
+                                  onnx_digest=directory.name)
 
-    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """(len(texts), dim) float32, each row of length 1, so a dot product is the cosine."""
-        if not texts:
-            return np.zeros((0, self.info.dim), np.float32)
-        vectors = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=False)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        out = np.zeros((len(texts), self.info.dim), np.float32)
+        # Similar lengths share a batch, so little of it is padding (as sentence-transformers sorts).
+        order = sorted(range(len(texts)), key=lambda at: len(texts[at]))
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            out[chosen] = self._embed_batch([texts[at] for at in chosen])
+        return out
+
+    @property
+    def cache_key(self) -> str:
+        """What the job's text vector cache keys vectors by: this copy's digest, so another copy's never mix in."""
+        return self.directory.name
 
     def embed_query(self, text: str) -> np.ndarray:
-        vector: np.ndarray = self.embed_texts([text])[0]
+        vector: np.ndarray = self._embed_batch([text])[0]
         return vector
 
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        # One text (a query) is encoded on this thread; encode_batch would wake the tokenizer's own thread pool.
+        encoded = [self._tokenizer.encode(texts[0])] if len(texts) == 1 else self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        tokens = np.asarray(self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0],
+                            dtype=np.float32)
+        if self.config.pooling == "cls":
+            pooled = tokens[:, 0]
+        else:
+            weights = mask[..., None].astype(np.float32)
+            pooled = (tokens * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.ascontiguousarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
 
-def load_text_model(setting: str, threads: int | None = None) -> TextEmbedder | None:
-    """The model TEXT_MODEL names, loaded; None for `none` (or `auto` where no model can be had).
 
-    `threads` sets PyTorch's intra-op threads for the whole process. A service embeds one short query
-    per request, where a second thread only contends: on the 2-core EPYC, 1 thread embedded a query in
-    47 ms (median) and 2 threads in 1240 ms while other jobs kept the cores busy.
-    """
-    resolved = resolve_text_model(setting)
-    if resolved is None:
-        return None
-    if threads is not None:
-        import torch
+def text_models_dir(index_root: Path) -> Path:
+    """Where an index root keeps its ONNX copies of sentence models, one folder per content digest."""
+    return index_root / TEXT_MODELS
 
-        torch.set_num_threads(threads)
-    embedder = TextEmbedder(*resolved)
-    log.info("text model %s loaded (%d-d, digest %s)", embedder.info.name, embedder.info.dim, embedder.info.digest[:12])
-    return embedder
+
+def open_onnx_copy(directory: Path, threads: int = 1) -> TextEmbedder:
+    """The ONNX copy in `directory`, checked against its name (its content digest): a copy changed or cut
+    short since the job wrote it is refused, never served with vectors it would not have made."""
+    if not directory.is_dir():
+        raise NotReady(f"The ONNX copy of the text model {directory.name[:12]} is missing from {directory.parent}. "
+                       "Run `make index` again.")
+    if model_digest(directory) != directory.name:
+        raise NotReady(f"The ONNX copy of the text model in {directory} does not match its digest (changed or cut "
+                       "short since the indexing job wrote it). Run `make index` again.")
+    try:
+        return TextEmbedder(directory, threads)
+    except TextModelUnavailable as exc:
+        raise NotReady(str(exc)) from None
+
+
+class TextModels:
+    """The similarity service's TEXT_MODEL: its identity, which guards each version, and the ONNX copy a
+    version names, loaded once and kept while versions go on naming it (a reload loads nothing new)."""
+
+    def __init__(self, identity: TextModelIdentity, threads: int = 1) -> None:
+        self.identity = identity
+        self.threads = threads
+        self._loaded: TextEmbedder | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_setting(cls, setting: str, threads: int = 1) -> TextModels | None:
+        identity = text_model_identity(setting)
+        if identity is None:
+            return None
+        log.info("text model %s (%s): query words are embedded by ONNX Runtime from the version's copy",
+                 identity.name, f"digest {identity.digest[:12]}" if identity.digest else "by name")
+        return cls(identity, threads)
+
+    def embedder(self, onnx_copy: Path) -> TextEmbedder:
+        with self._lock:
+            if self._loaded is None or self._loaded.directory != onnx_copy:
+                self._loaded = open_onnx_copy(onnx_copy, self.threads)
+            return self._loaded
 
 
 def item_text(item: CatalogItem, fields: Sequence[TextField], tags: Mapping[int, list[tuple[str, float]]]) -> str:

@@ -59,9 +59,11 @@ def docker_state() -> dict[str, list[str]]:
                                   "networks": ["network", "ls"]}.items()}
 
 
-def override(image: str, catalog: Path, compose: dict[str, Any]) -> dict[str, Any]:
-    """compose.yaml's test-only differences: this image, random weights, a small catalogue."""
-    services: dict[str, Any] = {name: {"image": image} for name in compose["services"]}
+def override(image: str, index_image: str, catalog: Path, compose: dict[str, Any]) -> dict[str, Any]:
+    """compose.yaml's test-only differences: these images (the serving one, and the indexer's), random weights,
+    a small catalogue."""
+    services: dict[str, Any] = {name: {"image": index_image if name == "indexer" else image}
+                                for name in compose["services"]}
     # Batches of at most 2: a fused classifier compiles every pair of batch sizes before it is ready,
     # and three of them share two cores here (often with other jobs); 2 makes that ten times shorter.
     services["classifier"]["environment"] = {"WEIGHTS": "random", "CLASSIFIER_MAX_BATCH": "2"}
@@ -185,7 +187,8 @@ def stack(small_catalog: Path) -> Iterator[Stack]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     compose = yaml.safe_load((REPO / "compose.yaml").read_text())
     test_file = out / "compose.test.yaml"
-    test_file.write_text(yaml.safe_dump(override(os.environ["LOOKALIKE_DEPLOY_IMAGE"], catalog, compose)))
+    test_file.write_text(yaml.safe_dump(override(os.environ["LOOKALIKE_DEPLOY_IMAGE"],
+                                                 os.environ["LOOKALIKE_DEPLOY_INDEX_IMAGE"], catalog, compose)))
     port = free_port()
     os.environ["LOOKALIKE_PORT"] = str(port)  # compose.yaml publishes the gateway on it
     stack = Stack([REPO / "compose.yaml", test_file], port, out)

@@ -1,8 +1,9 @@
 """Read the Dockerfile the way the tests need it: its instructions, ENV, COPY sources and command.
 
 Only what this repo's Dockerfile uses: line continuations, comments, JSON-form commands, an ARG
-before FROM that names the base (read as its default), and RUN flags (dropped: the command is what
-the tests read).
+before FROM that names the base (read as its default), RUN flags (dropped: the command is what
+the tests read), and stages (`FROM x AS name`): `stage(name)` is what that target's image is built
+from, its parent stages' instructions first.
 """
 
 from __future__ import annotations
@@ -20,6 +21,22 @@ class Dockerfile:
 
     def args(self, keyword: str) -> list[str]:
         return [args for word, args in self.instructions if word == keyword]
+
+    def stage(self, name: str) -> Dockerfile:
+        """The instructions that build target `name`: its own, after those of the stages it is built FROM."""
+        starts = [at for at, (word, _) in enumerate(self.instructions) if word == "FROM"]
+        for begin, end in zip(starts, [*starts[1:], len(self.instructions)]):
+            base, _, own = self.instructions[begin][1].partition(" AS ")
+            if own.strip() == name:
+                parent = base.strip()
+                inherited = self.stage(parent).instructions if parent in self.stage_names else []
+                return Dockerfile([*inherited, *self.instructions[begin:end]])
+        raise AssertionError(f"the Dockerfile has no stage {name}")
+
+    @property
+    def stage_names(self) -> list[str]:
+        """Stage names in order; the last is what `docker build` builds without --target."""
+        return [args.partition(" AS ")[2].strip() for word, args in self.instructions if word == "FROM"]
 
     def last(self, keyword: str) -> str:
         found = self.args(keyword)

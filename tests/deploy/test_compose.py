@@ -60,12 +60,16 @@ def lookalike_services(compose: Compose) -> dict[str, dict[str, Any]]:
     return {name: service for name, service in compose["services"].items() if name != "milvus"}
 
 
-def test_every_service_runs_one_image_and_a_role_that_exists(compose: Compose) -> None:
-    images = {service["image"] for service in lookalike_services(compose).values()}
-    assert len(images) == 1
-    for service in lookalike_services(compose).values():
-        assert (REPO / service["build"] / "Dockerfile").is_file()
+def test_the_services_run_the_serving_image_and_the_indexer_the_index_image(compose: Compose) -> None:
+    """Two targets of the one Dockerfile: the services' has no torch, the job's has it."""
+    targets = parse_dockerfile(REPO / "Dockerfile").stage_names
+    for name, service in lookalike_services(compose).items():
+        wanted = "index" if name == "indexer" else "serving"
+        assert service["build"]["target"] == wanted and wanted in targets, name
+        assert (REPO / service["build"]["context"] / "Dockerfile").is_file()
         assert (REPO / service["command"][0] / "__main__.py").is_file()
+    images = {name: service["image"] for name, service in lookalike_services(compose).items()}
+    assert len({images[name] for name in SERVING}) == 1 and images["indexer"] not in {images[n] for n in SERVING}
 
 
 def test_every_volume_used_is_declared_and_every_declared_volume_used(compose: Compose) -> None:

@@ -104,3 +104,11 @@ def test_weights_are_strictly_imagenet_and_pods_run_as_the_images_non_root_user(
     for (kind, name), resource in resources.items():
         if kind in ("Deployment", "Job"):
             assert pod_spec(resource)["securityContext"]["runAsNonRoot"] is True, name
+
+
+def test_the_services_run_the_serving_image_and_the_indexer_the_index_image(
+        resources: dict[tuple[str, str], Resource]) -> None:
+    """As in compose.yaml: the three services' image has no torch; only the indexer's has it."""
+    serving = {container(resources, "Deployment", f"lookalike-{name}")["image"] for name in SERVING}
+    assert serving == {"lookalike:latest"}
+    assert container(resources, "Job", "lookalike-indexer")["image"] == "lookalike-index:latest"

@@ -34,6 +34,7 @@ def test_a_version_holds_each_items_text_vector_and_the_models_identity_and_a_re
     first = build_index(catalog, root, "random", precision="fp32", text_model=text_model)
     manifest, items = read_manifest(first.version_dir), read_items(first.version_dir)
     assert manifest.text_model == text_model.info and first.text_model == text_model.info
+    assert text_model.info.onnx_digest == text_model.directory.name  # the copy the service embeds queries with
     vectors = np.load(first.version_dir / TEXT_VECTORS)
     assert vectors.shape == (len(items), 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     texts = [item_text(i, text_fields(items), {}) for i in items]

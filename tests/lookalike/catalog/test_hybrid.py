@@ -16,7 +16,7 @@ from lookalike.catalog.hybrid import MEANING, Fusion, Meaning
 from lookalike.catalog.index import CatalogIndex, CategoryIndex
 from lookalike.catalog.layout import TEXT_INDEX, TEXT_VECTORS
 from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest, Preprocessing
-from lookalike.catalog.text_embedding import TextEmbedder, item_text
+from lookalike.catalog.text_embedding import TextEmbedder, TextModelIdentity, TextModels, item_text
 from lookalike.catalog.text_index import TextIndex, text_fields, write_text_index
 from lookalike.contracts import ModelInfo, TextModelInfo
 from lookalike.errors import BadTextQuery, TextModelMismatch
@@ -45,6 +45,11 @@ def manifest(model: TextModelInfo | None, categories: list[str]) -> Manifest:
                     head=HeadStats(cv_accuracy=None, folds=0, train_items=0), catalog="demo", text_model=model)
 
 
+def served(model: TextEmbedder) -> TextModels:
+    """What a similarity service whose TEXT_MODEL is `model`'s source holds."""
+    return TextModels(TextModelIdentity(model.info.name, model.info.digest))
+
+
 def catalogue(version_dir: Path, items: list[CatalogItem], meaning: Meaning | None) -> CatalogIndex:
     text = TextIndex.load(version_dir)
     assert text is not None
@@ -66,8 +71,7 @@ def demo(shared: Path, text_model: TextEmbedder,
     fields = text_fields(items)
     write_text_index(version_dir / TEXT_INDEX, items, fields)
     np.save(version_dir / TEXT_VECTORS, text_model.embed_texts([item_text(i, fields, {}) for i in items]))
-    meaning = Meaning.load(version_dir, manifest(text_model.info, []), text_model, Fusion())
-    assert meaning is not None
+    meaning = Meaning.of(version_dir, manifest(text_model.info, []), text_model, Fusion())
     return catalogue(version_dir, items, meaning), catalogue(version_dir, items, None)
 
 
@@ -134,7 +138,7 @@ def test_vectors_from_another_model_are_refused_with_the_reason(demo: tuple[Cata
                                                                 text_model: TextEmbedder) -> None:
     other = TextModelInfo(name="sentence-transformers/paraphrase-MiniLM-L3-v2", digest="0" * 64, dim=384)
     with pytest.raises(TextModelMismatch) as refused:
-        Meaning.load(demo[0].version_dir, manifest(other, []), text_model, Fusion())
+        Meaning.load(demo[0].version_dir, manifest(other, []), served(text_model), Fusion())
     assert "paraphrase-MiniLM-L3-v2" in refused.value.message and text_model.info.name in refused.value.message
     assert "Re-index" in refused.value.message
     assert Meaning.load(demo[0].version_dir, manifest(other, []), None, Fusion()) is None  # TEXT_MODEL=none: bm25
