@@ -101,9 +101,9 @@ class GatewaySettings(ServiceSettings):
     events_per_minute: float = Field(300, ge=0, description=(
         "Search analytics events one client address may send per minute, after GATEWAY_EVENT_BURST. 0: no limit."))
     event_burst: int = Field(120, ge=1, description="Events one client address may send at once.")
-    rate_limit_max_clients: int = Field(50_000, ge=1, description=(
+    rate_limit_max_clients: int = Field(20_000, ge=1, description=(
         "Client addresses whose buckets are tracked per kind; the least recently seen is forgotten first "
-        "(its bucket would have refilled anyway). About 200 bytes each."))
+        "(its bucket would have refilled anyway). About 300 bytes each: 6 MB per kind at the default."))
 
     @field_validator("cors_allow_origins", "filter_columns", "forwarded_allow_ips", mode="before")
     @classmethod
