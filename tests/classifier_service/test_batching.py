@@ -171,3 +171,26 @@ async def test_a_task_that_keeps_dying_stays_down_and_says_why() -> None:
             await asyncio.wait_for(batcher.submit(9), 1)  # refused at once, not queued behind a dead task
     finally:
         await batcher.stop()
+
+
+async def test_the_classifier_is_not_ready_while_its_batcher_is_down_and_says_why() -> None:
+    from types import SimpleNamespace
+
+    from classifier_service.app import readiness
+
+    def always(size: int) -> None:
+        raise RuntimeError("a bug in the batching loop")
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(list, max_batch=1, max_wait_ms=0, max_queue=10, on_batch=always,
+                                                   max_restarts=0)
+    batcher.start()
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await asyncio.wait_for(batcher.submit(1), 5)
+    finally:
+        await batcher.stop()
+    loaded = SimpleNamespace(embedder=SimpleNamespace(info=None), head=SimpleNamespace(categories=["chair"]),
+                             manifest=SimpleNamespace(version="v1", int8=None), warnings=())
+    classifier = SimpleNamespace(loaded=loaded, not_ready_reason=None)
+    ready = await readiness(classifier, batcher)  # type: ignore[arg-type]  # the two attributes readiness reads
+    assert not ready.ready and ready.reason is not None and "micro-batcher died" in ready.reason
