@@ -192,5 +192,5 @@ async def test_the_classifier_is_not_ready_while_its_batcher_is_down_and_says_wh
     loaded = SimpleNamespace(embedder=SimpleNamespace(info=None), head=SimpleNamespace(categories=["chair"]),
                              manifest=SimpleNamespace(version="v1", int8=None), warnings=())
     classifier = SimpleNamespace(loaded=loaded, not_ready_reason=None)
-    ready = await readiness(classifier, batcher)  # type: ignore[arg-type]  # the two attributes readiness reads
+    ready = await readiness(classifier, batcher)  # a stand-in classifier: the attributes readiness reads
     assert not ready.ready and ready.reason is not None and "micro-batcher died" in ready.reason

@@ -39,7 +39,7 @@ async def test_a_failed_round_is_logged_and_the_next_round_prunes(failure: Excep
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     votes = FlakyVotes([failure, failure])
     with caplog.at_level(logging.ERROR, "lookalike.gateway"):
-        loop = asyncio.create_task(prune_feedback(votes, 0.01))  # type: ignore[arg-type]  # a Feedback's prune
+        loop = asyncio.create_task(prune_feedback(votes, 0.01))  # only `prune` is called
         try:
             await asyncio.wait_for(votes.pruned.wait(), 5)
         finally:

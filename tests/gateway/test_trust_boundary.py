@@ -22,6 +22,7 @@ from lookalike.contracts import encode_embedding
 from lookalike.observability import request_id_header
 from tests.gateway.mock_services import gateway_over
 from tests.gateway.test_readiness import classifier_ready, similarity_ready
+from tests.support import ClientResponse
 
 MILVUS_URI = "http://milvus-7.internal.example:19530"
 INTERNAL_ADDRESS = "10.20.30.40"
@@ -60,7 +61,7 @@ FAULTS: dict[str, Fault] = {
     "wrong shape": lambda request: httpx.Response(200, json={"address": INTERNAL_ADDRESS, "detail": DETAIL}),
 }
 SERVICES = {"classifier": 9001, "similarity": 9002}
-ROUTES: dict[str, Callable[[TestClient], httpx.Response]] = {
+ROUTES: dict[str, Callable[[TestClient], ClientResponse]] = {
     "photo search": lambda gateway: gateway.post("/api/v1/search", files={"image": ("a.jpg", PHOTO, "image/jpeg")}),
     "words search": lambda gateway: gateway.get("/api/v1/search/text", params={"q": "green chair"}),
     "similar": lambda gateway: gateway.get("/api/v1/items/chair-1/similar"),
@@ -115,7 +116,7 @@ def gateway(upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory) -> I
         yield client
 
 
-def leaks(response: httpx.Response) -> list[str]:
+def leaks(response: ClientResponse) -> list[str]:
     seen = (response.text + " " + " ".join(f"{k}: {v}" for k, v in response.headers.items())).lower()
     return [secret for secret in SECRETS if secret.lower() in seen]
 
