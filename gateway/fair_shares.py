@@ -9,6 +9,10 @@ seconds. Memory is bounded: each kind tracks at most `max_clients` buckets and f
 recently seen first, which costs nothing, since an idle bucket refills to full anyway.
 
 Routes take a limit with one line: `@router.post(..., dependencies=[limited("events")])`.
+
+Written here rather than taken from a library: PyPI's `limits` counts windows (fixed, moving,
+sliding), not token buckets, and its in-memory storage bounds its keys only by their expiry;
+`pyrate-limiter` keeps a log of every hit per bucket. A bucket here is two floats per client.
 """
 
 from __future__ import annotations
