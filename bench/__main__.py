@@ -186,10 +186,12 @@ def run_pipeline(args: argparse.Namespace, index: Path, model_id: str
     files = query_files(args.queries, args.photos)
     say(f"making {len(files)} phone-size (12 MP) JPEGs from {args.queries}")
     kinds = {"catalogue-size": catalogue_size(files), "phone-size": phone_size(files)}
-    env = {"INDEX": str(index), "WEIGHTS": args.weights, "PRECISION": args.precision, "LOG_LEVEL": "WARNING"}
+    # The load generator is one address: the gateway's per-address fair shares would measure themselves.
+    env = {"INDEX": str(index), "WEIGHTS": args.weights, "PRECISION": args.precision, "LOG_LEVEL": "WARNING",
+           "GATEWAY_SEARCHES_PER_MINUTE": "0"}
     with loopback_stack(env, {"classifier": "/healthz", "similarity": "/healthz", "gateway": "/readyz"}) as stack:
         processes, gateway = stack.processes, stack.url("gateway")
-        served = httpx.get(f"{gateway}/readyz").json()["classifier"]["model"]
+        served = httpx.get(f"{stack.url('classifier')}/readyz").json()["model"]
         if served["model_id"] != model_id:
             raise RuntimeError(f"the classifier serves {served['model_id']}, the bare model was {model_id}")
         say(f"the classifier serves {served['precision']}")

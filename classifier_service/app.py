@@ -11,7 +11,7 @@ import torch
 from fastapi import FastAPI
 
 from classifier_service.batching import MicroBatcher, power_of_two_sizes
-from classifier_service.routes import Batcher, ClassifierDep, router
+from classifier_service.routes import Batcher, BatcherDep, ClassifierDep, router
 from classifier_service.settings import ClassifierSettings
 from lookalike.contracts import ClassifierReadiness
 from lookalike.service import create_service, metrics_of, state_getter
@@ -20,11 +20,12 @@ from lookalike.vision.classifier import Classifier
 from lookalike.vision.embedder import Embedder
 
 
-async def readiness(classifier: ClassifierDep) -> ClassifierReadiness:
+async def readiness(classifier: ClassifierDep, batcher: BatcherDep) -> ClassifierReadiness:
+    """Ready with a model and an index loaded, and a micro-batcher that runs (it is restarted if it dies, up to a point)."""
     loaded = classifier.loaded
     return ClassifierReadiness(
-        ready=loaded is not None,
-        reason=classifier.not_ready_reason,
+        ready=loaded is not None and batcher.broken is None,
+        reason=batcher.broken or classifier.not_ready_reason,
         model=loaded.embedder.info if loaded else classifier.embedder.info,
         categories=loaded.head.categories if loaded else [],
         index_version=loaded.manifest.version if loaded else None,

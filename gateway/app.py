@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 import httpx
-from fastapi import FastAPI
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway.cross_origin import CrossOrigin, RefusedOrigins
-from gateway.feedback import Feedback
+from gateway.fair_shares import FairShares, Share
+from gateway.feedback import Feedback, require_admin
 from gateway.feedback_store import FeedbackStore, Limits, engine_url
 from gateway.photo_handles import PhotoHandleMetrics
 from gateway.query_ids import QueryIds
@@ -28,7 +31,8 @@ from gateway.schemas import GatewayReadiness
 from gateway.search import SearchPipeline
 from gateway.settings import GatewaySettings
 from gateway.widget_assets import WidgetAssets
-from lookalike.errors import FeedbackUnavailable
+from lookalike.background import Supervised
+from lookalike.errors import ApiError
 from lookalike.service import create_service, metrics_of
 from lookalike.upload_guard import install_upload_guard
 
@@ -40,7 +44,8 @@ SIGNING_SECRET = "signing"
 
 def open_feedback_store(settings: GatewaySettings) -> FeedbackStore:
     """The feedback database, migrated to this code's schema (FeedbackDatabaseError stops the start-up)."""
-    store = FeedbackStore(engine_url(settings.feedback_db_url, settings.index),
+    url = settings.feedback_db_url.get_secret_value() if settings.feedback_db_url else ""
+    store = FeedbackStore(engine_url(url, settings.index),
                           Limits(settings.feedback_per_minute, settings.feedback_per_session,
                                  settings.feedback_retention_days * 86400))
     store.migrate()
@@ -55,13 +60,30 @@ def signing_secret(settings: GatewaySettings, store: FeedbackStore) -> bytes:
 
 
 async def prune_feedback(feedback: Feedback, every_s: float) -> None:
-    """Delete expired votes now and then; lookups ignore them anyway, so a missed round loses nothing."""
+    """Delete expired votes now and then; lookups ignore them anyway, so a failed round loses nothing.
+
+    A round that fails (the database down, locked, or refusing) is logged and the next one tries
+    again; anything else kills the loop, and its `Supervised` done-callback logs it and restarts it.
+    """
     while True:
-        with suppress(FeedbackUnavailable):
+        try:
             pruned = await feedback.prune()
+        except (ApiError, sa.exc.SQLAlchemyError):
+            log.exception("pruning expired feedback votes failed; the next round is in %g s", every_s)
+        else:
             if pruned:
                 log.info("pruned %d feedback votes past the retention period", pruned)
         await asyncio.sleep(every_s)
+
+
+def operator_only(settings: GatewaySettings) -> Callable[[Request], None]:
+    """The gateway's `/metrics` is on the public port: it needs LOOKALIKE_ADMIN_TOKEN, as the operator routes do."""
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+
+    def guard(request: Request) -> None:
+        require_admin(request, token)
+
+    return guard
 
 
 async def readiness(pipeline: Pipeline) -> GatewayReadiness:
@@ -83,19 +105,25 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         app.state.query_ids = QueryIds(secret, settings.query_id_ttl_s)
         app.state.feedback = Feedback(store, app.state.pipeline.similarity, app.state.query_ids, secret,
                                       settings.learnt_weight, settings.learnt_full_at, settings.learnt_min_networks)
-        pruning = asyncio.create_task(prune_feedback(app.state.feedback, settings.feedback_prune_every_s))
+        app.state.pruning = pruning = Supervised(
+            "prune-feedback", partial(prune_feedback, app.state.feedback, settings.feedback_prune_every_s),
+            restart_after_s=min(60.0, settings.feedback_prune_every_s))
+        pruning.start()
         yield
-        pruning.cancel()
-        with suppress(asyncio.CancelledError):
-            await pruning
+        await pruning.stop()
         store.dispose()
         await app.state.pipeline.aclose()
 
     app = create_service(
         "Lookalike", lifespan=lifespan, readiness=readiness, readiness_model=GatewayReadiness,
         readiness_doc="Ready when both services are ready and serve the same model's index.",
-        description="Photo in, similar products out.")
+        description="Photo in, similar products out.", metrics_guard=operator_only(settings))
     install_upload_guard(app, settings.upload_limits, metrics_of(app))
+    app.state.fair_shares = FairShares(
+        {"searches": Share(settings.searches_per_minute, settings.search_burst),
+         "votes": Share(settings.votes_per_minute, settings.vote_burst),
+         "events": Share(settings.events_per_minute, settings.event_burst)},
+        settings.rate_limit_max_clients, metrics_of(app))
     photo_metrics = PhotoHandleMetrics(metrics_of(app))
     # Outermost but one, so that every answer, a 413 from the upload guard too, carries the CORS headers a listed site needs.
     app.add_middleware(CrossOrigin, allowed=settings.allowed_origins, refused=RefusedOrigins(metrics_of(app)))

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from lookalike.contracts import ClassifierReadiness, FilterableColumn, Readiness, SimilarityReadiness
+from lookalike.contracts import FilterableColumn, Readiness
 from lookalike.text_query import MAX_QUERY_CHARS, normalise_query
 
 
@@ -93,9 +93,9 @@ class CatalogInfo(BaseModel):
 
 
 class GatewayReadiness(Readiness):
+    """The public `/readyz`: ready or not, and why in words; the services' own `/readyz` (internal ports) say more."""
+
     weights: str | None = None
-    classifier: ClassifierReadiness | None = None
-    similarity: SimilarityReadiness | None = None
 
 
 class FeedbackVote(BaseModel):

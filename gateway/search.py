@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
@@ -31,6 +33,21 @@ from lookalike.text_query import query_words
 from lookalike.where import parse_filters
 
 JSON = {"content-type": "application/json"}
+
+log = logging.getLogger("lookalike.gateway")
+
+
+@dataclass(frozen=True)
+class ServicesReadiness:
+    """Both services' readiness (None: unreachable), for the catalogue's state; never answered whole."""
+
+    reason: str | None
+    classifier: ClassifierReadiness | None
+    similarity: SimilarityReadiness | None
+
+    @property
+    def weights(self) -> str | None:
+        return self.classifier.model.weights if self.classifier and self.classifier.model else None
 
 
 def image_url(item_id: str, photo: int = 0) -> str:
@@ -218,29 +235,41 @@ class SearchPipeline:
         except (ApiError, ValidationError):  # no index yet, or a similarity service from before filters
             return None
 
-    async def readiness(self) -> GatewayReadiness:
+    async def services_readiness(self) -> ServicesReadiness:
+        """Both services' own readiness, and the public reason the gateway is not ready, if it is not.
+
+        The reason is the gateway's own words: a service's reason may name its vector store's URI,
+        a file path or an exception, which stay on its internal `/readyz` and in the log.
+        """
         classifier, similarity = await asyncio.gather(
             self.classifier.readiness(ClassifierReadiness), self.similarity.readiness(SimilarityReadiness))
         reason = None
         if classifier is None or similarity is None:
             reason = f"the {'classifier' if classifier is None else 'similarity'} service is unreachable"
         elif not classifier.ready or not similarity.ready:
-            reason = classifier.reason if not classifier.ready else similarity.reason
+            name, own = ("classifier", classifier.reason) if not classifier.ready else ("similarity", similarity.reason)
+            log.debug("the %s service is not ready: %s", name, own)
+            reason = ("no catalogue has been indexed yet" if name == "similarity" and similarity.index_version is None
+                      else f"the {name} service is not ready")
         elif classifier.model and classifier.model.model_id != similarity.model_id:
             reason = "the classifier and the similarity service serve indexes of different models"
-        return GatewayReadiness(ready=reason is None, reason=reason,
-                                weights=classifier.model.weights if classifier and classifier.model else None,
-                                classifier=classifier, similarity=similarity)
+        return ServicesReadiness(reason, classifier, similarity)
+
+    async def readiness(self) -> GatewayReadiness:
+        """The public `/readyz`: ready or not, why in words, and the weights; no service's details."""
+        state = await self.services_readiness()
+        return GatewayReadiness(ready=state.reason is None, reason=state.reason, weights=state.weights)
 
     async def catalog(self) -> CatalogInfo:
         """What the page needs on load: the categories, the weights, and whether there is anything to search."""
-        ready = await self.readiness()
+        ready = await self.services_readiness()
         similarity = ready.similarity
         categories = similarity.categories if similarity else {}
         # A reachable similarity service with no index (or an index without items) means the store has
         # not built its catalogue yet: that calls for instructions, not "try again later".
         empty = similarity is not None and (similarity.index_version is None or not any(categories.values()))
-        state: Literal["ready", "empty", "unavailable"] = "empty" if empty else "ready" if ready.ready else "unavailable"
+        state: Literal["ready", "empty", "unavailable"] = ("empty" if empty else "ready" if ready.reason is None
+                                                           else "unavailable")
         columns = await self.columns() if similarity is not None and similarity.ready else None
         by_name = {column.name: column for column in columns.columns} if columns else {}
         return CatalogInfo(filters=[by_name[name] for name in self.filter_columns if name in by_name],

@@ -60,9 +60,10 @@ class GatewaySettings(ServiceSettings):
 
     index: Path = Field(shared.INDEX_ROOT, validation_alias=AliasChoices("GATEWAY_INDEX", "INDEX"),
                         description="The index root; the default feedback database lives in it.")
-    feedback_db_url: str = Field("", validation_alias=AliasChoices("GATEWAY_FEEDBACK_DB_URL", "FEEDBACK_DB_URL"),
-                                 description="postgresql://user:password@host:port/db for several replicas; empty "
-                                 "(default) is an SQLite file, $INDEX/feedback.sqlite3.")
+    feedback_db_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GATEWAY_FEEDBACK_DB_URL", "FEEDBACK_DB_URL"),
+        description="postgresql://user:password@host:port/db for several replicas (a secret: it holds the password); "
+                    "unset (default) is an SQLite file, $INDEX/feedback.sqlite3.")
     feedback_retention_days: float = Field(180, gt=0, validation_alias=AliasChoices(
         "GATEWAY_FEEDBACK_RETENTION_DAYS", "FEEDBACK_RETENTION_DAYS"), description="Votes older than this are pruned.")
     feedback_per_minute: int = Field(30, ge=1, validation_alias=AliasChoices(
@@ -97,6 +98,21 @@ class GatewaySettings(ServiceSettings):
         description=("Comma-separated addresses or networks of the reverse proxies whose `X-Forwarded-For` names the "
                      "real client (rate limits and votes count clients by it). Empty (default): none is trusted, "
                      "the socket's peer is the client."))
+
+    searches_per_minute: float = Field(120, ge=0, description=(
+        "Searches (photo, steered, words, similar) one client address (IPv4, or IPv6 /64) may send per minute, "
+        "after a burst of GATEWAY_SEARCH_BURST; beyond it, 429 rate_limited with Retry-After. 0: no limit."))
+    search_burst: int = Field(60, ge=1, description="Searches one client address may send at once.")
+    votes_per_minute: float = Field(60, ge=0, description=(
+        "Votes one client address may send per minute, after GATEWAY_VOTE_BURST (each session has its own "
+        "FEEDBACK_PER_MINUTE too). 0: no limit."))
+    vote_burst: int = Field(30, ge=1, description="Votes one client address may send at once.")
+    events_per_minute: float = Field(300, ge=0, description=(
+        "Search analytics events one client address may send per minute, after GATEWAY_EVENT_BURST. 0: no limit."))
+    event_burst: int = Field(120, ge=1, description="Events one client address may send at once.")
+    rate_limit_max_clients: int = Field(20_000, ge=1, description=(
+        "Client addresses whose buckets are tracked per kind; the least recently seen is forgotten first "
+        "(its bucket would have refilled anyway). About 300 bytes each: 6 MB per kind at the default."))
 
     @field_validator("allowed_origins", "filter_columns", "forwarded_allow_ips", mode="before")
     @classmethod

@@ -48,6 +48,8 @@ that one type.
     │   ├── NotShown                 item_not_shown       a vote or event names a product its search did not show
     │   └── MissingSession           missing_session      feedback without X-Session-ID or the cookie
     ├── TooManyRequests          429 too_many_requests    (with Retry-After)
+    │   ├── RateLimited              rate_limited         one client address used its fair share of searches,
+    │   │                                                 votes or events (GATEWAY_*_PER_MINUTE)
     │   ├── FeedbackRateLimited      feedback_rate_limited   too many votes from one session this minute
     │   └── FeedbackCapReached       feedback_cap_reached    a session's votes reached the cap
     └── ServiceUnavailable       503 service_unavailable  (also: another service is down or slow)
@@ -310,6 +312,12 @@ class MissingSession(Unprocessable):
 
 class TooManyRequests(ApiError):
     status, code = 429, "too_many_requests"
+
+
+class RateLimited(TooManyRequests):
+    """One client address (IPv4, or IPv6 /64) sent more searches, votes or events than its fair share."""
+
+    code = "rate_limited"
 
 
 class FeedbackRateLimited(TooManyRequests):

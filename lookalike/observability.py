@@ -170,13 +170,22 @@ class ObservabilityMiddleware:
             _request_id.reset(token)
 
 
-def install_observability(app: FastAPI) -> Metrics:
-    """Request ids, request logs and `/metrics` on `app`; returns the registry for service metrics."""
+MetricsGuard = Callable[[Request], None]
+"""Refuses a scrape (raises an `ApiError`) that may not read `/metrics`, e.g. one without the operator token."""
+
+
+def install_observability(app: FastAPI, guard: MetricsGuard | None = None) -> Metrics:
+    """Request ids, request logs and `/metrics` on `app`; returns the registry for service metrics.
+
+    `guard`, where given, runs before every scrape: the gateway's public port asks for the operator token.
+    """
     metrics = Metrics()
     app.state.metrics = metrics
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
 
-    async def serve_metrics(_: Request) -> Response:
+    async def serve_metrics(request: Request) -> Response:
+        if guard is not None:
+            guard(request)
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route("/metrics", serve_metrics, methods=["GET"], include_in_schema=False)

@@ -29,6 +29,7 @@ from lookalike.observability import (
     CONNECTIONS_REFUSED,
     REQUEST_ID_HEADER,
     Metrics,
+    MetricsGuard,
     install_observability,
     request_id_of,
 )
@@ -142,11 +143,13 @@ def create_service(
     readiness_doc: str,
     reload: Callable[..., Awaitable[Reloadable]] | None = None,
     description: str | None = None,
+    metrics_guard: MetricsGuard | None = None,
 ) -> FastAPI:
     """A FastAPI app with the shared outside; the service adds its own routes to it.
 
     `readiness` and `reload` are FastAPI dependencies: the first returns the service's readiness
-    model, the second what `/v1/reload` reloads (e.g. the `ServedVersion`).
+    model, the second what `/v1/reload` reloads (e.g. the `ServedVersion`). `metrics_guard` runs
+    before each `/metrics` scrape (the gateway's asks for the operator token).
     """
     @asynccontextmanager
     async def lifespan_with_state(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -157,7 +160,7 @@ def create_service(
 
     app = FastAPI(title=title, version="1", lifespan=lifespan_with_state, description=description or "")
     install_error_handlers(app)
-    install_observability(app)
+    install_observability(app, metrics_guard)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

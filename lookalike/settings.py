@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, CliApp, CliSettingsSource, NoDecode, SettingsConfigDict, SettingsError
 
@@ -186,9 +186,10 @@ class VectorStoreSettings(BaseSettings):
     milvus_uri: str = Field("", description=(
         "The Milvus server, e.g. http://127.0.0.1:19530. Unset with VECTOR_STORE=milvus: `make run` starts "
         "a local Milvus standalone (the `milvus` package) and the other programs refuse to start."))
-    milvus_token: str = Field("", description="A token (or user:password) for a secured Milvus or Zilliz Cloud.")
+    milvus_token: SecretStr | None = Field(None, description=(
+        "A token (or user:password) for a secured Milvus or Zilliz Cloud; never printed or logged."))
     milvus_user: str = Field("", description="User name for a Milvus with authorization enabled.")
-    milvus_password: str = Field("", description="That user's password.")
+    milvus_password: SecretStr | None = Field(None, description="That user's password; never printed or logged.")
     milvus_timeout_s: int = Field(3, ge=1, description=(
         "Whole seconds one Milvus call may take, retries included, before the similarity service answers 503 "
         "vector_store_unavailable; keep it below the gateway's GATEWAY_SEARCH_TIMEOUT_S so a shopper sees that reason."))

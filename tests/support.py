@@ -79,6 +79,17 @@ def wait_until_ok(url: str, processes: dict[str, subprocess.Popen[bytes]], logs:
     raise TimeoutError(f"{url} not 200 in {timeout_s} s; logs in {logs}")
 
 
+UNLIMITED = {"GATEWAY_SEARCHES_PER_MINUTE": "0", "GATEWAY_VOTES_PER_MINUTE": "0", "GATEWAY_EVENTS_PER_MINUTE": "0"}
+"""The gateway's fair shares off: for stacks that a test, a benchmark or an evaluation drives from one address."""
+OPERATOR_TOKEN = "operator-token-of-the-test-stacks"
+"""LOOKALIKE_ADMIN_TOKEN of the test stacks: /metrics and the operator routes ask for it."""
+
+
+def operator(token: str = OPERATOR_TOKEN) -> dict[str, str]:
+    """The header that reads the gateway's /metrics and operator routes."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 PORT_VARIABLES = {"classifier_service": "CLASSIFIER_PORT", "similarity_service": "SIMILARITY_PORT",
                   "gateway": "GATEWAY_PORT"}
 
@@ -113,8 +124,10 @@ class Services:
     def env(self) -> dict[str, str]:
         # TEXT_MODEL=none: a stack serves bm25 alone unless a test asks for the sentence model (tests/gateway/
         # test_text_model.py), which would add seconds and hundreds of MB to every service start.
+        # The whole suite sends from 127.0.0.1, one client to the fair shares: a stack serves it without them
+        # unless a test sets them (tests/gateway/test_fair_shares.py). /metrics asks for the operator token.
         return {**os.environ, "INDEX": str(self.index), "WEIGHTS": "random", "PRECISION": "fp32", "TEXT_MODEL": "none",
-                "HF_HUB_OFFLINE": "1",
+                "HF_HUB_OFFLINE": "1", **UNLIMITED, "LOOKALIKE_ADMIN_TOKEN": OPERATOR_TOKEN,
                 "CLASSIFIER_PORT": str(self.ports["classifier"]), "SIMILARITY_PORT": str(self.ports["similarity"]),
                 "GATEWAY_PORT": str(self.ports["gateway"]), **self.extra_env}
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Cookie, Depends, Header, Query, Request, Security
 from fastapi.security import HTTPBearer
 
 from gateway.clients import client_address
+from gateway.fair_shares import limited
 from gateway.feedback import SESSION_COOKIE, SESSION_HEADER, require_admin, session_of
 from gateway.routes.dependencies import AdminToken, Votes
 from gateway.schemas import FeedbackForgotten, FeedbackStats, FeedbackStored, FeedbackVote, LearnedForQuery
@@ -47,7 +48,7 @@ router = APIRouter()
 
 
 @router.post("/api/v1/feedback", status_code=201, response_model=FeedbackStored, responses=VOTE_ERRORS,
-             dependencies=SESSION)
+             dependencies=[*SESSION, limited("votes")])
 async def feedback(vote: FeedbackVote, request: Request, votes: Votes) -> FeedbackStored:
     """Like or unlike a result, for later searches with the same words. Needs `X-Session-ID` or the page's cookie,
     the same as the search had, and that search's `query_id`: 422 `item_not_shown` for a product it did not return,

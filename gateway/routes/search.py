@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from gateway.fair_shares import limited
 from gateway.photo_handles import refuse_body_with_handle
 from gateway.routes.dependencies import Pipeline, Receipt, Settings, Votes
 from gateway.schemas import CatalogInfo, SearchResult, SimilarItems, TextSearchResult
@@ -17,7 +18,9 @@ from lookalike.text_query import MAX_QUERY_CHARS
 from lookalike.uploads import read_multipart_field
 
 ERRORS = error_responses(400, 404, 408, 413, 415, 422, 503)
-SEARCH_ERRORS = error_responses(400, 404, 408, 410, 413, 415, 422, 503)
+SEARCH_ERRORS = error_responses(400, 404, 408, 410, 413, 415, 422, 429, 503)
+SIMILAR_ERRORS = error_responses(400, 404, 408, 413, 415, 422, 429, 503)
+FAIR_SHARE = [limited("searches")]  # before the upload is read: a refused client costs no body
 SEARCH_BODY = {"requestBody": {"required": False, "content": {"multipart/form-data": {"schema": {
     "type": "object",
     "properties": {"image": {"type": "string", "format": "binary", "minLength": 1, "description": (
@@ -40,7 +43,8 @@ MinScore = Annotated[float | None, Query(ge=0, le=1, description=(
 router = APIRouter()
 
 
-@router.post("/api/v1/search", response_model=SearchResult, responses=SEARCH_ERRORS, openapi_extra=SEARCH_BODY)
+@router.post("/api/v1/search", response_model=SearchResult, responses=SEARCH_ERRORS, openapi_extra=SEARCH_BODY,
+             dependencies=FAIR_SHARE)
 async def search(
     request: Request,
     pipeline: Pipeline,
@@ -76,7 +80,8 @@ async def search(
     return receipt.stamp(found, "photo_words" if words else "photo")
 
 
-@router.get("/api/v1/search/text", response_model=TextSearchResult, responses=error_responses(422, 503))
+@router.get("/api/v1/search/text", response_model=TextSearchResult, responses=error_responses(422, 429, 503),
+            dependencies=FAIR_SHARE)
 async def search_text(
     pipeline: Pipeline,
     votes: Votes,
@@ -105,7 +110,8 @@ async def search_text(
     return receipt.stamp(found.model_copy(update={"results": learned}), "words")
 
 
-@router.get("/api/v1/items/{item_id}/similar", response_model=SimilarItems, responses=ERRORS)
+@router.get("/api/v1/items/{item_id}/similar", response_model=SimilarItems, responses=SIMILAR_ERRORS,
+            dependencies=FAIR_SHARE)
 async def similar(item_id: str, pipeline: Pipeline, receipt: Receipt, where: Where = None, min_score: MinScore = None,
                   k: int = Query(10, ge=1, le=MAX_K)) -> SimilarItems:
     """More like this product, by all its photos, without an upload; its own variant group is left out."""

@@ -228,8 +228,10 @@ def connect(settings: VectorStoreSettings) -> MilvusConnection:
     if not settings.milvus_uri:
         raise VectorStoreUnavailable("VECTOR_STORE=milvus needs MILVUS_URI, the Milvus server to use "
                                      "(`make run` starts a local one when it is unset).")
-    return MilvusConnection(settings.milvus_uri, token=settings.milvus_token, user=settings.milvus_user,
-                            password=settings.milvus_password, timeout_s=settings.milvus_timeout_s)
+    token, password = (secret.get_secret_value() if secret else "" for secret in (settings.milvus_token,
+                                                                                   settings.milvus_password))
+    return MilvusConnection(settings.milvus_uri, token=token, user=settings.milvus_user, password=password,
+                            timeout_s=settings.milvus_timeout_s)
 
 
 def opener(connection: MilvusConnection) -> VectorOpener:

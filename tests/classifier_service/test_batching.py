@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from classifier_service.batching import MicroBatcher, power_of_two_sizes
-from lookalike.errors import Overloaded
+from lookalike.errors import Overloaded, ServiceUnavailable
 
 pytestmark = pytest.mark.anyio
 
@@ -133,3 +133,64 @@ async def test_batches_keep_to_the_allowed_sizes_and_the_rest_go_next() -> None:
     finally:
         release.set()
         await batcher.stop()
+
+
+async def test_when_the_batching_task_dies_its_requests_fail_at_once_and_it_is_restarted() -> None:
+    deaths = 0
+
+    def counted(size: int) -> None:  # runs inside the batching task itself: raising here kills the task
+        nonlocal deaths
+        if deaths == 0:
+            deaths += 1
+            raise RuntimeError("a bug in the batching loop")
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(list, max_batch=1, max_wait_ms=0, max_queue=10, on_batch=counted)
+    batcher.start()
+    try:
+        with pytest.raises(ServiceUnavailable):  # at once, not after the gateway's timeout
+            await asyncio.wait_for(batcher.submit(1), 5)
+        assert await asyncio.wait_for(batcher.submit(2), 5) == 2
+        assert batcher.broken is None and len(batcher.deaths) == 1
+    finally:
+        await batcher.stop()
+
+
+async def test_a_task_that_keeps_dying_stays_down_and_says_why() -> None:
+    def always(size: int) -> None:
+        raise RuntimeError("a bug in the batching loop")
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(list, max_batch=1, max_wait_ms=0, max_queue=10, on_batch=always,
+                                                   max_restarts=2)
+    batcher.start()
+    try:
+        for n in range(3):
+            with pytest.raises(ServiceUnavailable):
+                await asyncio.wait_for(batcher.submit(n), 5)
+        assert batcher.broken is not None and "died 3 times" in batcher.broken
+        with pytest.raises(ServiceUnavailable):
+            await asyncio.wait_for(batcher.submit(9), 1)  # refused at once, not queued behind a dead task
+    finally:
+        await batcher.stop()
+
+
+async def test_the_classifier_is_not_ready_while_its_batcher_is_down_and_says_why() -> None:
+    from types import SimpleNamespace
+
+    from classifier_service.app import readiness
+
+    def always(size: int) -> None:
+        raise RuntimeError("a bug in the batching loop")
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(list, max_batch=1, max_wait_ms=0, max_queue=10, on_batch=always,
+                                                   max_restarts=0)
+    batcher.start()
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await asyncio.wait_for(batcher.submit(1), 5)
+    finally:
+        await batcher.stop()
+    loaded = SimpleNamespace(embedder=SimpleNamespace(info=None), head=SimpleNamespace(categories=["chair"]),
+                             manifest=SimpleNamespace(version="v1", int8=None), warnings=())
+    classifier = SimpleNamespace(loaded=loaded, not_ready_reason=None)
+    ready = await readiness(classifier, batcher)  # a stand-in classifier: the attributes readiness reads
+    assert not ready.ready and ready.reason is not None and "micro-batcher died" in ready.reason

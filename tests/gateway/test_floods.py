@@ -23,7 +23,7 @@ import httpx
 import pytest
 import requests
 
-from tests.support import Services
+from tests.support import Services, operator
 
 MB = 1_000_000
 BOUNDARY = "lookalike-flood"
@@ -356,7 +356,7 @@ class TestConnectionLimits:
 
     def test_what_the_protocol_refused_is_counted_on_metrics(self, services: Services) -> None:
         """After the tests above: at least one of each, counted where no route ever saw them."""
-        metrics = httpx.get(f"{services.gateway}/metrics", timeout=10).text
+        metrics = httpx.get(f"{services.gateway}/metrics", headers=operator(), timeout=10).text
         for reason in ("head_timeout", "headers_too_large", "too_many_connections"):
             line = next((row for row in metrics.splitlines()
                          if row.startswith(f'http_connections_refused_total{{reason="{reason}"}}')), None)

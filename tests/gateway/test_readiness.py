@@ -67,16 +67,23 @@ def test_a_missing_service_makes_it_not_ready_and_is_named(gateway: TestClient, 
     assert response.status_code == 503 and response.json()["reason"] == f"the {missing} service is unreachable"
 
 
-def test_a_service_that_is_not_ready_gives_its_own_reason(gateway: TestClient, services: FakeServices) -> None:
-    services.similarity = similarity_ready(ready=False, reason="There is no index yet.")
+def test_a_service_that_is_not_ready_is_named_and_its_own_reason_stays_internal(
+        gateway: TestClient, services: FakeServices) -> None:
+    services.similarity = similarity_ready(ready=False, reason="Milvus at http://10.0.0.7:19530 is down.")
     response = gateway.get("/readyz")
-    assert response.status_code == 503 and response.json()["reason"] == "There is no index yet."
+    assert response.status_code == 503 and response.json() == {
+        "ready": False, "reason": "the similarity service is not ready", "weights": "random"}
 
 
-def test_the_classifier_s_reason_comes_first_when_neither_is_ready(gateway: TestClient, services: FakeServices) -> None:
+def test_a_similarity_service_without_an_index_says_so(gateway: TestClient, services: FakeServices) -> None:
+    services.similarity = similarity_ready(ready=False, reason="There is no index at /srv/index.", index_version=None)
+    assert gateway.get("/readyz").json()["reason"] == "no catalogue has been indexed yet"
+
+
+def test_the_classifier_comes_first_when_neither_is_ready(gateway: TestClient, services: FakeServices) -> None:
     services.classifier = classifier_ready(ready=False, reason="classifier reason")
     services.similarity = similarity_ready(ready=False, reason="similarity reason")
-    assert gateway.get("/readyz").json()["reason"] == "classifier reason"
+    assert gateway.get("/readyz").json()["reason"] == "the classifier service is not ready"
 
 
 def test_services_on_different_models_are_not_ready(gateway: TestClient, services: FakeServices) -> None:
@@ -95,7 +102,7 @@ def test_a_similarity_service_without_an_index_means_an_empty_catalogue(gateway:
     services.similarity = similarity_ready(ready=False, reason="There is no index yet.", index_version=None,
                                            categories={})
     body = gateway.get("/api/v1/catalog").json()
-    assert body["state"] == "empty" and body["reason"] == "There is no index yet."
+    assert body["state"] == "empty" and body["reason"] == "no catalogue has been indexed yet"
 
 
 def test_an_index_without_items_is_an_empty_catalogue(gateway: TestClient, services: FakeServices) -> None:

@@ -102,8 +102,9 @@ def test_health_readiness_and_docs(services: Services) -> None:
         assert httpx.get(services.url(name) + "/healthz").json() == {"status": "ok"}
         assert httpx.get(services.url(name) + "/docs").status_code == 200
     ready = httpx.get(services.gateway + "/readyz").json()
-    assert ready["ready"] and ready["weights"] == "random"
-    assert ready["classifier"]["model"]["model_id"] == ready["similarity"]["model_id"]
+    assert ready == {"ready": True, "reason": None, "weights": "random"}  # the services' details: on their own ports
+    classifier, similarity = (httpx.get(services.url(name) + "/readyz").json() for name in ("classifier", "similarity"))
+    assert classifier["model"]["model_id"] == similarity["model_id"]
 
 
 def test_the_page_is_served(services: Services) -> None:

@@ -21,6 +21,7 @@ from tests.gateway.mock_services import gateway_over
 COLUMNS = {"columns": [{"name": "price", "kind": "number", "products": 3, "min": 10, "max": 900}],
            "index_version": "v1"}
 PHOTO = b"\xff\xd8 a small photo"
+TOKEN = "operator-token-for-metrics"
 
 
 class Calls:
@@ -56,7 +57,7 @@ def calls() -> Calls:
 
 @pytest.fixture
 def gateway(calls: Calls, tmp_path: Path) -> Iterator[TestClient]:
-    with gateway_over(calls.handle, tmp_path) as client:
+    with gateway_over(calls.handle, tmp_path, LOOKALIKE_ADMIN_TOKEN=TOKEN) as client:
         yield client
 
 
@@ -167,7 +168,7 @@ def test_hits_and_misses_are_counted_on_metrics(gateway: TestClient) -> None:
     steer(gateway, handle)
     steer(gateway, handle)
     steer(gateway, "B" * HANDLE_LENGTH)
-    metrics = gateway.get("/metrics").text
+    metrics = gateway.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert "photo_handle_hits_total 2.0" in metrics
     assert "photo_handle_misses_total 1.0" in metrics
     assert "photo_handles 1.0" in metrics

@@ -17,7 +17,7 @@ from gateway.settings import GatewaySettings
 from lookalike.observability import install_observability
 from lookalike.service import install_error_handlers
 from similarity_service.settings import SimilaritySettings
-from tests.support import Services
+from tests.support import Services, operator
 
 
 def log_events(services: Services, name: str) -> list[dict[str, object]]:
@@ -86,7 +86,7 @@ def test_every_log_line_of_every_service_is_one_json_object(services: Services) 
 
 
 def metric_lines(services: Services, name: str) -> str:
-    response = httpx.get(services.url(name) + "/metrics")
+    response = httpx.get(services.url(name) + "/metrics", headers=operator())  # the gateway's asks for it
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     return response.text
 
