@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from gateway.settings import GatewaySettings
 from tests.gateway.mock_services import gateway_over
-from tests.support import ClientResponse
+from tests.support import OPERATOR_TOKEN, ClientResponse, operator
 
 SHOP = "http://127.0.0.2:8080"
 ELSEWHERE = "https://elsewhere.example"
@@ -28,7 +28,8 @@ def nothing_upstream(request: httpx.Request) -> httpx.Response:
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[TestClient]:
-    with gateway_over(nothing_upstream, tmp_path, GATEWAY_ALLOWED_ORIGINS=f"{SHOP},https://www.shop.example") as client:
+    with gateway_over(nothing_upstream, tmp_path, GATEWAY_ALLOWED_ORIGINS=f"{SHOP},https://www.shop.example",
+                      LOOKALIKE_ADMIN_TOKEN=OPERATOR_TOKEN) as client:
         yield client
 
 
@@ -38,7 +39,7 @@ def preflight(client: TestClient, origin: str, path: str = "/api/v1/search") -> 
 
 
 def refused(client: TestClient, kind: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
+    for line in client.get("/metrics", headers=operator()).text.splitlines():
         if line.startswith(f'http_cross_origin_refused_total{{kind="{kind}"}}'):
             return float(line.split()[-1])
     return 0.0
@@ -94,7 +95,7 @@ def test_the_gateways_own_page_is_same_origin_and_not_counted(gateway: TestClien
 
 
 def test_with_no_allow_list_every_other_site_is_refused(tmp_path: Path) -> None:
-    with gateway_over(nothing_upstream, tmp_path) as client:
+    with gateway_over(nothing_upstream, tmp_path, LOOKALIKE_ADMIN_TOKEN=OPERATOR_TOKEN) as client:
         assert "access-control-allow-origin" not in preflight(client, SHOP).headers
         assert refused(client, "preflight") == 1
 

@@ -29,7 +29,7 @@ from indexing.feed import FeedOptions, index_feed
 from tests.gateway.browser.test_steering_page import classify_count, jpeg_in
 from tests.lookalike.feed.feed_server import Route as FeedRoute
 from tests.lookalike.feed.feed_server import as_xml, feed_server
-from tests.support import REPO, Services
+from tests.support import REPO, Services, operator
 
 PER_CATEGORY = 4
 DOCS_SCREENSHOT = REPO / "docs" / "widget.png"
@@ -386,7 +386,7 @@ def test_a_site_not_on_the_allow_list_is_told_so_and_gets_no_cors_headers(page: 
     assert refused, "the browser kept the gateway's answer from the page"
     answer = httpx.get(refused[0], headers={"Origin": store.elsewhere.origin})
     assert "access-control-allow-origin" not in answer.headers
-    metrics = httpx.get(store.stack.gateway + "/metrics").text
+    metrics = httpx.get(store.stack.gateway + "/metrics", headers=operator()).text
     assert re.search(r'http_cross_origin_refused_total\{kind="request"\} [1-9]', metrics)
 
 
