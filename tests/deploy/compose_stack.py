@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -188,6 +189,7 @@ def stack(small_catalog: Path) -> Iterator[Stack]:
     test_file.write_text(yaml.safe_dump(override(os.environ["LOOKALIKE_DEPLOY_IMAGE"], catalog, compose)))
     port = free_port()
     os.environ["LOOKALIKE_PORT"] = str(port)  # compose.yaml publishes the gateway on it
+    os.environ.setdefault("LOOKALIKE_INTERNAL_TOKEN", secrets.token_urlsafe(32))  # compose.yaml insists on one
     stack = Stack([REPO / "compose.yaml", test_file], port, out)
     stack.compose("down", "--volumes", "--remove-orphans", check=False)  # what a killed earlier run left
     stack.before = docker_state()

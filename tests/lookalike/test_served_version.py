@@ -77,7 +77,7 @@ def test_overlapping_reloads_over_a_flipping_current_end_on_the_newest_version(t
         root = tmp_path / f"round{round_}"
         release_old = threading.Event()
 
-        def load(version_dir: Path) -> Loaded:
+        def load(version_dir: Path, release_old: threading.Event = release_old) -> Loaded:
             if version_dir.name == "v1":
                 release_old.wait(timeout=30)  # slow: still loading when v2 is published and reloaded
             return Loaded(version_dir.name)
