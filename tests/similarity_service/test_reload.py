@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from pydantic import SecretStr
 
 from lookalike.catalog.index import CatalogIndex
+from lookalike.catalog.layout import IndexLayout, read_manifest
+from lookalike.contracts import encode_embedding
 from lookalike.errors import VectorStoreUnavailable
 from lookalike.served_version import ServedVersion
 from lookalike.settings import InternalAccess
@@ -93,3 +96,15 @@ async def test_readyz_never_starts_a_load(with_token: httpx.AsyncClient, built_i
         assert response.status_code == 503
     assert loads == []
     app.state.milvus = None
+
+
+async def test_a_search_started_on_another_version_is_409_version_skew(with_token: httpx.AsyncClient,
+                                                                       built_index: Path) -> None:
+    current = IndexLayout(built_index).require_current()
+    manifest = read_manifest(current)
+    body = {"embedding": encode_embedding(np.ones(manifest.embedding_dim, dtype=np.float32)), "k": 3,
+            "category": manifest.category_names[0]}
+    skewed = await with_token.post("/v1/search", json={**body, "index_version": "20000101T000000.000000Z-000000"})
+    assert skewed.status_code == 409 and skewed.json()["error"]["code"] == "version_skew"
+    same = await with_token.post("/v1/search", json={**body, "index_version": current.name})
+    assert same.status_code == 200 and same.json()["index_version"] == current.name
