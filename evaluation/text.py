@@ -29,9 +29,9 @@ from evaluation.report import report_program, served_version
 from evaluation.settings import TextEvalSettings
 from indexing.catalog import scan_catalog
 from lookalike.catalog.hybrid import Fusion, Meaning, bm25_products, fused_products
-from lookalike.catalog.index import Products
 from lookalike.catalog.layout import SYNONYMS, TEXT_INDEX, TEXT_VECTORS, read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem
+from lookalike.catalog.products import Products
 from lookalike.catalog.text_embedding import TextEmbedder, item_text, load_text_model
 from lookalike.catalog.text_index import Match, TextIndex, text_fields, write_text_index
 from lookalike.errors import ApiError, EvalError

@@ -40,7 +40,7 @@ from indexing.quantise_gate import GateThresholds, Quantised, Quantiser, quantis
 from indexing.self_eval import DEFAULT_MARGIN, publish_gate, self_evaluate
 from indexing.versions import prune_versions
 from lookalike.catalog import milvus_store
-from lookalike.catalog.index import CategoryIndex, check_index_type
+from lookalike.catalog.faiss_store import CategoryIndex, check_index_type
 from lookalike.catalog.layout import (
     HEAD,
     INDEXES,

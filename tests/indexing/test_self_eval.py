@@ -21,7 +21,7 @@ from PIL import Image
 from indexing.build import BuildPlan, build_index
 from indexing.self_eval import MIN_QUERIES, describe, publish_gate, self_evaluate
 from indexing.versions import rollback
-from lookalike.catalog.index import CategoryIndex
+from lookalike.catalog.faiss_store import CategoryIndex
 from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.catalog.manifest import CatalogItem, SelfEval
 from lookalike.errors import SelfEvalRegressed
