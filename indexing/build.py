@@ -464,6 +464,7 @@ class Building:
     gate: str = ""
     version: str = ""
     stored: VectorStoreRecord | None = None
+    removed: int = 0
 
     @property
     def items(self) -> list[CatalogItem]:
@@ -606,6 +607,7 @@ def manifest_stage(b: Building) -> None:
         vector_store=b.stored or VectorStoreRecord(index_type=b.plan.index_type),
     )
     (b.build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+    b.removed = removed_since(b.previous, b.items)  # read now: after the publish, nothing may fail the build
     if b.plan.before_publish is not None:
         b.plan.before_publish(b.previous, b.items)
 
@@ -700,7 +702,7 @@ def summarise(b: Building, final: Path) -> BuildSummary:
         version=b.version, version_dir=final, weights=embedder.info.weights,
         per_category={c.name: c.items for c in b.stats}, skipped=b.skipped, cv_accuracy=b.accuracy, folds=b.folds,
         indexed=len(done.items), seconds=time.perf_counter() - b.started, embed_seconds=b.embed_seconds,
-        embedded=done.embedded, reused=done.reused, removed=removed_since(b.previous, done.items),
+        embedded=done.embedded, reused=done.reused, removed=b.removed,
         index_types={c.name: c.index_type for c in b.stats}, disagreements=b.scan.disagreements,
         text_fields=b.fields, tagged=len(done.tags) if writes_tags(embedder.info.weights) else None,
         synonyms="synonyms.txt from the catalogue" if b.synonyms is not None else "default",
