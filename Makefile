@@ -35,15 +35,18 @@ lint: install
 test: lint
 	$(PY) -m pytest
 
+# The services' internal token: LOOKALIKE_INTERNAL_TOKEN if set, else the one `make run` made for its run.
+INTERNAL_TOKEN = $${LOOKALIKE_INTERNAL_TOKEN:-$$(cat $(dir $(or $(INDEX),var/index))internal-token 2>/dev/null)}
+
 index: install
-	$(PY) -m indexing --notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
+	LOOKALIKE_INTERNAL_TOKEN="$(INTERNAL_TOKEN)" $(PY) -m indexing --notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
 
 constraints: install
 	$(PY) tools/pin_constraints.py
 
 # Serve the version before the current one again (or TO=<version>), and tell running services.
 rollback: install
-	$(PY) -m indexing rollback --index $(or $(INDEX),var/index) $(if $(TO),--to $(TO)) \
+	LOOKALIKE_INTERNAL_TOKEN="$(INTERNAL_TOKEN)" $(PY) -m indexing rollback --index $(or $(INDEX),var/index) $(if $(TO),--to $(TO)) \
 		--notify http://127.0.0.1:$(or $(CLASSIFIER_PORT),8001) http://127.0.0.1:$(or $(SIMILARITY_PORT),8002)
 
 # Benchmarks, never part of `make test`; reports land in bench/out/. BENCH_ARGS passes flags (see --help).

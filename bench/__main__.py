@@ -36,7 +36,7 @@ from bench.model import ModelFigures, PrecisionAgreement, compare_precisions, me
 from bench.photos import catalogue_size, phone_size, query_files
 from bench.report import LOAD_GENERATOR, Report, write_report
 from bench.steering import SteeringFigures, measure_steering, page_upload_bytes
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from indexing.catalog import scan_catalog
 from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.contracts import PRECISION_SETTINGS, PRECISIONS, ClassifyResponse, SearchRequest
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if index is None:
         index = args.out / "index"
         say(f"building an index of {catalog} into {index} (PRECISION={args.precision})")
-        summary = build_index(catalog, index, embedder=embedder)
+        summary = build_index(BuildPlan(catalog, index, embedder=embedder))
         say(f"  catalogue embedded at {summary.precision}: {summary.precision_reason}")
     served_here = read_manifest(IndexLayout(index).require_current()).model.precision
     if args.precision == "int8" and "int8" not in args.precisions.split(","):

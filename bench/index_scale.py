@@ -38,7 +38,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from lookalike.catalog.index import CategoryIndex, ivf_nprobe
+from lookalike.catalog.faiss_store import CategoryIndex, ivf_nprobe
 
 CHUNK = 100_000
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from indexing.catalog import scan_catalog
 from lookalike.catalog.layout import INT8_MODEL
 from lookalike.contracts import PRECISION_SETTINGS
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         for entry in entries:  # the same photos as the bare run, linked, not copied
             (catalog / entry.file).parent.mkdir(parents=True, exist_ok=True)
             (catalog / entry.file).symlink_to((scan.root / entry.file).resolve())
-        summary = build_index(catalog, Path(tmp) / "index", embedder=embedder, batch_size=args.batch_size,
-                              workers=args.workers, keep=1)
+        summary = build_index(BuildPlan(catalog, Path(tmp) / "index", embedder=embedder, batch_size=args.batch_size,
+                              workers=args.workers, keep=1))
         if summary.precision == "int8":  # the job's own int8 model is the bare one; it exists only now
             model = Int8Embedder(summary.version_dir / INT8_MODEL, embedder.info, embedder.preprocessing)
             print(f"int8 gate: {summary.precision_reason}")

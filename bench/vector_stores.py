@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.index_scale import Mixture
 from lookalike.catalog import milvus_store
-from lookalike.catalog.index import CategoryIndex
+from lookalike.catalog.faiss_store import CategoryIndex
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.catalog.milvus_store import ColumnFields, MilvusCategory, MilvusConnection
 from lookalike.catalog.vector_store import Restriction

@@ -15,6 +15,7 @@ from classifier_service.routes import Batcher, BatcherDep, ClassifierDep, router
 from classifier_service.settings import ClassifierSettings
 from lookalike.contracts import ClassifierReadiness
 from lookalike.service import create_service, metrics_of, state_getter
+from lookalike.settings import InternalAccess
 from lookalike.upload_guard import install_upload_guard
 from lookalike.vision.classifier import Classifier
 from lookalike.vision.embedder import Embedder
@@ -34,8 +35,9 @@ async def readiness(classifier: ClassifierDep, batcher: BatcherDep) -> Classifie
     )
 
 
-def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
+def create_app(settings: ClassifierSettings | None = None, internal: InternalAccess | None = None) -> FastAPI:
     settings = settings or ClassifierSettings()
+    internal = internal or InternalAccess()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,7 +68,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app = create_service(
         "Lookalike classifier", lifespan=lifespan, readiness=readiness, readiness_model=ClassifierReadiness,
         readiness_doc="Ready when the model is loaded and the index's category head matches it.",
-        reload=state_getter("classifier", Classifier))
+        reload=state_getter("classifier", Classifier), internal_token=internal.internal_token)
     install_upload_guard(app, settings.upload_limits, metrics_of(app))
     app.include_router(router)
     return app

@@ -30,7 +30,8 @@ from evaluation.report import markdown_report, publish_report, served_version
 from evaluation.retrieval_metrics import category_accuracy, confusion_matrix, retrieval_metrics
 from evaluation.settings import EvalIndexType, EvalPrecision, PhotoEvalSettings, PreprocessingMode
 from indexing.build import THUMBNAIL_SIDE
-from lookalike.catalog.index import CatalogIndex, CategoryIndex
+from lookalike.catalog.faiss_store import CategoryIndex
+from lookalike.catalog.index import CatalogIndex
 from lookalike.catalog.layout import HEAD
 from lookalike.catalog.manifest import Preprocessing
 from lookalike.contracts import Hit, Precision

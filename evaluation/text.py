@@ -30,9 +30,9 @@ from evaluation.settings import TextEvalSettings
 from indexing.catalog import scan_catalog
 from indexing.text_export import text_model_for_index
 from lookalike.catalog.hybrid import Fusion, Meaning, bm25_products, fused_products
-from lookalike.catalog.index import Products
 from lookalike.catalog.layout import SYNONYMS, TEXT_INDEX, TEXT_VECTORS, read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem
+from lookalike.catalog.products import Products
 from lookalike.catalog.text_embedding import TextEmbedder, TextModels, item_text
 from lookalike.catalog.text_index import Match, TextIndex, text_fields, write_text_index
 from lookalike.errors import ApiError, EvalError

@@ -6,7 +6,10 @@ under a random handle; later searches name the handle instead of uploading the p
 
 The store lives in memory only (the app's lifespan state), bounded in entries and in bytes; an
 entry expires a while after its last use. A handle it doesn't hold (expired, evicted, another
-replica's, from before a restart) is `PhotoExpired`: the client sends the photo again. Handles
+replica's, from before a restart) is `PhotoExpired`: the client sends the photo again. An entry
+keeps the index version and the model its classifications came from: a classification from another
+version is a new start (the old ones are dropped), and a handle whose model no longer serves is
+`PhotoExpired` too, since its embedding means nothing to the new index. Handles
 are 256 random bits (`secrets.token_urlsafe`), not derived from the photo, so one can be neither
 guessed nor computed from a photo; only their first characters ever reach a log.
 """
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter, Gauge
 from starlette.requests import Request
 
-from lookalike.contracts import Box, ClassifyResponse
+from lookalike.contracts import Box, ClassifyResponse, ModelInfo
 from lookalike.errors import BadPhotoHandle, PhotoExpired, PhotoWithHandle
 from lookalike.observability import Metrics
 
@@ -53,6 +56,11 @@ def check_handle(handle: str) -> None:
     if not _HANDLE.fullmatch(handle):
         raise BadPhotoHandle("photo= is not a photo handle: use the `photo` field of an earlier search's answer, "
                              "or upload the photo.")
+
+
+def same_model(a: ModelInfo, b: ModelInfo) -> bool:
+    """Whether embeddings of the two compare: the same weights and preprocessing (precision aside)."""
+    return a.model_id == b.model_id
 
 
 def refuse_body_with_handle(request: Request) -> None:
@@ -84,10 +92,15 @@ class PhotoHandleMetrics:
 
 @dataclass
 class StoredPhoto:
-    """One photo's classifications (the whole photo, regions), and its bytes if a new region may need them."""
+    """One photo's classifications (the whole photo, regions), and its bytes if a new region may need them.
+
+    All its classifications come from one index version and one model: `index_version` and `model`.
+    """
 
     photo: bytes | None
     expires_at: float
+    index_version: str
+    model: ModelInfo
     classified: OrderedDict[str, ClassifyResponse] = field(default_factory=OrderedDict)
 
     def classification(self, box: Box | None) -> ClassifyResponse | None:
@@ -132,7 +145,8 @@ class PhotoHandles:
     def keep(self, photo: bytes, box: Box | None, classified: ClassifyResponse) -> str:
         """A new handle for a photo just classified (the whole of it, or the `box` region)."""
         handle = secrets.token_urlsafe(HANDLE_BYTES)
-        entry = StoredPhoto(photo if len(photo) <= self.max_photo_bytes else None, self.clock() + self.ttl_s)
+        entry = StoredPhoto(photo if len(photo) <= self.max_photo_bytes else None, self.clock() + self.ttl_s,
+                            classified.index_version, classified.model)
         entry.classified[region_key(box)] = classified
         if entry.size > self.max_bytes:
             entry.photo = None  # too big to keep beside the others: the classification alone still steers
@@ -163,6 +177,9 @@ class PhotoHandles:
             return  # evicted while the classifier worked: the answer stands, the next search re-sends
         self._entries.move_to_end(handle)
         self.bytes -= entry.size
+        if classified.index_version != entry.index_version or not same_model(classified.model, entry.model):
+            entry.classified.clear()  # from the version that served before: never mixed with the new one's
+            entry.index_version, entry.model = classified.index_version, classified.model
         entry.classified[region_key(box)] = classified
         entry.classified.move_to_end(region_key(box))
         while len(entry.classified) > REGIONS_PER_PHOTO:

@@ -6,22 +6,24 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
 
-from gateway.photo_handles import PhotoHandleMetrics, PhotoHandles
+from gateway.photo_handles import PhotoHandleMetrics, PhotoHandles, same_model
 from gateway.schemas import CatalogInfo, GatewayReadiness, Result, SearchResult, SimilarItems, TextSearchResult
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream
+from gateway.version_skew import agreed_version, catalogue_changing, is_version_skew
 from lookalike.contracts import (
     Box,
     CatalogColumns,
     ClassifierReadiness,
     ClassifyResponse,
     Hit,
+    ModelInfo,
     SearchRequest,
     SearchResponse,
     SimilarityReadiness,
@@ -88,6 +90,9 @@ class SearchPipeline:
         self.min_score = settings.min_score
         self.photos = PhotoHandles(settings.photo_handle_max_entries, settings.photo_handle_max_bytes,
                                    settings.photo_handle_ttl_s, settings.photo_handle_max_photo_bytes, photo_metrics)
+        self.version_wait_s = settings.version_wait_s
+        self.serving_model: ModelInfo | None = None
+        """The model of the classifier's latest answer: a photo handle of another model has expired."""
 
     def cutoff(self, asked: float | None, weights: str | None) -> float:
         """The request's `min_score`, else the configured default, which is off while the weights are `random`."""
@@ -100,9 +105,39 @@ class SearchPipeline:
 
     async def classify(self, image: bytes, box: Box | None) -> ClassifyResponse:
         """One forward pass on the photo, or on its `box` region."""
-        return await self.classifier.model(
+        classified = await self.classifier.model(
             "POST", "/v1/classify", ClassifyResponse, content=image, params={"box": str(box)} if box else None,
             headers={"content-type": "application/octet-stream"})
+        self.serving_model = classified.model
+        return classified
+
+    def _check_model(self, held: ModelInfo, serving: ModelInfo | None) -> None:
+        if serving is not None and not same_model(held, serving):
+            raise PhotoExpired("The catalogue now runs another model than the one this photo was searched with. "
+                               "Please send the photo again.")
+
+    async def _on_one_version(self, classified: ClassifyResponse, handle: str, photo: bytes | None,
+                              box: Box | None, started: float, classify_done: float, k: int, category: str | None,
+                              **steering: Any) -> SearchResult:
+        """`_search`; when the similarity service holds another index version than the classification's, wait
+        until both services agree, classify the photo again on that version and search once more."""
+        try:
+            return await self._search(classified, handle, started, classify_done, k, category, **steering)
+        except ApiError as exc:
+            if not is_version_skew(exc):
+                raise
+        agreed = await agreed_version(self.classifier, self.similarity, self.version_wait_s)
+        self._check_model(classified.model, agreed.model)
+        if photo is None:
+            raise PhotoExpired("The catalogue was updated since this photo was searched. Please send the photo again.")
+        classified = await self.classify(photo, box)
+        self.photos.add_region(handle, box, classified)
+        try:
+            return await self._search(classified, handle, started, time.perf_counter(), k, category, **steering)
+        except ApiError as exc:
+            if is_version_skew(exc):  # a reload again, already: the shopper tries again in a moment
+                raise catalogue_changing() from None
+            raise
 
     async def search_image(self, image: bytes, k: int, category: str | None, *, box: Box | None = None,
                            where: list[str] | None = None, min_score: float | None = None,
@@ -121,8 +156,8 @@ class SearchPipeline:
         started = time.perf_counter()
         classified = await self.classify(image, box)
         handle = self.photos.keep(image, box, classified)
-        return await self._search(classified, handle, started, time.perf_counter(), k, category, where=where,
-                                  min_score=min_score, like=like, unlike=unlike, q=q)
+        return await self._on_one_version(classified, handle, image, box, started, time.perf_counter(), k, category,
+                                          where=where, min_score=min_score, like=like, unlike=unlike, q=q)
 
     async def search_photo(self, handle: str, k: int, category: str | None, *, box: Box | None = None,
                            where: list[str] | None = None, min_score: float | None = None,
@@ -138,6 +173,7 @@ class SearchPipeline:
             query_words(q)
         started = time.perf_counter()
         entry = self.photos.get(handle)
+        self._check_model(entry.model, self.serving_model)
         classified = entry.classification(box)
         classify_done = started  # held: `classify` takes 0 ms
         if classified is None:
@@ -147,8 +183,8 @@ class SearchPipeline:
             classified = await self.classify(entry.photo, box)
             self.photos.add_region(handle, box, classified)
             classify_done = time.perf_counter()
-        return await self._search(classified, handle, started, classify_done, k, category, where=where,
-                                  min_score=min_score, like=like, unlike=unlike, q=q)
+        return await self._on_one_version(classified, handle, entry.photo, box, started, classify_done, k, category,
+                                          where=where, min_score=min_score, like=like, unlike=unlike, q=q)
 
     async def _search(self, classified: ClassifyResponse, handle: str, started: float, classify_done: float,
                       k: int, category: str | None, *, where: list[str] | None, min_score: float | None,
@@ -163,7 +199,8 @@ class SearchPipeline:
         # the embedding anyway (decoding it here too cost 0.36 ms a search); serialised once per category.
         request = SearchRequest.model_construct(embedding=classified.embedding, category=chosen, k=k,
                                                 where=where or [], min_score=cutoff, like=like or [],
-                                                unlike=unlike or [], q=q, exclude_ids=[], exclude_groups=[])
+                                                unlike=unlike or [], q=q, exclude_ids=[], exclude_groups=[],
+                                                index_version=classified.index_version)
         found = await asyncio.gather(*(self.similarity.model(
             "POST", "/v1/search", SearchResponse, content=request.model_copy(update={"category": c}).model_dump_json(),
             headers=JSON) for c in searched))

@@ -27,6 +27,9 @@ class GatewaySettings(ServiceSettings):
                                 description="Defaults to http://127.0.0.1:$SIMILARITY_PORT")
     classify_timeout_s: float = Field(15.0, gt=0, description="Covers queueing behind other uploads.")
     search_timeout_s: float = Field(5.0, gt=0, description="Timeout of each call to the similarity service.")
+    version_wait_s: float = Field(10.0, gt=0, description=(
+        "While the services reload one after the other, how long a search waits for them to serve one index "
+        "version (then 503 with Retry-After)."))
     hedge_below: float = Field(0.0, ge=0, le=1, description=(
         "When the classifier's top probability is below this, search the top two categories and merge "
         "by score. 0 (the default) never hedges; see README, Measuring quality."))

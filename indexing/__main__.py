@@ -27,6 +27,7 @@ from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.feed.download import DownloadLimits
 from lookalike.program import Program
 from lookalike.serving import configure_logging
+from lookalike.settings import InternalAccess
 
 if TYPE_CHECKING:  # the build needs torch (the `index` extra): imported when a build runs, after checking for it
     from indexing.build import BuildSummary, Int8Options
@@ -86,6 +87,11 @@ def format_summary(s: BuildSummary) -> str:
         lines.append(f"Rows that disagree with their product's first row ({len(s.disagreements)}), indexed all the same:")
         lines += [f"  {item.file}: {item.reason}" for item in s.disagreements]
     lines.append(f"Published version {s.version} at {s.version_dir}")
+    lines += s.notified
+    if s.pruned:
+        lines.append(f"Deleted old versions: {', '.join(s.pruned)}")
+    lines += [f"  !!! after publishing (the new version serves all the same): {failure} !!!"
+              for failure in s.after_publish_failures]
     return "\n".join(lines)
 
 
@@ -116,7 +122,7 @@ def build(settings: IndexBuildSettings) -> int:
         print("error: --feed and --catalog are two sources; give one", file=sys.stderr)
         return 2
     require_index_extra()
-    from indexing.build import build_index
+    from indexing.build import BuildPlan, build_index
     from indexing.feed import format_feed_summary, index_feed
 
     feed_lines: list[str] = []
@@ -125,7 +131,8 @@ def build(settings: IndexBuildSettings) -> int:
         "index_type": settings.index_type, "keep": settings.keep, "text_weights": settings.text_weights or None,
         "text_exclude": frozenset(settings.text_exclude), "text_model": settings.text_model,
         "int8": int8_options(settings), "reduce": settings.reduce, "self_eval_margin": settings.self_eval_margin,
-        "force": settings.force}
+        "force": settings.force, "notify": tuple(settings.notify), "internal_token": InternalAccess().internal_token}
+    serving_before = IndexLayout(settings.index).current()
     try:
         if settings.feed:
             feed = index_feed(feed_options(settings), settings.index, settings.weights, **how)
@@ -134,10 +141,15 @@ def build(settings: IndexBuildSettings) -> int:
             catalog, note = default_catalog(settings.catalog)
             if note:
                 print(note)
-            summary = build_index(catalog, settings.index, settings.weights, **how)
+            summary = build_index(BuildPlan(catalog, settings.index, settings.weights, **how))
     except KeyboardInterrupt:
-        print("interrupted: the serving index is untouched; embeddings done so far are cached, "
-              "so the next run resumes from them", file=sys.stderr)
+        serving_now = IndexLayout(settings.index).current()
+        if serving_now != serving_before and serving_now is not None:
+            print(f"interrupted after publishing {serving_now.name}: it is the current version, but the services may "
+                  "not have been told to reload, nor old versions pruned; the next run does both", file=sys.stderr)
+        else:
+            print("interrupted: the serving index is untouched; embeddings done so far are cached, "
+                  "so the next run resumes from them", file=sys.stderr)
         return 130
     except (OSError, sqlite3.Error) as exc:  # a full disk, most often
         print(f"error: {exc}. The serving index is untouched; embeddings done so far are cached.", file=sys.stderr)
@@ -145,15 +157,13 @@ def build(settings: IndexBuildSettings) -> int:
     print(format_summary(summary))
     for line in feed_lines:
         print(line)
-    for line in notify_reload(settings.notify):
-        print(line)
     return 0
 
 
 def roll_back(settings: RollbackSettings) -> int:
     version, previous = rollback(settings.index, settings.to)
     print(f"Rolled back from {previous} to {version}")
-    for line in notify_reload(settings.notify):
+    for line in notify_reload(settings.notify, InternalAccess().internal_token):
         print(line)
     return 0
 

@@ -1,5 +1,9 @@
 """Build one index version from a catalogue folder, and publish it atomically.
 
+`build_index(BuildPlan(...))` runs the `STAGES` on a hidden build folder, then publishes it in one
+rename (the publish point: the last step that can fail the build), then runs the best-effort steps
+(`after_publish`): cache pruning, reloads, version pruning, which are logged and never undo it.
+
 Reading, hashing and decoding run on a pool of threads, a bounded window ahead of the forward
 pass, so the network is never waiting for JPEGs and memory stays flat however big the catalogue
 is. Only images whose bytes the embedding cache does not know go through the network.
@@ -23,18 +27,21 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from pydantic import SecretStr
+from pymilvus import MilvusException
 
 from indexing.cache import CACHE_FILE, EmbeddingCache, TextVectorCache
 from indexing.catalog import CatalogScan, Entry, Skipped, scan_catalog
 from indexing.imagenet_tags import Tags, top_tags, writes_tags
 from indexing.lock import exclusive
+from indexing.notify import reload_services
 from indexing.progress import Progress
 from indexing.quantise_gate import GateThresholds, Quantised, Quantiser, quantise_and_gate
 from indexing.self_eval import DEFAULT_MARGIN, publish_gate, self_evaluate
 from indexing.text_export import forget_unnamed_copies, place_in_store, text_model_for_index
 from indexing.versions import prune_versions
 from lookalike.catalog import milvus_store
-from lookalike.catalog.index import CategoryIndex, check_index_type
+from lookalike.catalog.faiss_store import CategoryIndex, check_index_type
 from lookalike.catalog.layout import (
     HEAD,
     INDEXES,
@@ -51,13 +58,21 @@ from lookalike.catalog.layout import (
     read_manifest,
 )
 from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest, ProjectionInfo, SelfEval
+from lookalike.catalog.milvus_store import MilvusConnection
 from lookalike.catalog.projection import PROJECTION, Projection, Reduction
 from lookalike.catalog.synonyms import Synonyms
 from lookalike.catalog.text_embedding import TextEmbedder, item_text, text_sha256
 from lookalike.catalog.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
 from lookalike.catalog.vector_store import VectorStoreRecord
 from lookalike.contracts import GateFigures, Precision, PrecisionSetting, TextModelInfo
-from lookalike.errors import EmptyCatalog, ImageRejected, VectorStoreFailed, VectorStoreUnavailable
+from lookalike.errors import (
+    ApiError,
+    EmptyCatalog,
+    ImageRejected,
+    JobError,
+    VectorStoreFailed,
+    VectorStoreUnavailable,
+)
 from lookalike.settings import MAX_PIXELS, VectorStoreSettings
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.head_training import cross_validated_accuracy, fit_head
@@ -102,6 +117,9 @@ class BuildSummary:
     index_dim: int = EMBEDDING_DIM
     self_eval: SelfEval | None = None
     gate: str = ""
+    notified: list[str] = field(default_factory=list)  # one line per service replica told to reload
+    pruned: list[str] = field(default_factory=list)  # old versions deleted
+    after_publish_failures: list[str] = field(default_factory=list)  # best-effort steps that failed; the version stays
 
     @property
     def changes(self) -> str:
@@ -243,11 +261,7 @@ def embed_catalog(scan: CatalogScan, embedder: CatalogueEmbedder, cache: Embeddi
 
 def forget_departed(cache: EmbeddingCache, items: list[CatalogItem]) -> None:
     """Drop cached embeddings the published catalogue no longer holds; a failure here only costs disk."""
-    try:
-        forgotten = cache.retain({i.sha256 for i in items if i.sha256})
-    except sqlite3.Error as exc:
-        log.warning("could not prune the embedding cache (%s); the new index is published all the same", exc)
-        return
+    forgotten = cache.retain({i.sha256 for i in items if i.sha256})
     if forgotten:
         log.info("embedding cache: forgot %d photos no longer in the catalogue", forgotten)
 
@@ -258,8 +272,6 @@ def forget_departed_texts(path: Path, model: TextEmbedder, items: list[CatalogIt
     cache = TextVectorCache(path, model.cache_key)
     try:
         cache.retain({text_sha256(item_text(item, fields, tags)) for item in items})
-    except sqlite3.Error as exc:
-        log.warning("could not prune the text vector cache (%s); the new index is published all the same", exc)
     finally:
         cache.close()
 
@@ -372,152 +384,345 @@ def served_self_eval(previous: Path | None) -> SelfEval | None:
     return read_manifest(previous).self_eval if previous is not None else None
 
 
-def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, precision: PrecisionSetting = "auto",
-                batch_size: int = 16, workers: int = 2, index_type: str = "Flat", keep: int | None = None,
-                embedder: Embedder | None = None, progress: Progress | None = None,
-                text_weights: dict[str, float] | None = None,
-                text_exclude: frozenset[str] = DEFAULT_EXCLUDED, int8: Int8Options | None = None,
-                scan: CatalogScan | None = None, source: str | None = None,
-                before_publish: Callable[[Path | None, list[CatalogItem]], None] | None = None,
-                text_model: TextEmbedder | str | None = None,
-                reduce: str = "none", self_eval_margin: float = DEFAULT_MARGIN, force: bool = False,
-                vector_store: VectorStoreSettings | None = None) -> BuildSummary:
-    """Scan, (quantise and gate), embed what the cache lacks, fit the head, (learn the reduction), write a
-    hidden build folder, measure it on its own products, publish it unless that gate refuses, prune old versions.
+@dataclass(frozen=True)
+class BuildPlan:
+    """What one run of the indexing job builds, from what, and whom it tells afterwards.
 
-    Holds the index root's lock throughout, so two jobs never build at once. A feed passes its own
-    `scan` (photos in its cache under `catalog`) and the feed's address as `source`; `before_publish`
-    sees the serving version and the new items under the lock, and may refuse by raising.
+    `scan`: a feed's own scan of its photo cache under `catalog`, with the feed's address as `source`.
+    `before_publish` sees the serving version and the new items under the lock, and may refuse by raising.
     `text_model`: a loaded ONNX copy of a sentence model, or a TEXT_MODEL setting (`auto`, a name, a directory),
     exported to ONNX into the root's text-models/ where no copy is there yet; None or `none` writes no text
-    vectors (words searched by bm25 alone).
-    With VECTOR_STORE=milvus the vectors go to a collection of their own, written and loaded before the
-    version is published, and dropped again if the build fails.
+    vectors (words searched by bm25 alone). `keep`: versions kept after publishing,
+    the serving one and every one a notified service holds always among them (see `indexing.versions`).
     """
-    started = time.perf_counter()
-    scan = scan or scan_catalog(catalog)
+
+    catalog: Path
+    index_root: Path
+    weights: str = "auto"
+    precision: PrecisionSetting = "auto"
+    batch_size: int = 16
+    workers: int = 2
+    index_type: str = "Flat"
+    keep: int | None = None
+    text_weights: dict[str, float] | None = None
+    text_exclude: frozenset[str] = DEFAULT_EXCLUDED
+    text_model: TextEmbedder | str | None = None
+    int8: Int8Options = Int8Options()
+    reduce: str = "none"
+    self_eval_margin: float = DEFAULT_MARGIN
+    force: bool = False
+    vector_store: VectorStoreSettings | None = None
+    notify: tuple[str, ...] = ()
+    internal_token: SecretStr | None = None
+    embedder: Embedder | None = None
+    progress: Progress | None = None
+    scan: CatalogScan | None = None
+    source: str | None = None
+    before_publish: Callable[[Path | None, list[CatalogItem]], None] | None = None
+
+
+@dataclass
+class Tools:
+    """What the plan's settings load once: the networks and the vector store's connection (the text model's ONNX
+    copy under the lock, where another job's pruning can't remove it)."""
+
+    embedder: Embedder
+    words_model: TextEmbedder | None
+    milvus: MilvusConnection | None
+    store: VectorStoreSettings
+
+
+@dataclass
+class Building:
+    """One version taking shape in its hidden build folder; each stage fills in its part."""
+
+    plan: BuildPlan
+    scan: CatalogScan
+    reduction: Reduction
+    synonyms: str | None
+    tools: Tools
+    layout: IndexLayout
+    previous: Path | None
+    build_dir: Path
+    started: float
+    model: CatalogueEmbedder | None = None
+    quantised: Quantised | None = None
+    precision_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+    cache: EmbeddingCache | None = None
+    skipped: list[Skipped] = field(default_factory=list)
+    done: EmbeddedCatalog | None = None
+    embed_seconds: float = 0.0
+    categories: list[str] = field(default_factory=list)
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    accuracy: float | None = None
+    folds: int = 0
+    index_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, EMBEDDING_DIM), np.float32))
+    projection: ProjectionInfo | None = None
+    stats: list[CategoryStats] = field(default_factory=list)
+    indexes: dict[str, CategoryIndex] = field(default_factory=dict)
+    fields: list[TextField] = field(default_factory=list)
+    text_done: EmbeddedTexts | None = None
+    self_eval: SelfEval | None = None
+    gate: str = ""
+    version: str = ""
+    stored: VectorStoreRecord | None = None
+    removed: int = 0
+
+    @property
+    def items(self) -> list[CatalogItem]:
+        assert self.done is not None, "embed_stage runs first"
+        return self.done.items
+
+    @property
+    def catalogue_model(self) -> CatalogueEmbedder:
+        assert self.model is not None, "model_stage runs first"
+        return self.model
+
+
+AFTER_PUBLISH_ERRORS = (OSError, sqlite3.Error, ApiError, JobError, MilvusException)
+"""What a step after the publish may fail with; it is logged and reported, and the published version stays."""
+
+
+def check_plan(plan: BuildPlan) -> tuple[CatalogScan, Reduction, str | None]:
+    """Everything that can be refused before a photo is embedded: no photos, a bad REDUCE or index type, bad synonyms."""
+    scan = plan.scan or scan_catalog(plan.catalog)
     if not scan.entries:
         raise EmptyCatalog(
-            f"No images found in {catalog}. Put photos in {catalog}/<category>/, one folder per category "
+            f"No images found in {plan.catalog}. Put photos in {plan.catalog}/<category>/, one folder per category "
             "(e.g. chair/, lamp/), then run the indexing job again.")
-    reduction = Reduction.parse(reduce)
+    reduction = Reduction.parse(plan.reduce)
     reduction.check(EMBEDDING_DIM, len(scan.entries))  # before any embedding; again once the unreadable are out
-    check_index_type(index_type, reduction.output_dim(EMBEDDING_DIM))
-    synonyms = store_synonyms(catalog)
-    embedder = embedder or Embedder(weights, precision)
-    vector_store = vector_store or VectorStoreSettings()
+    check_index_type(plan.index_type, reduction.output_dim(EMBEDDING_DIM))
+    return scan, reduction, store_synonyms(plan.catalog)
+
+
+def load_tools(plan: BuildPlan) -> Tools:
+    store = plan.vector_store or VectorStoreSettings()
     try:
-        milvus = milvus_store.connect(vector_store) if vector_store.vector_store == "milvus" else None
+        milvus = milvus_store.connect(store) if store.vector_store == "milvus" else None
     except VectorStoreUnavailable as exc:
         raise VectorStoreFailed(exc.message) from exc
-    layout = IndexLayout(index_root)
+    words_model = plan.text_model if isinstance(plan.text_model, TextEmbedder) else None  # a setting: under the lock
+    return Tools(plan.embedder or Embedder(plan.weights, plan.precision), words_model, milvus, store)
+
+
+# The stages, in order: each fills in its part of the hidden build folder (and `Building`).
+
+def model_stage(b: Building) -> None:
+    """(Quantise and gate, then) choose the model the catalogue is embedded with."""
+    b.model, b.quantised, b.precision_reason, b.warnings = choose_catalogue_model(
+        b.scan, b.tools.embedder, b.build_dir, b.plan.int8)
+    for warning in b.warnings:
+        log.warning("%s", warning)
+
+
+def embed_stage(b: Building) -> None:
+    """Embed what the cache lacks, write the thumbnails."""
+    b.cache = EmbeddingCache(b.layout.root / CACHE_FILE, b.catalogue_model.cache_key)
+    b.skipped = list(b.scan.skipped)
+    embed_started = time.perf_counter()
+    b.done = embed_catalog(b.scan, b.catalogue_model, b.cache, b.build_dir, b.plan.batch_size, b.plan.workers,
+                           b.skipped, b.plan.progress)
+    b.embed_seconds = time.perf_counter() - embed_started
+    if not b.items:
+        raise EmptyCatalog(f"None of the {len(b.scan.entries)} images in {b.plan.catalog} could be read.")
+
+
+def head_stage(b: Building) -> None:
+    """Fit the category head the classifier serves, measured by cross-validation."""
+    assert b.done is not None
+    b.categories = sorted({i.category for i in b.items})
+    b.labels = np.array([b.categories.index(i.category) for i in b.items])
+    b.accuracy, b.folds = cross_validated_accuracy(b.done.vectors, b.labels, b.categories)
+    fit_head(b.done.vectors, b.labels, b.categories).save(b.build_dir / HEAD)
+
+
+def vector_index_stage(b: Building) -> None:
+    """(Learn the reduction, then) one Faiss index per category: written with Faiss, in memory only with Milvus."""
+    assert b.done is not None
+    b.index_vectors, b.projection = reduce_catalogue(b.done.vectors, b.reduction, b.build_dir)
+    milvus = b.tools.milvus
+    for name in b.categories:
+        members = b.labels == b.categories.index(name)
+        built = b.indexes[name] = CategoryIndex.build(b.index_vectors[members], np.flatnonzero(members),
+                                                      b.plan.index_type if milvus is None else "Flat")
+        if milvus is None:
+            (b.build_dir / INDEXES).mkdir(exist_ok=True)
+            built.save(index_file(b.build_dir, name))
+        b.stats.append(CategoryStats(name=name, items=len(built), index_type=built.factory,
+                                     search_parameters=built.search_parameters))
+    (b.build_dir / ITEMS).write_text(json.dumps([i.model_dump() for i in b.items], ensure_ascii=False))
+
+
+def text_stage(b: Building) -> None:
+    """The words index, the items' text vectors (with a sentence model) and the store's synonyms."""
+    assert b.done is not None
+    b.fields = text_fields(b.items, b.plan.text_weights, b.plan.text_exclude)
+    write_text_index(b.build_dir / TEXT_INDEX, b.items, b.fields, b.done.tags)
+    if b.tools.words_model is not None:
+        text_cache = TextVectorCache(b.layout.root / CACHE_FILE, b.tools.words_model.cache_key)
+        try:
+            b.text_done = embed_item_texts(b.items, b.fields, b.done.tags, b.tools.words_model, text_cache)
+            np.save(b.build_dir / TEXT_VECTORS, b.text_done.vectors, allow_pickle=False)
+        finally:
+            text_cache.close()
+    if b.synonyms is not None:
+        (b.build_dir / SYNONYMS).write_text(b.synonyms, encoding="utf-8")
+
+
+def self_eval_stage(b: Building) -> None:
+    """Measure the version on its own products; SelfEvalRegressed when it finds them worse than the served one."""
+    b.self_eval = self_evaluate(b.items, b.index_vectors, b.indexes, weights=b.tools.embedder.info.weights,
+                                reduce=str(b.reduction))
+    b.gate = publish_gate(b.self_eval, served_self_eval(b.previous), b.previous.name if b.previous else None,
+                          b.plan.self_eval_margin, b.plan.force)
+
+
+def vector_store_stage(b: Building) -> None:
+    """Name the version; with Milvus, write and load its collection (dropped again if the build then fails)."""
+    b.version = new_version_name()
+    if b.tools.milvus is None:
+        return
+    try:
+        b.stored = milvus_store.publish(b.tools.milvus, b.version, b.items, b.index_vectors,
+                                        b.tools.store.milvus_index_type)
+    except VectorStoreUnavailable as exc:
+        raise VectorStoreFailed(f"{exc.message} Nothing was published; the served version stays.") from exc
+    b.stats = [c.model_copy(update={"index_type": b.stored.index_type,
+                                    "search_parameters": b.stored.search_parameters}) for c in b.stats]
+
+
+def manifest_stage(b: Building) -> None:
+    """The manifest: what was built, from what, with which model; then the plan's last word (`before_publish`)."""
+    assert b.done is not None
+    model, embedder, words_model = b.catalogue_model, b.tools.embedder, b.tools.words_model
+    manifest = Manifest(
+        version=b.version, created_at=datetime.now(UTC), model=model.info,
+        preprocessing=embedder.preprocessing, embedding_dim=int(b.done.vectors.shape[1]),
+        index_type=b.plan.index_type, categories=b.stats,
+        head=HeadStats(cv_accuracy=b.accuracy, folds=b.folds, train_items=len(b.items)),
+        catalog=b.plan.source or str(b.plan.catalog), requested_precision=embedder.requested_precision,
+        precision_reason=b.precision_reason, int8=b.quantised.record if b.quantised else None,
+        compatibility=compatibility(model.precision, b.quantised),
+        text_model=words_model.info if words_model is not None else None,
+        projection=b.projection, self_eval=b.self_eval,
+        vector_store=b.stored or VectorStoreRecord(index_type=b.plan.index_type),
+    )
+    (b.build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+    b.removed = removed_since(b.previous, b.items)  # read now: after the publish, nothing may fail the build
+    if b.plan.before_publish is not None:
+        b.plan.before_publish(b.previous, b.items)
+
+
+STAGES: tuple[Callable[[Building], None], ...] = (
+    model_stage, embed_stage, head_stage, vector_index_stage, text_stage, self_eval_stage, vector_store_stage,
+    manifest_stage)
+"""Everything before the publish, in order; a new stage is one more entry here."""
+
+
+def discard(b: Building) -> None:
+    """Undo an unpublished build: its folder, and its Milvus collection if it has one."""
+    shutil.rmtree(b.build_dir, ignore_errors=True)
+    if b.tools.milvus is not None and b.stored is not None and b.stored.collection:
+        milvus_store.drop(b.tools.milvus, b.stored.collection)
+
+
+def build_index(plan: BuildPlan) -> BuildSummary:
+    """Scan, (quantise and gate), embed what the cache lacks, fit the head, (learn the reduction), write a
+    hidden build folder, measure it on its own products, and publish it unless that gate refuses; then,
+    best-effort, prune the caches, tell the services and prune old versions.
+
+    Holds the index root's lock throughout, so two jobs never build at once. The publish is the last step
+    that can fail the build: until it, a failure (or Ctrl-C) discards the build folder and its Milvus
+    collection; after it, nothing undoes it, and a failing step is logged and named in the summary.
+    """
+    started = time.perf_counter()
+    scan, reduction, synonyms = check_plan(plan)
+    tools = load_tools(plan)
+    layout = IndexLayout(plan.index_root)
     with exclusive(layout.root):
         clear_abandoned_builds(layout)
         # Under the lock: another job's pruning never removes a copy this one is about to name.
-        words_model = (text_model_for_index(text_model, layout.root) if isinstance(text_model, str) else text_model)
-        if words_model is not None:
-            place_in_store(words_model, layout.root)
+        if isinstance(plan.text_model, str):
+            tools.words_model = text_model_for_index(plan.text_model, layout.root)
+        if tools.words_model is not None:
+            place_in_store(tools.words_model, layout.root)
         previous = layout.current()
-        build_dir = layout.begin_build()
-        cache: EmbeddingCache | None = None
-        stored: VectorStoreRecord | None = None
+        b = Building(plan, scan, reduction, synonyms, tools, layout, previous, layout.begin_build(), started)
+        published = False
         try:
-            model, quantised, precision_reason, warnings = choose_catalogue_model(scan, embedder, build_dir,
-                                                                                  int8 or Int8Options())
-            for warning in warnings:
-                log.warning("%s", warning)
-            cache = EmbeddingCache(layout.root / CACHE_FILE, model.cache_key)
-            skipped = list(scan.skipped)
-            embed_started = time.perf_counter()
-            done = embed_catalog(scan, model, cache, build_dir, batch_size, workers, skipped, progress)
-            embed_seconds = time.perf_counter() - embed_started
-            items, vectors = done.items, done.vectors
-            if not items:
-                raise EmptyCatalog(f"None of the {len(scan.entries)} images in {catalog} could be read.")
-            categories = sorted({i.category for i in items})
-            labels = np.array([categories.index(i.category) for i in items])
-            accuracy, folds = cross_validated_accuracy(vectors, labels, categories)
-            fit_head(vectors, labels, categories).save(build_dir / HEAD)
-            index_vectors, projection = reduce_catalogue(vectors, reduction, build_dir)
-            stats = []
-            indexes = {}  # Faiss, in memory at least: the self-evaluation searches them whatever the store
-            for name in categories:
-                members = labels == categories.index(name)
-                built = indexes[name] = CategoryIndex.build(index_vectors[members], np.flatnonzero(members),
-                                                            index_type if milvus is None else "Flat")
-                if milvus is None:
-                    (build_dir / INDEXES).mkdir(exist_ok=True)
-                    built.save(index_file(build_dir, name))
-                stats.append(CategoryStats(name=name, items=len(built), index_type=built.factory,
-                                           search_parameters=built.search_parameters))
-            per_category = {c.name: c.items for c in stats}
-            index_types = {c.name: c.index_type for c in stats}
-            (build_dir / ITEMS).write_text(json.dumps([i.model_dump() for i in items], ensure_ascii=False))
-            fields = text_fields(items, text_weights, text_exclude)
-            write_text_index(build_dir / TEXT_INDEX, items, fields, done.tags)
-            text_done: EmbeddedTexts | None = None
-            if words_model is not None:
-                text_cache = TextVectorCache(layout.root / CACHE_FILE, words_model.cache_key)
-                try:
-                    text_done = embed_item_texts(items, fields, done.tags, words_model, text_cache)
-                    np.save(build_dir / TEXT_VECTORS, text_done.vectors, allow_pickle=False)
-                finally:
-                    text_cache.close()
-            if synonyms is not None:
-                (build_dir / SYNONYMS).write_text(synonyms, encoding="utf-8")
-            self_eval = self_evaluate(items, index_vectors, indexes, weights=embedder.info.weights, reduce=str(reduction))
-            gate = publish_gate(self_eval, served_self_eval(previous), previous.name if previous else None,
-                                self_eval_margin, force)
-            version = new_version_name()
-            if milvus is not None:
-                try:
-                    stored = milvus_store.publish(milvus, version, items, index_vectors, vector_store.milvus_index_type)
-                except VectorStoreUnavailable as exc:
-                    raise VectorStoreFailed(f"{exc.message} Nothing was published; the served version stays.") from exc
-                stats = [c.model_copy(update={"index_type": stored.index_type,
-                                              "search_parameters": stored.search_parameters}) for c in stats]
-                index_types = {c.name: c.index_type for c in stats}
-            manifest = Manifest(
-                version=version, created_at=datetime.now(UTC), model=model.info,
-                preprocessing=embedder.preprocessing, embedding_dim=int(vectors.shape[1]), index_type=index_type,
-                categories=stats,
-                head=HeadStats(cv_accuracy=accuracy, folds=folds, train_items=len(items)),
-                catalog=source or str(catalog), requested_precision=embedder.requested_precision,
-                precision_reason=precision_reason, int8=quantised.record if quantised else None,
-                compatibility=compatibility(model.precision, quantised),
-                text_model=words_model.info if words_model is not None else None,
-                projection=projection, self_eval=self_eval,
-                vector_store=stored or VectorStoreRecord(index_type=index_type),
-            )
-            (build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
-            if before_publish is not None:
-                before_publish(previous, items)
-            final = layout.publish(build_dir, version)
-            forget_departed(cache, items)
-            if words_model is not None:
-                forget_departed_texts(layout.root / CACHE_FILE, words_model, items, fields, done.tags)
-        except BaseException:
-            shutil.rmtree(build_dir, ignore_errors=True)
-            if milvus is not None and stored is not None and stored.collection:
-                milvus_store.drop(milvus, stored.collection)
-            raise
+            try:
+                for stage in STAGES:
+                    stage(b)
+                final = layout.publish(b.build_dir, b.version)  # the publish point
+                published = True
+            finally:
+                if not published:
+                    discard(b)
+            summary = summarise(b, final)
+            after_publish(b, summary)
         finally:
-            if cache is not None:
-                cache.close()
-        removed = removed_since(previous, items)
-        if keep is not None:
-            prune_versions(layout, keep, milvus)
-        forget_unnamed_copies(layout)
-    return BuildSummary(version=version, version_dir=final, weights=embedder.info.weights, per_category=per_category,
-                        skipped=skipped, cv_accuracy=accuracy, folds=folds, indexed=len(items),
-                        seconds=time.perf_counter() - started, embed_seconds=embed_seconds,
-                        embedded=done.embedded, reused=done.reused, removed=removed, index_types=index_types,
-                        disagreements=scan.disagreements,
-                        text_fields=fields, tagged=len(done.tags) if writes_tags(embedder.info.weights) else None,
-                        synonyms="synonyms.txt from the catalogue" if synonyms is not None else "default",
-                        precision=model.precision, precision_reason=precision_reason,
-                        int8_gate=quantised.record.gate if quantised else None, warnings=warnings,
-                        text_model=words_model.info if words_model is not None else None,
-                        text_embedded=text_done.embedded if text_done else 0,
-                        text_reused=text_done.reused if text_done else 0,
-                        reduce=str(reduction), index_dim=int(index_vectors.shape[1]), self_eval=self_eval, gate=gate)
+            if b.cache is not None:
+                b.cache.close()
+    return summary
+
+
+def after_publish(b: Building, summary: BuildSummary) -> None:
+    """Best-effort steps on a published version: each failure is logged and put in the summary, never undone."""
+
+    def attempt(what: str, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except AFTER_PUBLISH_ERRORS as exc:
+            log.warning("after publishing %s, %s failed: %s", b.version, what, exc)
+            summary.after_publish_failures.append(f"{what} failed: {exc}")
+
+    assert b.done is not None
+    done, words_model = b.done, b.tools.words_model
+    if b.cache is not None:
+        cache = b.cache
+        attempt("pruning the embedding cache", lambda: forget_departed(cache, b.items))
+    if words_model is not None:
+        attempt("pruning the text vector cache", lambda: forget_departed_texts(
+            b.layout.root / CACHE_FILE, words_model, b.items, b.fields, done.tags))
+    held: set[str] = set()
+
+    def notify() -> None:
+        for reloaded in reload_services(list(b.plan.notify), b.plan.internal_token):
+            summary.notified.append(reloaded.line)
+            if reloaded.holds:
+                held.add(reloaded.holds)
+
+    attempt("telling the services to reload", notify)
+    keep = b.plan.keep
+    if keep is not None:
+        def prune() -> None:
+            summary.pruned = prune_versions(b.layout, keep, b.tools.milvus, held=held)
+
+        attempt("pruning old index versions", prune)
+
+    def forget_copies() -> None:
+        forgotten = forget_unnamed_copies(b.layout)
+        if forgotten:
+            log.info("forgot text-model copies no version names: %s", ", ".join(forgotten))
+
+    attempt("forgetting text-model copies no version names", forget_copies)
+
+
+def summarise(b: Building, final: Path) -> BuildSummary:
+    assert b.done is not None
+    done, embedder, words_model, text_done = b.done, b.tools.embedder, b.tools.words_model, b.text_done
+    return BuildSummary(
+        version=b.version, version_dir=final, weights=embedder.info.weights,
+        per_category={c.name: c.items for c in b.stats}, skipped=b.skipped, cv_accuracy=b.accuracy, folds=b.folds,
+        indexed=len(done.items), seconds=time.perf_counter() - b.started, embed_seconds=b.embed_seconds,
+        embedded=done.embedded, reused=done.reused, removed=b.removed,
+        index_types={c.name: c.index_type for c in b.stats}, disagreements=b.scan.disagreements,
+        text_fields=b.fields, tagged=len(done.tags) if writes_tags(embedder.info.weights) else None,
+        synonyms="synonyms.txt from the catalogue" if b.synonyms is not None else "default",
+        precision=b.catalogue_model.precision, precision_reason=b.precision_reason,
+        int8_gate=b.quantised.record.gate if b.quantised else None, warnings=b.warnings,
+        text_model=words_model.info if words_model is not None else None,
+        text_embedded=text_done.embedded if text_done else 0, text_reused=text_done.reused if text_done else 0,
+        reduce=str(b.reduction), index_dim=int(b.index_vectors.shape[1]), self_eval=b.self_eval, gate=b.gate)

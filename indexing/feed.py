@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexing.build import BuildSummary, build_index
+from indexing.build import BuildPlan, BuildSummary, build_index
 from indexing.catalog import CatalogScan, Entry, valid_id
 from lookalike.catalog.layout import IndexLayout, read_items
 from lookalike.catalog.manifest import CatalogItem
@@ -170,8 +170,8 @@ def index_feed(options: FeedOptions, index_root: Path, weights: str = "auto", **
             nonlocal dropped
             dropped = check_drop(current, {i.id for i in items}, options)
 
-        summary = build_index(cache.root, index_root, weights, scan=scan, source=options.source,
-                              before_publish=recheck, **build)
+        summary = build_index(BuildPlan(cache.root, index_root, weights, scan=scan, source=options.source,
+                                        before_publish=recheck, **build))
         cache.retain(photos_of(feed.products))
     finally:
         cache.close()

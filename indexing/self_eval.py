@@ -17,7 +17,7 @@ from collections import Counter
 
 import numpy as np
 
-from lookalike.catalog.index import CategoryIndex
+from lookalike.catalog.faiss_store import CategoryIndex
 from lookalike.catalog.manifest import CatalogItem, RecallFigures, SelfEval
 from lookalike.errors import SelfEvalRegressed
 

@@ -1,5 +1,10 @@
 """Old index versions: keep a few for rollback, delete the rest, and roll back in one command.
 
+Pruning keeps the `keep` newest versions, the serving one, and every version a running service told
+the job it holds (`held`: the versions its reloads answered with, or a refusing service's /readyz).
+So a service whose reload failed, and which still serves an older version, never loses it; a service
+the job was not told about (`--notify`) is not asked, and the operator lists every one there.
+
 Rolling back is the same single rename as publishing: `current` is pointed at an older,
 complete version directory, and the services are told to reload.
 """
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 from indexing.lock import exclusive
@@ -19,16 +25,18 @@ log = logging.getLogger("lookalike.indexing")
 
 
 
-def prune_versions(layout: IndexLayout, keep: int, milvus: MilvusConnection | None = None) -> list[str]:
-    """Delete all but the `keep` newest versions; the serving one is never deleted. Call under the lock.
+def prune_versions(layout: IndexLayout, keep: int, milvus: MilvusConnection | None = None,
+                   held: Collection[str] = ()) -> list[str]:
+    """Delete all but the `keep` newest versions; the serving one and those in `held` are never deleted.
 
-    A version whose vectors are in Milvus has its collection dropped too (`milvus`, when given).
+    Call under the lock. A version whose vectors are in Milvus has its collection dropped too (`milvus`, when given).
     """
     if keep < 1:
         raise ValueError("keep must be at least 1")
     current = layout.current()
     names = layout.published()
-    doomed = [n for n in names[:-keep] if current is None or n != current.name]
+    spared = set(held) | ({current.name} if current is not None else set())
+    doomed = [n for n in names[:-keep] if n not in spared]
     for name in doomed:
         if milvus is not None:
             drop_version(milvus, read_manifest(layout.versions / name))

@@ -153,6 +153,8 @@ class SearchRequest(BaseModel):
                               description="Products the shopper marked 'not like this': the query moves away, "
                               "and they are left out of the results.")
     q: str | None = Field(None, description="Words: only products matching them are ranked, inside the Faiss search.")
+    index_version: str | None = Field(None, description="The index version the search started on (its "
+                                      "classification's); 409 `version_skew` when the service holds another.")
 
     @field_validator("embedding")
     @classmethod

@@ -12,7 +12,8 @@ that one type.
     │   ├── EmptyUpload              empty_upload
     │   └── PhotoWithHandle          photo_with_handle    a search sends a photo and names `photo=<handle>` too
     ├── Unauthorized             401 unauthorized
-    │   └── AdminTokenRequired       admin_token_required a missing or wrong LOOKALIKE_ADMIN_TOKEN
+    │   ├── AdminTokenRequired       admin_token_required a missing or wrong LOOKALIKE_ADMIN_TOKEN
+    │   └── InternalTokenRequired    internal_token_required  POST /v1/reload without LOOKALIKE_INTERNAL_TOKEN
     ├── Forbidden                403 forbidden
     │   └── OriginNotAllowed         origin_not_allowed   a browser's preflight from a site not in GATEWAY_ALLOWED_ORIGINS
     ├── NotFound                 404 not_found
@@ -22,6 +23,8 @@ that one type.
     │   ├── PhotoExpired             photo_expired        `photo=<handle>` this gateway doesn't hold (expired,
     │   │                                                 evicted, another replica's, from before a restart)
     │   └── QueryIdExpired           query_id_expired     a vote or event names a search older than its lifetime
+    ├── VersionSkew              409 version_skew         a search names an index version the similarity service
+    │                                                     does not hold (a reload is under way); the gateway retries
     ├── IndexMismatch            409 index_model_mismatch the index was built with other weights
     │   ├── QuantisedModelInvalid    quantised_model_invalid  the version's int8 model is unusable
     │   ├── TextModelMismatch        text_model_mismatch  the version's text vectors came from another TEXT_MODEL
@@ -172,6 +175,12 @@ class AdminTokenRequired(Unauthorized):
     code = "admin_token_required"
 
 
+class InternalTokenRequired(Unauthorized):
+    """An internal write route (POST /v1/reload) without `Authorization: Bearer $LOOKALIKE_INTERNAL_TOKEN`."""
+
+    code = "internal_token_required"
+
+
 class Forbidden(ApiError):
     status, code = 403, "forbidden"
 
@@ -208,6 +217,13 @@ class QueryIdExpired(Gone):
     """A vote or event names a search older than GATEWAY_QUERY_ID_TTL_S: the shopper searches again."""
 
     code = "query_id_expired"
+
+
+class VersionSkew(ApiError):
+    """A search started on one index version reached a similarity service that holds another: the two services
+    are between reloads. The gateway waits until they agree and retries once; a shopper never sees it."""
+
+    status, code = 409, "version_skew"
 
 
 class IndexMismatch(ApiError):

@@ -3,12 +3,14 @@
 `create_service` gives each service the same outside: every error answers with `ErrorEnvelope`,
 every request gets an id, a log line and metrics, `/healthz` says the process is alive, `/readyz`
 answers 200 or 503 from the service's readiness model, and `POST /v1/reload` (where a service
-serves an index) switches to the index's current version. A service's `app.py` builds its state
+serves an index, and only with `Authorization: Bearer $LOOKALIKE_INTERNAL_TOKEN`) switches to the
+index's current version. A service's `app.py` builds its state
 in the lifespan and includes its own routers (module-level `APIRouter`s), whose routes read that
 state from `app.state` through `from_state` dependencies.
 """
 
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -20,11 +22,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
+from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from lookalike.contracts import Readiness, ReloadResponse
-from lookalike.errors import ApiError, ErrorDetail, ErrorEnvelope
+from lookalike.errors import ApiError, ErrorDetail, ErrorEnvelope, InternalTokenRequired
 from lookalike.observability import (
     CONNECTIONS_REFUSED,
     REQUEST_ID_HEADER,
@@ -110,6 +113,21 @@ def install_error_handlers(app: FastAPI) -> None:
                               {REQUEST_ID_HEADER: request_id} if request_id else None)
 
 
+def require_internal_token(request: Request, token: SecretStr | None) -> None:
+    """Bearer auth for internal write routes, compared in constant time; all refused while no token is set."""
+    challenge = {"WWW-Authenticate": 'Bearer realm="lookalike-internal"'}
+    if token is None or not token.get_secret_value():
+        raise InternalTokenRequired(
+            "Internal calls are off until this service has a token: set LOOKALIKE_INTERNAL_TOKEN to a long random "
+            "string for the services and the indexing job alike (`make run` makes one per run), and restart it.",
+            headers=challenge)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+        raise InternalTokenRequired(
+            "This needs the internal token: send `Authorization: Bearer <token>` with the value of "
+            "LOOKALIKE_INTERNAL_TOKEN.", headers=challenge)
+
+
 def state_getter(name: str, kind: type[State]) -> Callable[[Request], Awaitable[State]]:
     """The dependency function that hands a route what the lifespan put on `app.state` under `name`.
 
@@ -142,14 +160,16 @@ def create_service(
     readiness_model: type[Readiness],
     readiness_doc: str,
     reload: Callable[..., Awaitable[Reloadable]] | None = None,
+    internal_token: SecretStr | None = None,
     description: str | None = None,
     metrics_guard: MetricsGuard | None = None,
 ) -> FastAPI:
     """A FastAPI app with the shared outside; the service adds its own routes to it.
 
     `readiness` and `reload` are FastAPI dependencies: the first returns the service's readiness
-    model, the second what `/v1/reload` reloads (e.g. the `ServedVersion`). `metrics_guard` runs
-    before each `/metrics` scrape (the gateway's asks for the operator token).
+    model, the second what `/v1/reload` reloads (e.g. the `ServedVersion`), for callers that send
+    `internal_token` (LOOKALIKE_INTERNAL_TOKEN; None refuses them all). `metrics_guard` runs before
+    each `/metrics` scrape (the gateway's asks for the operator token).
     """
     @asynccontextmanager
     async def lifespan_with_state(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -175,9 +195,14 @@ def create_service(
 
     if reload is not None:
 
-        @app.post("/v1/reload", response_model=ReloadResponse, responses=error_responses(404, 409, 422, 503))
-        async def reload_index(target: Annotated[Reloadable, Depends(reload)]) -> ReloadResponse:
-            """Switch to the index's current version; requests in flight finish on the old one."""
+        @app.post("/v1/reload", response_model=ReloadResponse, responses=error_responses(401, 404, 409, 422, 503))
+        async def reload_index(request: Request, target: Annotated[Reloadable, Depends(reload)]) -> ReloadResponse:
+            """Switch to the index's current version; requests in flight finish on the old one.
+
+            Needs `Authorization: Bearer $LOOKALIKE_INTERNAL_TOKEN`. One reload runs at a time; a second
+            waits for it (on a worker thread), then finds the version already loaded or loads the newer one.
+            """
+            require_internal_token(request, internal_token)
             version, previous = await anyio.to_thread.run_sync(target.reload)
             return ReloadResponse(index_version=version, previous_version=previous)
 

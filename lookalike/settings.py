@@ -195,3 +195,19 @@ class VectorStoreSettings(BaseSettings):
         "vector_store_unavailable; keep it below the gateway's GATEWAY_SEARCH_TIMEOUT_S so a shopper sees that reason."))
     milvus_index_type: Literal["FLAT", "HNSW", "IVF_FLAT"] = Field("FLAT", description=(
         "The index Milvus builds per version: FLAT (exact), HNSW or IVF_FLAT; its parameters go into the manifest."))
+
+
+class InternalAccess(BaseSettings):
+    """The token the services' internal write routes (POST /v1/reload) ask for, and the jobs send.
+
+    Read from the environment only, alike by the classifier, the similarity service, `lookalike index`,
+    `lookalike rollback` and `lookalike run`: a flag's value would show in `ps`.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True, populate_by_name=True)
+
+    internal_token: SecretStr | None = Field(None, validation_alias=AliasChoices("LOOKALIKE_INTERNAL_TOKEN"), description=(
+        "Bearer token for the classifier's and the similarity service's internal write routes (POST /v1/reload), "
+        "sent by `lookalike index --notify` and `lookalike rollback --notify`. Unset: those routes refuse every "
+        "call. `make run` makes a random one per run when unset, and keeps it in var/internal-token for "
+        "`make index` and `make rollback`."))

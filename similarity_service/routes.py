@@ -31,10 +31,12 @@ from lookalike.contracts import (
     SearchResponse,
     TextSearchResponse,
 )
+from lookalike.errors import VersionSkew
 from lookalike.served_version import ServedVersion
 from lookalike.service import error_responses, from_state
 
 ERRORS = error_responses(404, 422, 503)
+SEARCH_ERRORS = error_responses(404, 409, 422, 503)
 Serving = ServedVersion[CatalogIndex]
 ServingDep = Annotated[Serving, from_state("serving", ServedVersion)]
 Weights = Annotated[RocchioWeights, from_state("rocchio_weights", RocchioWeights)]
@@ -45,7 +47,7 @@ Marks = Annotated[list[str] | None, Query(max_length=MAX_EXAMPLES, description="
 router = APIRouter()
 
 
-@router.post("/v1/search", response_model=SearchResponse, responses=ERRORS)
+@router.post("/v1/search", response_model=SearchResponse, responses=SEARCH_ERRORS)
 def search(body: SearchRequest, serving: ServingDep, weights: Weights, threads: FaissThreads) -> SearchResponse:
     """The k product groups of `category` nearest to the embedding, by cosine similarity, that pass `where`.
 
@@ -53,6 +55,9 @@ def search(body: SearchRequest, serving: ServingDep, weights: Weights, threads: 
     """
     faiss.omp_set_num_threads(threads)
     catalog = serving.require()
+    if body.index_version is not None and body.index_version != catalog.version:
+        raise VersionSkew(f"This search started on index version {body.index_version}, and this service serves "
+                          f"{catalog.version}: the services are between reloads. Search again.")
     vector = catalog.query_vector(body.vector())  # into the version's reduced space, if it has one
     if body.like or body.unlike:
         vector = rocchio(vector, catalog.product_vectors(body.like), catalog.product_vectors(body.unlike), weights)

@@ -17,6 +17,9 @@ class SimilaritySettings(ServiceSettings):
     port: int = Field(8002, description="Port to listen on; the gateway finds it as SIMILARITY_PORT.")
     index: Path = Field(shared.INDEX_ROOT, validation_alias=AliasChoices("SIMILARITY_INDEX", "INDEX"),
                         description="Index root; its `current` version is served, and reloaded on POST /v1/reload.")
+    load_retry_s: float = Field(5.0, gt=0, description=(
+        "With VECTOR_STORE=milvus and Milvus down at start: how often to try loading the index version again "
+        "(in the background; /readyz never starts a load)."))
     faiss_threads: int = Field(1, ge=1, description="One query at a time needs no OpenMP team.")
     rocchio_alpha: float = Field(1.0, ge=0, description="Refining: weight of the original query.")
     rocchio_beta: float = Field(0.75, ge=0, description="Refining: weight of the liked products' mean vector.")

@@ -22,7 +22,14 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode
 
-from lookalike.settings import ConnectionLimits, LoggingSettings, VectorStoreSettings, command_line, environment_names
+from lookalike.settings import (
+    ConnectionLimits,
+    InternalAccess,
+    LoggingSettings,
+    VectorStoreSettings,
+    command_line,
+    environment_names,
+)
 from supervisor.cli import Lookalike
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,8 +53,8 @@ as its subcommands), `python -m gateway` is `lookalike serve gateway`, `python -
 variables set in the shell or on its command line (`make run WEIGHTS=random`).
 
 Lists are comma-separated in a variable (`NOTIFY=http://a:8001,http://b:8002`) and space-separated or
-repeated after a flag; JSON values (`TEXT_WEIGHTS`) are JSON in both. Give secrets
-(`LOOKALIKE_ADMIN_TOKEN`, a `FEEDBACK_DB_URL` with a password) by variable: a flag's value shows in `ps`.
+repeated after a flag; JSON values (`TEXT_WEIGHTS`) are JSON in both. Give secrets (`LOOKALIKE_ADMIN_TOKEN`,
+`LOOKALIKE_INTERNAL_TOKEN`, a `FEEDBACK_DB_URL` with a password) by variable: a flag's value shows in `ps`.
 """
 
 
@@ -162,6 +169,10 @@ def render() -> str:
               "Read from the environment only, alike by `lookalike index`, `lookalike rollback`, `lookalike serve "
               "similarity` and `lookalike run`: where an index version's vectors live (Faiss files in the version, or a "
               "Milvus server).", "", *table(VectorStoreSettings, None), ""]
+    lines += ["## Internal calls", "",
+              "Read from the environment only, alike by `lookalike serve classifier`, `lookalike serve similarity`, "
+              "`lookalike index`, `lookalike rollback` and `lookalike run`: the token of the services' internal "
+              "write routes (docs/operations.md, Reloads).", "", *table(InternalAccess, None), ""]
     lines += ["## Every program", "",
               "Read from the environment only, by every service (connection limits) or every program (logging).", "",
               *table(ConnectionLimits, None), *table(LoggingSettings, None)[2:], ""]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.catalog.vector_store import VectorStoreKind
 from lookalike.errors import StackNotReady
 from lookalike.program import Program
-from lookalike.settings import VectorStoreSettings
+from lookalike.settings import InternalAccess, VectorStoreSettings
 from supervisor.loopback import free_port
 from supervisor.milvus_local import LocalMilvus
 from supervisor.settings import StackSettings
@@ -155,10 +156,33 @@ def run_stack(settings: StackSettings) -> int:
     return serve_stack(settings, store.vector_store, {})
 
 
+def internal_token_file(index: Path) -> Path:
+    """Where `make run` keeps this run's internal token, for `make index` and `make rollback` (the Makefile reads it)."""
+    return index.parent / "internal-token"
+
+
+def internal_token_for_run(index: Path) -> str:
+    """LOOKALIKE_INTERNAL_TOKEN as set, else a random one for this run, written (owner-only) beside the index."""
+    configured = InternalAccess().internal_token
+    if configured is not None:
+        return configured.get_secret_value()
+    token = secrets.token_urlsafe(32)
+    path = internal_token_file(index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(token + "\n")
+    say(f"internal token for reloads: made one for this run, in {path} (`make index` sends it)")
+    return token
+
+
 def serve_stack(settings: StackSettings, vector_store: str, extra_env: dict[str, str]) -> int:
     index, weights = settings.index, settings.weights
-    # What the flags said reaches the services as their environment.
+    # What the flags said reaches the services as their environment; the internal token too, so the job's
+    # and the operator's reloads are accepted and nobody else's.
     env = {**os.environ, "INDEX": str(index), "WEIGHTS": weights, **extra_env,
+           "LOOKALIKE_INTERNAL_TOKEN": internal_token_for_run(index),
            **{service.port_env: str(settings.port(service.name)) for service in SERVICES}}
     missing = why_build(index, vector_store)
     if missing:

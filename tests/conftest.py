@@ -82,10 +82,10 @@ def small_catalog(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="session")
 def built_index(small_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from indexing.build import build_index
+    from indexing.build import BuildPlan, build_index
 
     root = tmp_path_factory.mktemp("index")
-    build_index(small_catalog, root, "random", precision="fp32")
+    build_index(BuildPlan(small_catalog, root, "random", precision="fp32"))
     return root
 
 
@@ -137,11 +137,10 @@ def int8_test_options(**changes: Any) -> Int8Options:
 @pytest.fixture(scope="session")
 def int8_index(small_catalog: Path, random_weights_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An index built with PRECISION=auto on file weights: quantised, gated, and (the gate passing) int8."""
-    from indexing.build import build_index
+    from indexing.build import BuildPlan, build_index
 
     root = tmp_path_factory.mktemp("int8-index")
-    build_index(small_catalog, root, str(random_weights_file), precision="auto",
-                int8=int8_test_options())
+    build_index(BuildPlan(small_catalog, root, str(random_weights_file), precision="auto", int8=int8_test_options()))
     return root
 
 

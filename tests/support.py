@@ -18,12 +18,15 @@ from typing import ClassVar
 
 import httpx
 import numpy as np
+from pydantic import SecretStr
 from starlette.testclient import httpx as testclient_httpx
 
 from supervisor.loopback import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "furniture"
+INTERNAL_TOKEN = SecretStr("tests-internal-token-" + "x" * 24)
+"""The LOOKALIKE_INTERNAL_TOKEN every stack a test starts accepts reloads with."""
 
 ClientResponse = testclient_httpx.Response
 """What TestClient answers: httpx's Response, or httpx2's where that is installed (huggingface_hub brings it)."""
@@ -128,6 +131,7 @@ class Services:
         # unless a test sets them (tests/gateway/test_fair_shares.py). /metrics asks for the operator token.
         return {**os.environ, "INDEX": str(self.index), "WEIGHTS": "random", "PRECISION": "fp32", "TEXT_MODEL": "none",
                 "HF_HUB_OFFLINE": "1", **UNLIMITED, "LOOKALIKE_ADMIN_TOKEN": OPERATOR_TOKEN,
+                "LOOKALIKE_INTERNAL_TOKEN": INTERNAL_TOKEN.get_secret_value(),
                 "CLASSIFIER_PORT": str(self.ports["classifier"]), "SIMILARITY_PORT": str(self.ports["similarity"]),
                 "GATEWAY_PORT": str(self.ports["gateway"]), **self.extra_env}
 

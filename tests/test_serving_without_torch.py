@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from lookalike.catalog.text_embedding import TextEmbedder
 from tests.support import Services
 
@@ -22,7 +22,7 @@ JOB_ONLY = ("libtorch", "/torch/", "/torchvision/", "/transformers/", "/sentence
 @pytest.fixture(scope="module")
 def index_with_words(small_catalog: Path, text_model: TextEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("index-with-words")
-    build_index(small_catalog, root, "random", precision="fp32", text_model=text_model)
+    build_index(BuildPlan(small_catalog, root, "random", precision="fp32", text_model=text_model))
     return root
 
 

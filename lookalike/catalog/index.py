@@ -1,46 +1,40 @@
-"""The similarity service's job: the catalogue's embeddings, one Faiss index per category.
+"""One index version, loaded whole: `CatalogIndex`, the facade the similarity service searches.
 
-Vectors are L2-normalised, so inner product is cosine similarity. Each index is an
-`IndexIDMap2`, whose ids are the photos' labels in `items.json`, and which can hand a stored
-vector back (for "more like this").
-
-Every photo is searched, but a result is a product group: photos that share an `id` are one
-product, and products that share an `item_group_id` are variants of one group. A search asks
-Faiss for more photos until it holds `k` groups. Filters and exclusions become the set of
-labels allowed, which Faiss applies inside the search (an `IDSelector`), so `k` results come
-back whenever `k` groups pass.
+It joins the version's parts: its items and products (`lookalike.catalog.products`), its column
+table for filters, its text index, and every category's vectors in whichever engine holds them
+(`lookalike.catalog.faiss_store`, `lookalike.catalog.milvus_store`). A search asks the engine for
+more photos until it holds `k` product groups. Filters and exclusions reach Faiss as the labels
+allowed, worked out here only for an engine that filters by label; Milvus turns the same rules into
+its own expression.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import faiss
 import numpy as np
 
+from lookalike.catalog.faiss_store import open_faiss
 from lookalike.catalog.filters import ColumnTable
 from lookalike.catalog.hybrid import Fusion, Meaning, bm25_products, fused_products, word_labels
-from lookalike.catalog.layout import index_file, read_items, read_manifest
+from lookalike.catalog.layout import read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem, Manifest
+from lookalike.catalog.products import Products
 from lookalike.catalog.projection import Projection
 from lookalike.catalog.refine import RocchioWeights, rocchio
 from lookalike.catalog.text_embedding import TextModels
 from lookalike.catalog.text_index import TextIndex
-from lookalike.catalog.vector_store import CategoryVectors, Restriction, VectorStoreKind
+from lookalike.catalog.vector_store import CategoryVectors, Restriction
 from lookalike.contracts import FilterableColumn, Hit
 from lookalike.errors import (
-    IndexMismatch,
     NotInCatalog,
     NotReady,
     ProjectionMismatch,
     UnknownCategory,
     UnknownItem,
-    UnusableIndexType,
     WrongDimension,
 )
 from lookalike.where import Filter, parse_filters
@@ -48,181 +42,8 @@ from lookalike.where import Filter, parse_filters
 log = logging.getLogger("lookalike.similarity")
 
 
-# HNSW's search breadth. On 20,000 random 256-d vectors (the hard case) Faiss's default of 16 gave
-# recall@10 0.18 and 64 gave 0.48, for 0.19 ms more per query.
-HNSW_EF_SEARCH = 64
-
-
-def ivf_nprobe(nlist: int) -> int:
-    """Lists an IVF search visits: nlist/64, at least 16. `make bench-index` measured recall@10 of
-    0.97 with IVF1024 at 10^5 vectors (nprobe 16) and 0.99 with IVF4096 at 10^6 (nprobe 64)."""
-    return min(nlist, max(16, nlist // 64))
-
-
-def set_search_parameters(index: faiss.Index, factory: str) -> dict[str, int]:
-    """Search-time settings, saved with the index: Faiss's defaults (nprobe 1, efSearch 16) give away recall."""
-    parameters = {}
-    try:
-        parameters["nprobe"] = ivf_nprobe(faiss.extract_index_ivf(index).nlist)
-    except RuntimeError:
-        pass  # not an IVF index
-    if "HNSW" in factory:
-        parameters["efSearch"] = HNSW_EF_SEARCH
-    space = faiss.ParameterSpace()  # reaches through IndexIDMap2 and PCA pre-transforms
-    for name, value in parameters.items():
-        space.set_index_parameter(index, name, value)
-    return parameters
-
-
-def check_index_type(factory: str, dim: int) -> None:
-    """Refuse a bad `--index-type` before any image is embedded, not after."""
-    try:
-        faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError:
-        raise UnusableIndexType(
-            f"{factory!r} is not a Faiss index factory string; try Flat, HNSW32 or IVF256,Flat.") from None
-
-
-class CategoryIndex:
-    """One category's vectors in Faiss, keyed by item label."""
-
-    def __init__(self, index: faiss.Index, factory: str = "Flat", search_parameters: dict[str, int] | None = None) -> None:
-        self.index = index
-        self.factory = factory
-        self.search_parameters = search_parameters or {}
-
-    @classmethod
-    def build(cls, vectors: np.ndarray, labels: np.ndarray, factory: str = "Flat") -> CategoryIndex:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        base = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-        if not base.is_trained:
-            try:
-                base.train(vectors)
-            except RuntimeError as exc:
-                # e.g. IVF256 needs at least 256 vectors to train: a category that small is searched exactly.
-                log.warning("%d vectors cannot train %s (%s); using Flat", len(vectors), factory, exc)
-                return cls.build(vectors, labels, "Flat")
-        index = faiss.IndexIDMap2(base)
-        index.add_with_ids(vectors, np.ascontiguousarray(labels, dtype=np.int64))
-        return cls(index, factory, set_search_parameters(index, factory))
-
-    @classmethod
-    def load(cls, path: Path) -> CategoryIndex:
-        return cls(faiss.read_index(str(path)))
-
-    def save(self, path: Path) -> None:
-        faiss.write_index(self.index, str(path))
-
-    @property
-    def dim(self) -> int:
-        return self.index.d
-
-    def __len__(self) -> int:
-        return self.index.ntotal
-
-    def search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """The k nearest (label, score) pairs, best first, among the `allowed` labels (None: all).
-
-        `vector` may be several queries, one per row (a product's photos): a label scores its best
-        over them. `allowed` is applied inside Faiss, by an id selector; where the approximate
-        search's breadth (IVF nprobe, HNSW efSearch) finds fewer than k allowed labels, the search
-        widens until it has them or has looked everywhere.
-        """
-        queries = np.ascontiguousarray(vector.reshape(-1, self.dim), dtype=np.float32)
-        limit = len(self) if allowed is None else len(allowed)
-        k = min(k, limit)
-        if k <= 0:
-            return []
-        selector = None if allowed is None else faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-        # A filter's nearest allowed vectors lie farther out: search 1/sqrt(share allowed) times as broadly.
-        # `make bench-index`, 10^5 vectors filtered to 1%, IVF1024 nprobe 16: recall@10 0.78 as it is,
-        # 0.99 at nprobe 160 (0.31 ms), 1.0 at nprobe 1024 (1.2 ms).
-        widen = 1 if allowed is None else max(1, round(math.sqrt(len(self) / limit)))
-        while True:
-            params, exhaustive = self._search_parameters(selector, widen)
-            scores, labels = self.index.search(queries, k, params=params)
-            best: dict[int, float] = {}
-            for label, score in zip(labels.ravel(), scores.ravel()):
-                if label >= 0 and best.get(int(label), -np.inf) < score:
-                    best[int(label)] = float(score)
-            if len(best) >= k or exhaustive:
-                return sorted(best.items(), key=lambda pair: pair[1], reverse=True)[:k]
-            widen *= 4
-
-    def _search_parameters(self, selector: faiss.IDSelector | None,
-                           widen: int) -> tuple[faiss.SearchParameters | None, bool]:
-        """Faiss's per-search parameters of this index's type, `widen` times as broad; and whether that is all of it."""
-        inner: Any = faiss.downcast_index(getattr(self.index, "index", self.index))  # inside IndexIDMap2
-        while isinstance(inner, faiss.IndexPreTransform):
-            inner = faiss.downcast_index(inner.index)
-        params: Any
-        if isinstance(inner, faiss.IndexIVF):
-            params = faiss.SearchParametersIVF()
-            params.nprobe = min(inner.nlist, inner.nprobe * widen)
-            exhaustive = params.nprobe >= inner.nlist
-        elif isinstance(inner, faiss.IndexHNSW):
-            params = getattr(faiss, "SearchParametersHNSW")()  # noqa: B009 (absent from faiss's type hints)
-            params.efSearch = min(len(self), inner.hnsw.efSearch * widen)
-            exhaustive = params.efSearch >= len(self)
-        elif selector is None:
-            return None, True
-        else:
-            params, exhaustive = faiss.SearchParameters(), True
-        if selector is not None:
-            params.sel = selector
-        return params, exhaustive
-
-    def vector(self, label: int) -> np.ndarray:
-        return np.asarray(self.index.reconstruct(label), dtype=np.float32)
-
-    def nearest(self, queries: np.ndarray, k: int, restriction: Restriction) -> list[tuple[int, float]]:
-        """`CategoryVectors`' search: Faiss filters by label, so it takes the restriction's `allowed`."""
-        return self.search(queries, k, restriction.allowed)
-
-
 VectorOpener = Callable[[Manifest, Path, list[CatalogItem]], Mapping[str, CategoryVectors]]
 """Opens a version's vectors, per category, wherever its manifest says they are."""
-
-
-def open_faiss(manifest: Manifest, version_dir: Path, items: list[CatalogItem]) -> dict[str, CategoryVectors]:
-    """The version's Faiss files; a version published to another engine is refused with what to set."""
-    store = manifest.vector_store
-    if store is not None and store.kind != VectorStoreKind.FAISS:
-        raise IndexMismatch(f"Index version {manifest.version} keeps its vectors in {store.kind} (collection "
-                            f"{store.collection}), but this service reads Faiss files: set VECTOR_STORE={store.kind} "
-                            "and its connection settings, or re-index with VECTOR_STORE=faiss.")
-    return {c.name: CategoryIndex.load(index_file(version_dir, c.name)) for c in manifest.categories}
-
-
-@dataclass(frozen=True)
-class Products:
-    """Which photos make which product, and which products make which variant group."""
-
-    photos: dict[str, list[CatalogItem]]  # product id -> its photos, in catalogue order
-    groups: dict[str, list[str]]  # group -> its product ids
-    labels_by_category: dict[str, np.ndarray]  # every photo's label, per category
-    group_of: np.ndarray  # label -> group number
-    group_number: dict[str, int]  # group -> its number
-    photo_number: dict[int, int]  # label -> its place among its product's photos
-
-    @classmethod
-    def of(cls, items: list[CatalogItem]) -> Products:
-        photos: dict[str, list[CatalogItem]] = {}
-        groups: dict[str, list[str]] = {}
-        for item in items:
-            photos.setdefault(item.id, []).append(item)
-            members = groups.setdefault(item.group, [])
-            if item.id not in members:
-                members.append(item.id)
-        number = {name: n for n, name in enumerate(groups)}
-        group_of = np.full(max((i.label for i in items), default=-1) + 1, -1, dtype=np.int64)
-        for item in items:
-            group_of[item.label] = number[item.group]
-        by_category: dict[str, list[int]] = {}
-        for item in items:
-            by_category.setdefault(item.category, []).append(item.label)
-        return cls(photos, groups, {c: np.array(labels, dtype=np.int64) for c, labels in by_category.items()},
-                   group_of, number, {p.label: n for ps in photos.values() for n, p in enumerate(ps)})
 
 
 @dataclass(frozen=True)
@@ -352,15 +173,20 @@ class CatalogIndex:
         if queries.ndim != 2 or queries.shape[1] != index.dim:
             raise WrongDimension(f"The embedding has {vector.size} values; this index holds {index.dim}-d vectors.")
         left_out = self.excluded_group_names(exclude_ids, exclude_groups)
-        allowed = self.allowed_labels(category, filters, exclude_groups=left_out)
         matching = None
         if q is not None:
             matching = word_labels(self.require_text(), self.meaning, q, k, category,
                                    self.products.labels_by_category.get(category, np.zeros(0, np.int64)),
                                    self.products.group_of)
-            allowed = matching if allowed is None else np.intersect1d(allowed, matching)
+        allowed = None
+        if index.filters_by_label:  # Faiss; Milvus filters by the rules themselves
+            allowed = self.allowed_labels(category, filters, exclude_groups=left_out)
+            if matching is not None:
+                allowed = matching if allowed is None else np.intersect1d(allowed, matching)
         restriction = Restriction(filters, left_out, matching, allowed)
         limit = len(index) if allowed is None else len(allowed)
+        if matching is not None:
+            limit = min(limit, len(matching))
         best: dict[int, tuple[int, float]] = {}  # group number -> its best (label, score)
         photos_wanted = min(limit, 2 * k)
         while True:

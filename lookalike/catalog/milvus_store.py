@@ -175,6 +175,11 @@ class MilvusCategory:
     search_parameters: Mapping[str, int]
 
     @property
+    def filters_by_label(self) -> bool:
+        """It filters by its own expression from the restriction's rules, so nobody works out the labels allowed."""
+        return False
+
+    @property
     def dim(self) -> int:
         return self.dimension
 

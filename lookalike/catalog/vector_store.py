@@ -43,7 +43,8 @@ class Restriction:
 
     An engine that filters inside itself (Milvus) turns `filters`, `excluded_groups` and `labels`
     into its own expression; one that filters by id (Faiss) takes `allowed`, worked out from the
-    same rules over the version's column table. None everywhere means every photo of the category.
+    same rules over the version's column table only for such an engine (`filters_by_label`).
+    None everywhere means every photo of the category.
     """
 
     filters: Sequence[Filter] = ()
@@ -56,6 +57,11 @@ class Restriction:
 
 class CategoryVectors(Protocol):
     """One category's vectors, whichever engine holds them."""
+
+    @property
+    def filters_by_label(self) -> bool:
+        """Whether it takes the restriction as `allowed` labels (Faiss), which are then worked out for it."""
+        ...
 
     @property
     def dim(self) -> int: ...

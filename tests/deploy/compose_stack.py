@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -193,6 +194,7 @@ def stack(small_catalog: Path) -> Iterator[Stack]:
                                                  os.environ["LOOKALIKE_DEPLOY_INDEX_IMAGE"], catalog, compose)))
     port = free_port()
     os.environ["LOOKALIKE_PORT"] = str(port)  # compose.yaml publishes the gateway on it
+    os.environ.setdefault("LOOKALIKE_INTERNAL_TOKEN", secrets.token_urlsafe(32))  # compose.yaml insists on one
     stack = Stack([REPO / "compose.yaml", test_file], port, out)
     stack.compose("down", "--volumes", "--remove-orphans", check=False)  # what a killed earlier run left
     stack.before = docker_state()

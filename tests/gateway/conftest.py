@@ -72,10 +72,10 @@ def products_catalog(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="session")
 def products_stack(products_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    from indexing.build import build_index
+    from indexing.build import BuildPlan, build_index
 
     index = tmp_path_factory.mktemp("products-index")
-    build_index(products_catalog, index, "random", precision="fp32")
+    build_index(BuildPlan(products_catalog, index, "random", precision="fp32"))
     # Batches of one: the classifier warms up one size only, which matters on a busy shared machine.
     with Services(index, tmp_path_factory.mktemp("products-logs")).running(
             env={"classifier": {"CLASSIFIER_MAX_BATCH": "1"}}, ready=()) as services:

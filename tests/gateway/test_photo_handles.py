@@ -154,3 +154,21 @@ def test_a_guessed_handle_is_unknown(clock: Clock) -> None:
 def test_a_log_sees_only_the_start_of_a_handle() -> None:
     handle = "abcdefghij" * 4 + "xyz"
     assert handle_for_log(handle) == "abcdef…"
+
+
+def test_a_handle_keeps_the_version_and_model_it_was_classified_with(clock: Clock) -> None:
+    handles = store(clock)
+    handle = handles.keep(b"photo", None, classified())
+    entry = handles.get(handle)
+    assert (entry.index_version, entry.model.model_id) == ("v1", "m")
+
+
+def test_a_classification_on_a_new_version_replaces_the_old_versions_ones(clock: Clock) -> None:
+    handles = store(clock)
+    handle = handles.keep(b"photo", None, classified())
+    newer = classified("lamp").model_copy(update={"index_version": "v2"})
+    handles.add_region(handle, Box.parse("0,0,0.5,0.5"), newer)
+    entry = handles.get(handle)
+    assert entry.index_version == "v2"
+    assert entry.classification(None) is None, "the whole photo's v1 classification is not mixed with v2's"
+    assert entry.classification(Box.parse("0,0,0.5,0.5")) == newer

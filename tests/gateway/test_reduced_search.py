@@ -40,10 +40,10 @@ def catalog(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def index(catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from indexing.build import build_index
+    from indexing.build import BuildPlan, build_index
 
     root = tmp_path_factory.mktemp("reduced-index")
-    summary = build_index(catalog, root, "random", precision="fp32", reduce=f"pca:{DIM}")
+    summary = build_index(BuildPlan(catalog, root, "random", precision="fp32", reduce=f"pca:{DIM}"))
     assert summary.reduce == f"pca:{DIM}" and summary.index_dim == DIM
     return root
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from lookalike.catalog.text_embedding import TextEmbedder, packaged_model_dir
 from tests.gateway.text_catalog import EAGER, rows_of, text_catalog
 from tests.support import Services
@@ -26,7 +26,7 @@ def catalog(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stack(catalog: Path, text_model: TextEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     index = tmp_path_factory.mktemp("meaning-index")
-    build_index(catalog, index, "random", precision="fp32", text_model=text_model)
+    build_index(BuildPlan(catalog, index, "random", precision="fp32", text_model=text_model))
     with Services(index, tmp_path_factory.mktemp("meaning-logs")).running(
             env={**EAGER, "similarity": {"TEXT_MODEL": "auto"}}) as services:
         yield services

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from indexing import build
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from indexing.notify import notify_reload
 from lookalike.catalog.layout import SYNONYMS, IndexLayout
 from tests.gateway.text_catalog import rows_of, serving, text_catalog
-from tests.support import Services, write_csv
+from tests.support import INTERNAL_TOKEN, Services, write_csv
 
 NEW_NAME = "ZEBRAWOOD lounger"
 
@@ -38,8 +38,8 @@ def names_for(stack: Services, q: str) -> list[str]:
 
 def reindex(stack: Services, catalog: Path) -> None:
     """What `make index` does: build and publish, then tell the running services to reload."""
-    build_index(catalog, stack.index, "random", precision="fp32")
-    lines = notify_reload([stack.url("classifier"), stack.url("similarity")])
+    build_index(BuildPlan(catalog, stack.index, "random", precision="fp32"))
+    lines = notify_reload([stack.url("classifier"), stack.url("similarity")], INTERNAL_TOKEN)
     assert all("now serving" in line for line in lines), lines
 
 
@@ -89,10 +89,10 @@ def test_a_build_that_fails_halfway_leaves_the_old_text_index_serving(stack: Ser
 
     monkeypatch.setattr(build, "write_text_index", write_half_then_fail)
     with pytest.raises(sqlite3.OperationalError):
-        build_index(catalog, stack.index, "random", precision="fp32")
+        build_index(BuildPlan(catalog, stack.index, "random", precision="fp32"))
     assert IndexLayout(stack.index).current() == serving
     assert not list((stack.index / "versions").glob(".build-*"))
-    notify_reload([stack.url("similarity")])
+    notify_reload([stack.url("similarity")], INTERNAL_TOKEN)
     assert names_for(stack, "quagga") == [] and names_for(stack, "poang") == before
     monkeypatch.undo()
     reindex(stack, catalog)

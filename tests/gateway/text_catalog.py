@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from tests.support import Services, demo_rows, write_catalog
 
 PER_CATEGORY = 4
@@ -36,6 +36,6 @@ def rows_of(catalog: Path) -> list[dict[str, str]]:
 def serving(catalog: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Services]:
     """`catalog` indexed with random weights, served by the three services (an eager classifier)."""
     index = tmp_path_factory.mktemp(f"{name}-index")
-    build_index(catalog, index, "random", precision="fp32")
+    build_index(BuildPlan(catalog, index, "random", precision="fp32"))
     with Services(index, tmp_path_factory.mktemp(f"{name}-logs")).running(env=EAGER) as services:
         yield services

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from indexing.__main__ import format_summary
-from indexing.build import BuildSummary, build_index
+from indexing.build import BuildPlan, BuildSummary, build_index
 from lookalike.catalog.layout import read_items
 from lookalike.vision.embedder import Embedder
 
@@ -48,7 +48,7 @@ def make_bad_catalog(root: Path, real_photo: Path) -> Path:
 def summary(small_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> BuildSummary:
     root = tmp_path_factory.mktemp("bad")
     catalog = make_bad_catalog(root / "catalog", next((small_catalog / "chair").glob("*.jpg")))
-    return build_index(catalog, root / "index", embedder=Embedder("random", "fp32"))
+    return build_index(BuildPlan(catalog, root / "index", embedder=Embedder("random", "fp32")))
 
 
 def thumbnail(summary: BuildSummary, file: str) -> Image.Image:

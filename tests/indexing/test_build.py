@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from indexing.__main__ import format_summary, main
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from lookalike.catalog.layout import IndexLayout, read_items, read_manifest
 from lookalike.errors import EmptyCatalog
 from lookalike.vision.embedder import Embedder
@@ -37,8 +37,8 @@ def test_a_built_index_holds_every_part_the_services_need(built_index: Path, sma
 
 def test_a_new_build_swaps_current_and_keeps_the_old_version(small_catalog: Path, tmp_path: Path,
                                                             embedder: Embedder) -> None:
-    first = build_index(small_catalog, tmp_path, embedder=embedder)
-    second = build_index(small_catalog, tmp_path, embedder=embedder)
+    first = build_index(BuildPlan(small_catalog, tmp_path, embedder=embedder))
+    second = build_index(BuildPlan(small_catalog, tmp_path, embedder=embedder))
     layout = IndexLayout(tmp_path)
     assert layout.current() == second.version_dir.resolve()
     assert first.version_dir.is_dir() and first.version != second.version
@@ -51,7 +51,7 @@ def test_a_store_adding_a_folder_gets_a_new_category(small_catalog: Path, tmp_pa
     (catalog / "wardrobe").mkdir()
     for src in sorted((catalog / "table").iterdir())[:3]:
         shutil.copy(src, catalog / "wardrobe" / src.name)
-    summary = build_index(catalog, tmp_path / "index", embedder=embedder)
+    summary = build_index(BuildPlan(catalog, tmp_path / "index", embedder=embedder))
     assert summary.per_category["wardrobe"] == 3
 
 
@@ -61,7 +61,7 @@ def test_unreadable_files_are_skipped_with_a_reason(small_catalog: Path, tmp_pat
     (catalog / "chair" / "empty.jpg").write_bytes(b"")
     good = next((catalog / "lamp").iterdir()).read_bytes()
     (catalog / "lamp" / "truncated.jpg").write_bytes(good[: len(good) // 4])
-    summary = build_index(catalog, tmp_path / "index", embedder=embedder)
+    summary = build_index(BuildPlan(catalog, tmp_path / "index", embedder=embedder))
     reasons = {s.file: s.reason for s in summary.skipped}
     assert "chair/empty.jpg" in reasons and "lamp/truncated.jpg" in reasons
     assert summary.embedded == 30
@@ -79,7 +79,7 @@ def test_photos_of_one_product_keep_its_id_and_group_and_rows_that_disagree_are_
     cells = lines[second].split(",")  # a second photo of the first chair, under another name
     lines[second] = ",".join([product, cells[1], "Another name", *cells[3:]])
     (catalog / "products.csv").write_text("\n".join(lines) + "\n")
-    summary = build_index(catalog, tmp_path / "index", embedder=embedder)
+    summary = build_index(BuildPlan(catalog, tmp_path / "index", embedder=embedder))
     photos = [i for i in read_items(summary.version_dir) if i.id == product]
     assert len(photos) == 2 and len({p.name for p in photos}) == 1 and len({p.group_id for p in photos}) == 1
     assert [d.file for d in summary.disagreements] == [photos[1].file]
@@ -89,7 +89,7 @@ def test_photos_of_one_product_keep_its_id_and_group_and_rows_that_disagree_are_
 
 def test_an_empty_catalogue_says_how_to_fill_it(tmp_path: Path) -> None:
     with pytest.raises(EmptyCatalog, match="one folder per category"):
-        build_index(tmp_path, tmp_path / "index", "random")
+        build_index(BuildPlan(tmp_path, tmp_path / "index", "random"))
 
 
 def test_the_command_line_prints_a_summary(small_catalog: Path, tmp_path: Path,

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from indexing.__main__ import format_summary, main
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from indexing.cache import CACHE_FILE, EmbeddingCache
 from indexing.lock import exclusive
 from indexing.versions import prune_versions, rollback
@@ -47,7 +47,7 @@ def catalog(small_catalog: Path, tmp_path: Path) -> Path:
 
 def test_a_rebuild_of_an_unchanged_catalogue_embeds_nothing(catalog: Path, built_index: Path, tmp_path: Path,
                                                             embedder: Embedder) -> None:
-    summary = build_index(catalog, seeded_index(built_index, tmp_path / "index"), embedder=embedder)
+    summary = build_index(BuildPlan(catalog, seeded_index(built_index, tmp_path / "index"), embedder=embedder))
     assert summary.changes == "embedded 0, reused 30, removed 0"
     assert summary.indexed == 30
 
@@ -55,10 +55,10 @@ def test_a_rebuild_of_an_unchanged_catalogue_embeds_nothing(catalog: Path, built
 def test_added_photos_are_the_only_ones_embedded(catalog: Path, built_index: Path, tmp_path: Path,
                                                  embedder: Embedder) -> None:
     root = seeded_index(built_index, tmp_path / "index")
-    build_index(catalog, root, embedder=embedder)
+    build_index(BuildPlan(catalog, root, embedder=embedder))
     for photo in extra_photos("chair", 3):
         shutil.copy(photo, catalog / "chair" / photo.name)
-    summary = build_index(catalog, root, embedder=embedder)
+    summary = build_index(BuildPlan(catalog, root, embedder=embedder))
     assert summary.changes == "embedded 3, reused 30, removed 0"
     assert "embedded 3, reused 30, removed 0" in format_summary(summary).splitlines()
     assert len(EmbeddingCache(root / CACHE_FILE, embedder.info.model_id)) == 33
@@ -67,14 +67,14 @@ def test_added_photos_are_the_only_ones_embedded(catalog: Path, built_index: Pat
 def test_changed_bytes_are_embedded_again_deleted_files_leave_and_renamed_files_reuse(
         catalog: Path, built_index: Path, tmp_path: Path, embedder: Embedder) -> None:
     root = seeded_index(built_index, tmp_path / "index")
-    before = read_items(build_index(catalog, root, embedder=embedder).version_dir)
+    before = read_items(build_index(BuildPlan(catalog, root, embedder=embedder)).version_dir)
     changed, deleted, renamed = sorted((catalog / "sofa").glob("*.jpg"))[:3]
     with Image.open(changed) as img:
         img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(changed, "JPEG")
     deleted.unlink()
     renamed.rename(renamed.with_name("renamed-sofa.jpg"))
 
-    summary = build_index(catalog, root, embedder=embedder)
+    summary = build_index(BuildPlan(catalog, root, embedder=embedder))
 
     assert summary.changes == "embedded 1, reused 28, removed 2"
     after = read_items(summary.version_dir)
@@ -92,7 +92,7 @@ def test_the_cache_forgets_photos_that_left_the_catalogue(catalog: Path, built_i
     root = seeded_index(built_index, tmp_path / "index")
     for photo in sorted((catalog / "lamp").iterdir())[:2]:
         photo.unlink()
-    build_index(catalog, root, embedder=embedder)
+    build_index(BuildPlan(catalog, root, embedder=embedder))
     assert len(EmbeddingCache(root / CACHE_FILE, embedder.info.model_id)) == 28
 
 
@@ -102,7 +102,7 @@ def test_a_second_job_on_the_same_index_is_refused_while_one_runs(catalog: Path,
     root = tmp_path / "index"
     with exclusive(root):
         with pytest.raises(IndexBusy, match="Another indexing job"):
-            build_index(catalog, root, embedder=embedder)
+            build_index(BuildPlan(catalog, root, embedder=embedder))
         assert main(["--catalog", str(catalog), "--index", str(root), "--weights", "random"]) == 2
     assert "Another indexing job" in capsys.readouterr().err
     assert IndexLayout(root).current() is None
@@ -112,11 +112,11 @@ def test_keep_deletes_old_versions_but_never_the_serving_one(catalog: Path, buil
                                                              embedder: Embedder) -> None:
     root = seeded_index(built_index, tmp_path / "index")
     layout = IndexLayout(root)
-    versions = [build_index(catalog, root, embedder=embedder, keep=2).version for _ in range(2)]
+    versions = [build_index(BuildPlan(catalog, root, embedder=embedder, keep=2)).version for _ in range(2)]
     assert layout.published() == versions
     rollback(root)  # serving the older one again: pruning must spare it, and keep the newest
     assert prune_versions(layout, keep=1) == [] and layout.published() == versions
-    newest = build_index(catalog, root, embedder=embedder, keep=1).version
+    newest = build_index(BuildPlan(catalog, root, embedder=embedder, keep=1)).version
     assert layout.published() == [newest] and layout.current().name == newest
     assert not (layout.versions / versions[0]).exists() and not (layout.versions / versions[1]).exists()
 
@@ -125,8 +125,8 @@ def test_rolling_back_is_one_command_and_rolling_forward_is_another(catalog: Pat
                                                                     tmp_path: Path, embedder: Embedder,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     root = seeded_index(built_index, tmp_path / "index")
-    first = build_index(catalog, root, embedder=embedder).version
-    second = build_index(catalog, root, embedder=embedder).version
+    first = build_index(BuildPlan(catalog, root, embedder=embedder)).version
+    second = build_index(BuildPlan(catalog, root, embedder=embedder)).version
     layout = IndexLayout(root)
 
     assert main(["rollback", "--index", str(root)]) == 0
@@ -147,8 +147,8 @@ def test_rolling_back_is_one_command_and_rolling_forward_is_another(catalog: Pat
 
 def test_the_index_type_is_chosen_per_catalogue_and_recorded(catalog: Path, built_index: Path, tmp_path: Path,
                                                              embedder: Embedder) -> None:
-    summary = build_index(catalog, seeded_index(built_index, tmp_path / "index"), embedder=embedder,
-                          index_type="HNSW32")
+    summary = build_index(BuildPlan(catalog, seeded_index(built_index, tmp_path / "index"), embedder=embedder,
+                          index_type="HNSW32"))
     manifest = read_manifest(summary.version_dir)
     assert manifest.index_type == "HNSW32"
     assert {c.index_type for c in manifest.categories} == {"HNSW32"}

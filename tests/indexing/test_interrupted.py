@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from indexing.cache import CACHE_FILE
 from lookalike.catalog.layout import IndexLayout
 from lookalike.vision.embedder import Embedder
@@ -41,7 +41,7 @@ def serving(small_catalog: Path, built_index: Path, tmp_path: Path, embedder: Em
     catalog = tmp_path / "catalog"
     shutil.copytree(small_catalog, catalog)
     root = seeded_index(built_index, tmp_path / "index")
-    version = build_index(catalog, root, embedder=embedder).version
+    version = build_index(BuildPlan(catalog, root, embedder=embedder)).version
     for category in ("bed", "chair", "table"):
         for photo in extra_photos(category, NEW_PHOTOS // 3):
             shutil.copy(photo, catalog / category / photo.name)
@@ -87,7 +87,7 @@ def assert_untouched_and_resumable(root: Path, catalog: Path, version: str, embe
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     already = cached(root) - 30
     assert already >= 2
-    summary = build_index(catalog, root, embedder=embedder)
+    summary = build_index(BuildPlan(catalog, root, embedder=embedder))
     assert summary.embedded + summary.reused == 30 + NEW_PHOTOS
     assert summary.reused >= 30 + already and summary.embedded <= NEW_PHOTOS - already
     assert not list(layout.versions.glob(".build-*"))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import httpx
+from pydantic import SecretStr
 
-from indexing.notify import notify_reload
+from indexing.notify import notify_reload, reload_services
 
 
 def test_each_service_is_asked_to_reload_and_says_what_it_serves() -> None:
@@ -37,3 +38,25 @@ def test_a_refused_reload_is_reported_with_its_status_and_message() -> None:
 
 def test_no_services_means_nothing_to_say() -> None:
     assert notify_reload([]) == []
+
+
+def test_the_internal_token_goes_with_every_reload() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json={"index_version": "v2", "previous_version": "v1"})
+
+    [reloaded] = reload_services(["http://127.0.0.1:8001"], SecretStr("s3cret"), transport=httpx.MockTransport(handler))
+    assert seen == ["Bearer s3cret"] and reloaded.holds == "v2"
+
+
+def test_a_refused_reload_asks_the_service_which_version_it_still_holds() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/readyz":
+            return httpx.Response(200, json={"ready": True, "index_version": "v1"})
+        return httpx.Response(401, json={"error": {"code": "internal_token_required", "message": "Set it."}})
+
+    [reloaded] = reload_services(["http://127.0.0.1:8001"], None, transport=httpx.MockTransport(handler))
+    assert reloaded.holds == "v1", "pruning keeps what it still serves"
+    assert "LOOKALIKE_INTERNAL_TOKEN" in reloaded.line

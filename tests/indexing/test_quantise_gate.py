@@ -17,7 +17,7 @@ import pytest
 from onnx import numpy_helper
 
 from indexing.__main__ import format_summary
-from indexing.build import BuildSummary, build_index
+from indexing.build import BuildPlan, BuildSummary, build_index
 from indexing.catalog import scan_catalog
 from indexing.quantise_gate import GateThresholds, measure, split_sample, top_k_overlap
 from lookalike.catalog.layout import read_manifest
@@ -44,8 +44,8 @@ def broken_quantiser(weights: str, model_id: str, prep: Preprocessing, calibrati
 
 @pytest.fixture(scope="module")
 def broken(small_catalog: Path, random_weights_file: Path, tmp_path_factory: pytest.TempPathFactory) -> BuildSummary:
-    return build_index(small_catalog, tmp_path_factory.mktemp("broken"), str(random_weights_file), precision="auto",
-                       int8=int8_test_options(quantiser=broken_quantiser))
+    return build_index(BuildPlan(small_catalog, tmp_path_factory.mktemp("broken"), str(random_weights_file),
+                                 precision="auto", int8=int8_test_options(quantiser=broken_quantiser)))
 
 
 def test_calibration_and_gate_photos_are_disjoint_and_spread_over_categories(small_catalog: Path) -> None:
@@ -106,8 +106,8 @@ def test_a_broken_quantisation_is_rejected_and_the_job_falls_back_saying_why(bro
 
 def test_precision_int8_forces_a_failed_model_but_says_so_loudly(small_catalog: Path, random_weights_file: Path,
                                                                   tmp_path: Path) -> None:
-    forced = build_index(small_catalog, tmp_path, str(random_weights_file), precision="int8",
-                         int8=int8_test_options(quantiser=broken_quantiser))
+    forced = build_index(BuildPlan(small_catalog, tmp_path, str(random_weights_file), precision="int8",
+                         int8=int8_test_options(quantiser=broken_quantiser)))
     assert forced.precision == "int8" and read_manifest(forced.version_dir).model.precision == "int8"
     assert any("forced although its gate failed" in w for w in forced.warnings)
     assert "!!! int8 forced although its gate failed" in format_summary(forced)

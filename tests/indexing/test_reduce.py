@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from indexing.__main__ import main
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from lookalike.errors import BadReduction
 
 
 def test_more_dimensions_than_the_catalogue_spans_is_refused_before_embedding(small_catalog: Path,
                                                                               tmp_path: Path) -> None:
     with pytest.raises(BadReduction, match="at most 29 dimensions"):
-        build_index(small_catalog, tmp_path / "index", "random", precision="fp32", reduce="pca:64")
+        build_index(BuildPlan(small_catalog, tmp_path / "index", "random", precision="fp32", reduce="pca:64"))
     assert not (tmp_path / "index" / "versions").exists()
 
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from indexing.self_eval import MIN_QUERIES, describe, publish_gate, self_evaluate
 from indexing.versions import rollback
-from lookalike.catalog.index import CategoryIndex
+from lookalike.catalog.faiss_store import CategoryIndex
 from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.catalog.manifest import CatalogItem, SelfEval
 from lookalike.errors import SelfEvalRegressed
@@ -64,7 +64,7 @@ def index_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def build(catalog: Path, root: Path, **options: object) -> SelfEval:
-    summary = build_index(catalog, root, "random", precision="fp32", keep=10, **options)
+    summary = build_index(BuildPlan(catalog, root, "random", precision="fp32", keep=10, **options))
     assert summary.self_eval is not None
     return summary.self_eval
 
@@ -120,7 +120,7 @@ def test_fewer_than_20_judged_queries_give_no_figure_and_no_gate(
     layout = IndexLayout(index_root)
     rollback(index_root, layout.published()[0])  # the twins, recall@10 1.0, served again
     few = write_catalog(tmp_path_factory.mktemp("few"), chair_photos, shuffled=True, pairs=9)
-    summary = build_index(few, index_root, "random", precision="fp32", keep=10)
+    summary = build_index(BuildPlan(few, index_root, "random", precision="fp32", keep=10))
     assert summary.self_eval is not None and summary.self_eval.overall.queries == 18 < MIN_QUERIES
     assert summary.self_eval.overall.recall_at_1 is None and summary.self_eval.overall.recall_at_10 is None
     assert "not enough to judge" in describe(summary.self_eval)

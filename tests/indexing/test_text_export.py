@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from indexing.__main__ import main
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from indexing.index_extra import require_index_extra
 from indexing.text_export import forget_unnamed_copies, text_model_for_index
 from lookalike.catalog.layout import TEXT_MODELS, IndexLayout, read_manifest
@@ -23,8 +23,8 @@ from lookalike.errors import IndexExtraMissing
 def test_versions_share_one_copy_named_by_its_digest_and_the_manifest_names_it(
         small_catalog: Path, tmp_path: Path, text_model: TextEmbedder) -> None:
     root = tmp_path / "index"
-    first = build_index(small_catalog, root, "random", precision="fp32", text_model=text_model)
-    second = build_index(small_catalog, root, "random", precision="fp32", text_model=text_model)
+    first = build_index(BuildPlan(small_catalog, root, "random", precision="fp32", text_model=text_model))
+    second = build_index(BuildPlan(small_catalog, root, "random", precision="fp32", text_model=text_model))
     copies = [p for p in (root / TEXT_MODELS).iterdir() if not p.name.startswith(".")]
     assert [p.name for p in copies] == [text_model.directory.name]
     assert model_digest(copies[0]) == copies[0].name  # content-addressed

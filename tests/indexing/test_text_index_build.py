@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from indexing.__main__ import format_summary
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from indexing.imagenet_tags import top_tags
 from lookalike.catalog.layout import SYNONYMS, TEXT_INDEX, IndexLayout
 from lookalike.catalog.manifest import Preprocessing
@@ -78,7 +78,7 @@ def test_the_class_names_come_from_torchvision_without_a_download() -> None:
 
 def test_imagenet_weights_write_each_photos_tags_from_the_same_forward_pass(catalog: Path, tmp_path: Path) -> None:
     embedder = StandInEmbedder()
-    summary = build_index(catalog, tmp_path / "index", embedder=embedder, batch_size=8)
+    summary = build_index(BuildPlan(catalog, tmp_path / "index", embedder=embedder, batch_size=8))
     assert summary.tagged == summary.indexed == 30
     assert embedder.network.calls == 4  # 30 photos in batches of 8: one pass each, embeddings and tags together
     assert "ImageNet tags: 30 photos tagged" in format_summary(summary)
@@ -92,14 +92,14 @@ def test_imagenet_weights_write_each_photos_tags_from_the_same_forward_pass(cata
 
 
 def test_tags_of_cached_photos_come_back_from_the_cache(catalog: Path, tmp_path: Path) -> None:
-    build_index(catalog, tmp_path / "index", embedder=StandInEmbedder())
+    build_index(BuildPlan(catalog, tmp_path / "index", embedder=StandInEmbedder()))
     again = StandInEmbedder()
-    summary = build_index(catalog, tmp_path / "index", embedder=again)
+    summary = build_index(BuildPlan(catalog, tmp_path / "index", embedder=again))
     assert summary.reused == 30 and again.network.calls == 0 and summary.tagged == 30
 
 
 def test_random_weights_write_no_tags_and_the_job_says_they_were_skipped(catalog: Path, tmp_path: Path) -> None:
-    summary = build_index(catalog, tmp_path / "index", embedder=StandInEmbedder("random"))
+    summary = build_index(BuildPlan(catalog, tmp_path / "index", embedder=StandInEmbedder("random")))
     assert summary.tagged is None
     assert "ImageNet tags: skipped, the random weights know no ImageNet classes" in format_summary(summary)
     text = TextIndex.load(summary.version_dir)
@@ -111,20 +111,20 @@ def test_a_store_synonyms_file_travels_with_its_version_and_a_bad_one_stops_the_
                                                                                       tmp_path: Path) -> None:
     embedder = StandInEmbedder("random")
     (catalog / SYNONYMS).write_text("couch => lamp\n")
-    summary = build_index(catalog, tmp_path / "index", embedder=embedder)
+    summary = build_index(BuildPlan(catalog, tmp_path / "index", embedder=embedder))
     assert (summary.version_dir / SYNONYMS).read_text() == "couch => lamp\n"
     assert "synonyms: synonyms.txt from the catalogue" in format_summary(summary)
     (catalog / SYNONYMS).write_text("couch =>\n")
     with pytest.raises(SynonymsError, match="line 1"):
-        build_index(catalog, tmp_path / "index", embedder=embedder)
+        build_index(BuildPlan(catalog, tmp_path / "index", embedder=embedder))
     assert IndexLayout(tmp_path / "index").current() == summary.version_dir
 
 
 def test_text_columns_and_weights_are_the_stores_to_choose(catalog: Path, tmp_path: Path) -> None:
-    summary = build_index(catalog, tmp_path / "index", embedder=StandInEmbedder("random"),
-                          text_weights={"name": 20, "source": 1})
+    summary = build_index(BuildPlan(catalog, tmp_path / "index", embedder=StandInEmbedder("random"),
+                          text_weights={"name": 20, "source": 1}))
     fields = {f.name: f.weight for f in summary.text_fields}
     assert fields["name"] == 20 and "license" not in fields and "source" not in fields  # excluded by default
-    summary = build_index(catalog, tmp_path / "index", embedder=StandInEmbedder("random"),
-                          text_weights={"source": 1}, text_exclude=frozenset({"license"}))
+    summary = build_index(BuildPlan(catalog, tmp_path / "index", embedder=StandInEmbedder("random"),
+                          text_weights={"source": 1}, text_exclude=frozenset({"license"})))
     assert {f.name: f.weight for f in summary.text_fields}["source"] == 1

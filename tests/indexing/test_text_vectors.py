@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from indexing.__main__ import IndexingCommandLine, format_summary
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from lookalike.catalog.layout import TEXT_VECTORS, read_items, read_manifest
 from lookalike.catalog.text_embedding import TextEmbedder, item_text
 from lookalike.catalog.text_index import text_fields
@@ -31,7 +31,7 @@ def test_a_version_holds_each_items_text_vector_and_the_models_identity_and_a_re
     shutil.copytree(small_catalog, catalog)
     root = tmp_path / "index"
 
-    first = build_index(catalog, root, "random", precision="fp32", text_model=text_model)
+    first = build_index(BuildPlan(catalog, root, "random", precision="fp32", text_model=text_model))
     manifest, items = read_manifest(first.version_dir), read_items(first.version_dir)
     assert manifest.text_model == text_model.info and first.text_model == text_model.info
     assert text_model.info.onnx_digest == text_model.directory.name  # the copy the service embeds queries with
@@ -43,13 +43,13 @@ def test_a_version_holds_each_items_text_vector_and_the_models_identity_and_a_re
     assert (first.text_embedded, first.text_reused) == (len(set(texts)), 0)  # a product's photos share one text
     assert f"Text model: {text_model.info.name} (384-d" in format_summary(first)
 
-    again = build_index(catalog, root, "random", precision="fp32", text_model=text_model)
+    again = build_index(BuildPlan(catalog, root, "random", precision="fp32", text_model=text_model))
     assert (again.text_embedded, again.text_reused) == (0, len(set(texts)))
     assert np.array_equal(np.load(again.version_dir / TEXT_VECTORS), vectors)
 
     renamed = items[0].id
     rename(catalog, renamed, "BRIMNES chesterfield sofa bed")
-    changed = build_index(catalog, root, "random", precision="fp32", text_model=text_model)
+    changed = build_index(BuildPlan(catalog, root, "random", precision="fp32", text_model=text_model))
     assert (changed.text_embedded, changed.text_reused) == (1, len(set(texts)) - 1)
     after = np.load(changed.version_dir / TEXT_VECTORS)
     same = [i.label for i in items if i.id != renamed]
@@ -57,7 +57,7 @@ def test_a_version_holds_each_items_text_vector_and_the_models_identity_and_a_re
 
 
 def test_text_model_none_builds_for_bm25_alone(small_catalog: Path, tmp_path: Path) -> None:
-    summary = build_index(small_catalog, tmp_path / "index", "random", precision="fp32", text_model="none")
+    summary = build_index(BuildPlan(small_catalog, tmp_path / "index", "random", precision="fp32", text_model="none"))
     assert read_manifest(summary.version_dir).text_model is None and summary.text_model is None
     assert not (summary.version_dir / TEXT_VECTORS).exists()
     assert "Text model: none (words are searched by bm25 alone)" in format_summary(summary)

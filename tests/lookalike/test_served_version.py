@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +69,53 @@ def test_a_failed_first_load_says_why_it_is_not_ready(tmp_path: Path) -> None:
     with pytest.raises(ApiError):
         served.reload()
     assert served.not_ready_reason == "built with other weights"
+
+
+def test_overlapping_reloads_over_a_flipping_current_end_on_the_newest_version(tmp_path: Path) -> None:
+    """The race the job's notify can start: a slow load of v1 finishing after a fast one of v2, again and again."""
+    for round_ in range(5):
+        root = tmp_path / f"round{round_}"
+        release_old = threading.Event()
+
+        def load(version_dir: Path, release_old: threading.Event = release_old) -> Loaded:
+            if version_dir.name == "v1":
+                release_old.wait(timeout=30)  # slow: still loading when v2 is published and reloaded
+            return Loaded(version_dir.name)
+
+        served = ServedVersion(root, load, "similarity")
+        publish(root, "v1")
+        slow = threading.Thread(target=served.reload)
+        slow.start()
+        publish(root, "v2")
+        fast = threading.Thread(target=served.reload)
+        fast.start()
+        fast.join(timeout=0.2)  # it finishes at once without the lock, or waits for the slow one with it
+        release_old.set()
+        slow.join()
+        fast.join()
+        assert served.require().version == "v2"
+        assert IndexLayout(root).current() == root / "versions" / "v2"
+
+
+def test_a_reload_that_finds_current_moved_on_loads_the_new_current(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def load(version_dir: Path) -> Loaded:
+        seen.append(version_dir.name)
+        if version_dir.name == "v1":
+            publish(tmp_path, "v2")  # the job publishes while v1 loads
+        return Loaded(version_dir.name)
+
+    served = ServedVersion(tmp_path, load, "classifier")
+    publish(tmp_path, "v1")
+    assert served.reload() == ("v2", None)
+    assert seen == ["v1", "v2"]
+
+
+def test_a_rollback_is_current_too(tmp_path: Path) -> None:
+    served = ServedVersion(tmp_path, lambda d: Loaded(d.name), "classifier")
+    publish(tmp_path, "v1")
+    publish(tmp_path, "v2")
+    served.reload()
+    IndexLayout(tmp_path).point_to("v1")
+    assert served.reload() == ("v1", "v2")

@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from indexing.build import build_index
+from indexing.build import BuildPlan, build_index
 from indexing.notify import notify_reload
 from indexing.versions import rollback
 from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.catalog.milvus_store import MilvusConnection
 from lookalike.settings import VectorStoreSettings
-from tests.support import Services
+from tests.support import INTERNAL_TOKEN, Services
 
 
 def photo_of(catalog: Path) -> bytes:
@@ -47,7 +47,7 @@ def store(milvus_server: Any) -> VectorStoreSettings:
 def stack(priced_catalog: Path, store: VectorStoreSettings, milvus_env: dict[str, str],
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     index = tmp_path_factory.mktemp("milvus-served-index")
-    build_index(priced_catalog, index, "random", precision="fp32", vector_store=store)
+    build_index(BuildPlan(priced_catalog, index, "random", precision="fp32", vector_store=store))
     with Services(index, tmp_path_factory.mktemp("logs"), extra_env=milvus_env).running() as services:
         yield services
 
@@ -75,8 +75,8 @@ def test_reindex_under_load_fails_no_search_and_switches_to_the_new_collection(
     shopper = threading.Thread(target=shop)
     shopper.start()
     try:
-        summary = build_index(priced_catalog, stack.index, "random", precision="fp32", vector_store=store)
-        notify_reload([stack.url("classifier"), stack.url("similarity")])
+        summary = build_index(BuildPlan(priced_catalog, stack.index, "random", precision="fp32", vector_store=store))
+        notify_reload([stack.url("classifier"), stack.url("similarity")], INTERNAL_TOKEN)
         time.sleep(2)
     finally:
         stop.set()
@@ -90,13 +90,13 @@ def test_rollback_serves_the_older_collection_and_pruning_drops_collections(
         stack: Services, priced_catalog: Path, store: VectorStoreSettings, milvus_server: Any) -> None:
     client = MilvusConnection(milvus_server.uri).client
     before = IndexLayout(stack.index).published()
-    first = build_index(priced_catalog, stack.index, "random", precision="fp32", vector_store=store, keep=2)
+    first = build_index(BuildPlan(priced_catalog, stack.index, "random", precision="fp32", vector_store=store, keep=2))
     dropped = [v for v in before if v not in IndexLayout(stack.index).published()]
     assert dropped, "keep=2 pruned the oldest versions"
     assert all(not client.has_collection("lookalike_" + v.replace("-", "_").replace(".", "_")) for v in dropped)
     version, previous = rollback(stack.index)
     assert previous == first.version
-    notify_reload([stack.url("classifier"), stack.url("similarity")])
+    notify_reload([stack.url("classifier"), stack.url("similarity")], INTERNAL_TOKEN)
     ready = httpx.get(f"{stack.url('similarity')}/readyz", timeout=10).json()
     assert ready["index_version"] == version
     assert client.has_collection(collection_of(stack.index, version))

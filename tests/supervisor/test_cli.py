@@ -16,6 +16,7 @@ from indexing.settings import IndexBuildSettings, RollbackSettings, VersionsSett
 from lookalike.settings import read_command_line
 from supervisor.cli import Lookalike, main
 from supervisor.settings import StackSettings
+from supervisor.stack import internal_token_file, internal_token_for_run
 from tests.support import REPO
 
 COMMANDS = ["run", "serve", "index", "rollback", "versions", "eval", "eval-text", "eval-feedback"]
@@ -85,3 +86,15 @@ def test_no_command_or_a_bad_one_exits_2(capsys: pytest.CaptureFixture[str]) -> 
 def test_versions_runs_through_the_one_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["versions", "--index", str(tmp_path)]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_make_run_makes_an_internal_token_per_run_when_none_is_set(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOOKALIKE_INTERNAL_TOKEN", raising=False)
+    first = internal_token_for_run(tmp_path / "index")
+    second = internal_token_for_run(tmp_path / "index")
+    assert len(first) >= 32 and first != second
+    kept = internal_token_file(tmp_path / "index")
+    assert kept.read_text().strip() == second and kept.stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("LOOKALIKE_INTERNAL_TOKEN", "chosen-by-the-operator")
+    assert internal_token_for_run(tmp_path / "index") == "chosen-by-the-operator"

@@ -266,7 +266,7 @@ def open_licence_stack(shared: Path, tmp_path_factory: pytest.TempPathFactory) -
     The docs' screenshot is committed, so it may show only photos whose licence lets them be passed on:
     the IKEA and web photos of the demo catalogue may not be.
     """
-    from indexing.build import build_index
+    from indexing.build import BuildPlan, build_index
 
     caltech = [r for r in demo_rows(shared) if "CC BY" in r["license"]]
     written = [{"id": row["id"], "category": category, "name": row["name"], "file": f"{category}/{Path(row['file']).name}",
@@ -275,7 +275,7 @@ def open_licence_stack(shared: Path, tmp_path_factory: pytest.TempPathFactory) -
                for row in [r for r in caltech if r["id"].startswith(stem)][:OPEN_PER_CATEGORY]]
     root = write_catalog(shared, tmp_path_factory.mktemp("open-catalog"), written)
     index = tmp_path_factory.mktemp("open-index")
-    build_index(root, index, "random", precision="fp32")
+    build_index(BuildPlan(root, index, "random", precision="fp32"))
     # Batches of one: the classifier warms up one size only, which matters on a busy shared machine.
     with Services(index, tmp_path_factory.mktemp("open-logs")).running(
             env={"classifier": {"CLASSIFIER_MAX_BATCH": "1"}}) as stack:

@@ -42,10 +42,10 @@ def licensed_catalog(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def stack(licensed_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    from indexing.build import build_index
+    from indexing.build import BuildPlan, build_index
 
     index = tmp_path_factory.mktemp("licensed-index")
-    build_index(licensed_catalog, index, "random", precision="fp32")
+    build_index(BuildPlan(licensed_catalog, index, "random", precision="fp32"))
     # The page offers the long `license` values as a filter, the case that once ran past a phone's edge.
     services = Services(index, tmp_path_factory.mktemp("licensed-logs"),
                         extra_env={"GATEWAY_FILTER_COLUMNS": "price,license,source"})

@@ -50,10 +50,10 @@ def priced_catalog(small_catalog: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def priced_store(priced_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    from indexing.build import build_index
+    from indexing.build import BuildPlan, build_index
 
     index = tmp_path_factory.mktemp("priced-index")
-    build_index(priced_catalog, index, "random", precision="fp32")
+    build_index(BuildPlan(priced_catalog, index, "random", precision="fp32"))
     with Services(index, tmp_path_factory.mktemp("logs")).running() as stack:
         yield stack
 

@@ -8,7 +8,8 @@ import faiss
 import numpy as np
 import pytest
 
-from lookalike.catalog.index import CatalogIndex, CategoryIndex, check_index_type
+from lookalike.catalog.faiss_store import CategoryIndex, check_index_type
+from lookalike.catalog.index import CatalogIndex
 from lookalike.catalog.layout import IndexLayout
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.errors import NotReady, UnknownCategory, UnknownItem, UnusableIndexType, WrongDimension

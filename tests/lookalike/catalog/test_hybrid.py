@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lookalike.catalog.faiss_store import CategoryIndex
 from lookalike.catalog.hybrid import MEANING, Fusion, Meaning
-from lookalike.catalog.index import CatalogIndex, CategoryIndex
+from lookalike.catalog.index import CatalogIndex
 from lookalike.catalog.layout import TEXT_INDEX, TEXT_VECTORS
 from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest, Preprocessing
 from lookalike.catalog.text_embedding import TextEmbedder, TextModelIdentity, TextModels, item_text

@@ -46,11 +46,12 @@ def connection(milvus_server: Any) -> Iterator[MilvusConnection]:
 @pytest.fixture(scope="module")
 def both(priced_catalog: Path, milvus_server: Any, connection: MilvusConnection,
          tmp_path_factory: pytest.TempPathFactory) -> tuple[CatalogIndex, CatalogIndex]:
-    from indexing.build import build_index
+    from indexing.build import BuildPlan, build_index
 
     faiss_root, milvus_root = tmp_path_factory.mktemp("faiss-index"), tmp_path_factory.mktemp("milvus-index")
-    build_index(priced_catalog, faiss_root, "random", precision="fp32")
-    build_index(priced_catalog, milvus_root, "random", precision="fp32", vector_store=milvus_settings(milvus_server.uri))
+    build_index(BuildPlan(priced_catalog, faiss_root, "random", precision="fp32"))
+    build_index(BuildPlan(priced_catalog, milvus_root, "random", precision="fp32",
+                          vector_store=milvus_settings(milvus_server.uri)))
     faiss = CatalogIndex.load(IndexLayout(faiss_root).require_current())
     milvus = CatalogIndex.load(IndexLayout(milvus_root).require_current(), open_vectors=milvus_store.opener(connection))
     return faiss, milvus

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookalike.catalog.index import CategoryIndex
+from lookalike.catalog.faiss_store import CategoryIndex
 from lookalike.catalog.layout import SYNONYMS, TEXT_INDEX
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.catalog.text_index import TextIndex, text_fields, write_text_index
