@@ -18,14 +18,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from gateway.analytics import Analytics, AnalyticsMetrics
 from gateway.feedback import Feedback
 from gateway.feedback_store import FeedbackStore, Limits, engine_url
 from gateway.photo_handles import PhotoHandleMetrics
 from gateway.query_ids import QueryIds
-from gateway.routes import feedback, page, search
-from gateway.routes.dependencies import Pipeline
+from gateway.routes import analytics, feedback, page, search
+from gateway.routes.dependencies import Pipeline, SearchAnalytics
 from gateway.schemas import GatewayReadiness
 from gateway.search import SearchPipeline
+from gateway.search_log import SearchLog
 from gateway.settings import GatewaySettings
 from lookalike.errors import FeedbackUnavailable
 from lookalike.service import create_service, metrics_of
@@ -63,8 +65,21 @@ async def prune_feedback(feedback: Feedback, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
-async def readiness(pipeline: Pipeline) -> GatewayReadiness:
-    return await pipeline.readiness()
+async def prune_search_log(search_log: SearchLog, every_s: float) -> None:
+    """Delete search-log rows and events past ANALYTICS_RETENTION_DAYS now and then."""
+    while True:
+        with suppress(FeedbackUnavailable):
+            pruned = await anyio.to_thread.run_sync(search_log.prune)
+            if pruned:
+                log.info("pruned %d search-log rows and events past the retention period", pruned)
+        await asyncio.sleep(every_s)
+
+
+async def readiness(pipeline: Pipeline, search_analytics: SearchAnalytics) -> GatewayReadiness:
+    ready = await pipeline.readiness()
+    if search_analytics.failure is not None:  # never silently: a dead writer would lose every search's row
+        return ready.model_copy(update={"ready": False, "reason": search_analytics.failure})
+    return ready
 
 
 def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
@@ -81,11 +96,18 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         app.state.query_ids = QueryIds(secret, settings.query_id_ttl_s)
         app.state.feedback = Feedback(store, app.state.pipeline.similarity, settings.learnt_weight,
                                       settings.learnt_full_at)
-        pruning = asyncio.create_task(prune_feedback(app.state.feedback, settings.feedback_prune_every_s))
+        search_log = SearchLog(store.engine, settings.analytics_retention_days * 86400)
+        app.state.analytics = Analytics(search_log, secret, analytics_metrics, enabled=settings.analytics,
+                                        queue_size=settings.analytics_queue, batch_size=settings.analytics_batch)
+        app.state.analytics.start()
+        pruning = [asyncio.create_task(prune_feedback(app.state.feedback, settings.feedback_prune_every_s)),
+                   asyncio.create_task(prune_search_log(search_log, settings.feedback_prune_every_s))]
         yield
-        pruning.cancel()
-        with suppress(asyncio.CancelledError):
-            await pruning
+        await app.state.analytics.stop()
+        for task in pruning:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         store.dispose()
         await app.state.pipeline.aclose()
 
@@ -95,6 +117,7 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         description="Photo in, similar products out.")
     install_upload_guard(app, settings.upload_limits, metrics_of(app))
     photo_metrics = PhotoHandleMetrics(metrics_of(app))
+    analytics_metrics = AnalyticsMetrics(metrics_of(app))
     if settings.cors_allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins,
                            allow_methods=["GET", "POST", "DELETE"],
@@ -102,6 +125,6 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
     if settings.forwarded_allow_ips:  # outermost, so every middleware and route sees the real client
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
-    for router in (page.router, search.router, feedback.router):
+    for router in (page.router, search.router, feedback.router, analytics.router):
         app.include_router(router)
     return app
