@@ -77,7 +77,8 @@ def test_the_staff_page_asks_for_the_token_once_then_draws_every_panel(page: Pag
     with page.expect_download() as download:
         page.get_by_role("link", name='Download "Words that found nothing" as CSV').click()
     assert download.value.suggested_filename == "words-no-results.csv"
-    assert Path(download.value.path()).read_text() == "Words,Searches\r\nzebra skin rug,2\r\n"
+    csv = Path(download.value.path()).read_bytes().decode().split("\r\n")
+    assert csv[0] == "Words,Searches" and "zebra skin rug,2" in csv[1:], csv
 
     violations = [v for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
     assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
