@@ -26,6 +26,7 @@ from PIL import Image
 
 from indexing.cache import CACHE_FILE, EmbeddingCache, TextVectorCache
 from indexing.catalog import CatalogScan, Entry, Skipped, scan_catalog
+from indexing.catalogue_report import folder_report
 from indexing.imagenet_tags import Tags, top_tags, writes_tags
 from indexing.lock import exclusive
 from indexing.progress import Progress
@@ -485,6 +486,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 vector_store=stored or VectorStoreRecord(index_type=index_type),
             )
             (build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+            folder_report(build_dir, source or str(catalog), items, skipped)  # a feed run writes its own over it
             if before_publish is not None:
                 before_publish(previous, items)
             final = layout.publish(build_dir, version)

@@ -39,10 +39,6 @@ class CatalogueReport(BaseModel):
         "counts; kept verbatim."))
 
 
-def write_report(version_dir: Path, report: CatalogueReport) -> None:
-    (version_dir / REPORT).write_text(report.model_dump_json(indent=2))
-
-
 def read_report(version_dir: Path) -> CatalogueReport | None:
     """The version's report; None for a version built before reports (or with an unreadable one)."""
     try:

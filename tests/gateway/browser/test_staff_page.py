@@ -98,3 +98,17 @@ def test_the_staff_page_is_readable_at_phone_width(phone: Page, staff_gateway: s
     sign_in(phone, staff_gateway)
     expect(phone.locator("body[data-loaded=true]")).to_be_attached()
     assert wider_than_the_viewport(phone) == []
+
+
+def test_the_shoppers_page_reports_a_click_on_a_result_as_a_beacon(
+        page: Page, staff_gateway: str, query_photos: list[tuple[Path, str]]) -> None:
+    page.goto(staff_gateway + "/")
+    page.set_input_files("#photo", str(query_photos[0][0]))
+    expect(page.locator("#results .card")).not_to_have_count(0)
+    second = page.locator("#results .card").nth(1)
+    product = second.get_attribute("data-id")
+    with page.expect_response("**/api/v1/events") as sent:
+        second.get_by_role("button", name="More like this").click()
+    assert sent.value.status == 202
+    assert sent.value.request.post_data_json == {"type": "click", "query_id": sent.value.request.post_data_json[
+        "query_id"], "product": product, "position": 2}
