@@ -25,6 +25,7 @@ from gateway.feedback_store import FeedbackStore, engine_url, search_events, sea
 from gateway.search_log import DAY_S, SearchLog
 from gateway.settings import GatewaySettings
 from lookalike.contracts import decode_embedding, encode_embedding
+from tests.support import ClientResponse
 
 TOKEN = "a-long-random-admin-token"
 STAFF = {"Authorization": f"Bearer {TOKEN}"}
@@ -48,8 +49,8 @@ def fake_services(request: httpx.Request) -> httpx.Response:
             "model": {"weights": "random", "model_id": "m"}, "index_version": "v1", "timings_ms": {}})
     if path == "/v1/search":
         asked = json.loads(request.content)
-        best = float(decode_embedding(asked["embedding"])[0])
-        found = [] if asked.get("q") == "unicorn" else hits(asked["category"], best)
+        score = float(decode_embedding(asked["embedding"])[0])
+        found = [] if asked.get("q") == "unicorn" else hits(asked["category"], score)
         return httpx.Response(200, json={"category": asked["category"], "hits": found, "index_version": "v1"})
     if path == "/v1/search/text":
         words = request.url.params["q"].lower()
@@ -98,7 +99,7 @@ def words_search(client: TestClient, q: str, **params: Any) -> Any:
 def written(client: TestClient) -> None:
     """Wait until the writer task has written (or dropped) everything queued so far."""
     analytics: Analytics = client.app.state.analytics  # type: ignore[attr-defined]
-    client.portal.call(analytics.drained)  # type: ignore[union-attr]
+    client.portal.call(analytics.drained)
 
 
 def staff(client: TestClient, report: str, **params: Any) -> Any:
@@ -116,7 +117,7 @@ def rows(client: TestClient, table: sa.Table) -> list[dict[str, Any]]:
 
 
 def click(client: TestClient, answer: dict[str, Any], position: int = 1, kind: str = "click",
-          **options: Any) -> httpx.Response:
+          **options: Any) -> ClientResponse:
     product = answer["results"][position - 1]["id"]
     body = {"type": kind, "query_id": answer["query_id"], "product": product, "position": position}
     return client.post("/api/v1/events", json=body, **options)
@@ -274,7 +275,7 @@ def test_the_writer_stopping_fails_readiness_loudly(gateway: Gateway, caplog: py
         await anyio.sleep(0)
         await anyio.sleep(0)
 
-    client.portal.call(kill_writer)  # type: ignore[union-attr]
+    client.portal.call(kill_writer)
     answer = client.get("/readyz")
     assert answer.status_code == 503 and "analytics writer" in answer.json()["reason"]
     assert "analytics writer" in caplog.text

@@ -23,8 +23,8 @@ from lookalike.catalog.health import read_report
 from lookalike.catalog.layout import INDEXES, IndexLayout, read_items
 from lookalike.errors import SafetyStop
 from lookalike.feed.download import DownloadLimits
-from lookalike.where import parse_filters
 from lookalike.vision.embedder import Embedder
+from lookalike.where import parse_filters
 from tests.lookalike.feed.feed_server import FeedServer, Route, as_tsv, as_xml, feed_server
 from tests.support import Services
 
