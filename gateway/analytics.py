@@ -79,6 +79,20 @@ def decided_category(probabilities: dict[str, float]) -> str | None:
     return max(probabilities, key=probabilities.__getitem__) if probabilities else None
 
 
+class SessionHashes:
+    """A session id under the day's salt (from the signing secret): the same all day, unlinkable to another
+    day's, and not reversible to the id without the secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+        self._salt: tuple[str, bytes] = ("", b"")
+
+    def __call__(self, session: str, day: str) -> str:
+        if self._salt[0] != day:
+            self._salt = (day, purpose_key(self._secret, "session-" + day))
+        return hmac.new(self._salt[1], session.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 class Analytics:
     """The queue, its writer task, and the rows a search or an event becomes."""
 
@@ -90,17 +104,10 @@ class Analytics:
         self.batch_size = batch_size
         self.queue: asyncio.Queue[Entry] = asyncio.Queue(queue_size)
         self.failure: str | None = None
-        self._secret = secret
-        self._salt: tuple[str, bytes] = ("", b"")
+        self.session_hash = SessionHashes(secret)
         self._database_down = False
         self._writer: asyncio.Task[None] | None = None
         metrics.queued.set_function(self.queue.qsize)
-
-    def session_hash(self, session: str, day: str) -> str:
-        """The session under today's salt: the same all day, unlinkable to yesterday's."""
-        if self._salt[0] != day:
-            self._salt = (day, purpose_key(self._secret, "session-" + day))
-        return hmac.new(self._salt[1], session.encode(), hashlib.sha256).hexdigest()[:32]
 
     def search(self, answer: SearchResult | TextSearchResult | SimilarItems, kind: SearchKind, *,
                session: str | None, where: list[str] | None, latency_ms: float) -> None:

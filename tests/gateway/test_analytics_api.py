@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from gateway.analytics import Analytics
+from gateway.analytics import Analytics, SessionHashes
 from gateway.app import create_app
 from gateway.feedback_store import FeedbackStore, engine_url, search_events, search_log
 from gateway.search_log import DAY_S, SearchLog
@@ -279,3 +279,12 @@ def test_the_writer_stopping_fails_readiness_loudly(gateway: Gateway, caplog: py
     answer = client.get("/readyz")
     assert answer.status_code == 503 and "analytics writer" in answer.json()["reason"]
     assert "analytics writer" in caplog.text
+
+
+def test_a_session_hash_holds_for_a_day_and_changes_with_the_next() -> None:
+    """The daily salt: one day's rows can't be joined to another's, nor the hash turned back into the id."""
+    hashed = SessionHashes(b"s" * 32)
+    today = hashed("shopper-session-1", "2027-01-15")
+    assert today == hashed("shopper-session-1", "2027-01-15") != hashed("shopper-session-2", "2027-01-15")
+    assert hashed("shopper-session-1", "2027-01-16") != today
+    assert "shopper" not in today and len(today) == 32
