@@ -98,10 +98,12 @@ $(DOCS_STAMP): $(STAMP)
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
-# docs/screenshot.png and docs/widget.png, the docs' pictures, made by the browser tests (needs /usr/bin/chromium).
+# docs/screenshot.png, docs/widget.png and docs/staff.png, the docs' pictures, made by the browser tests
+# (needs /usr/bin/chromium).
 docs-screenshot: install
 	LOOKALIKE_SCREENSHOT=1 $(PY) -m pytest tests/gateway/browser/test_search_page.py -k docs_screenshot -q
 	LOOKALIKE_SCREENSHOT=1 $(PY) -m pytest tests/gateway/browser/test_widget.py -k desktop -q
+	LOOKALIKE_SCREENSHOT=1 $(PY) -m pytest tests/gateway/browser/test_staff_page.py -k token_once -q
 
 # The real image built and the compose stack run, on this machine's own Docker engine (needs root to
 # start one; skips loudly where none can start, fails with CI=true). See docs/operations.md.

@@ -9,7 +9,8 @@
      concurrency with catalogue-size and with 12 MP phone-size photos;
   5. steering: photos searched once and steered six times by their handle (forward passes, latency
      ratio, CPU per steered search), and the bytes the page uploads for a 12 MP photo, in Chromium;
-  6. the similarity service's search alone, and each service's peak RSS.
+  6. the similarity service's search alone, and each service's peak RSS;
+  7. search analytics on against off at the highest concurrency, alternating (`analytics_throughput_ratio`).
 
 Writes bench/out/report.json and bench/out/report.md. Durations and sizes are flags, so a smoke
 run takes a minute and a full one a few minutes; figures are only worth quoting from a quiet machine.
@@ -30,6 +31,7 @@ import httpx
 import numpy as np
 import torch
 
+from bench.analytics_load import AnalyticsFigures, measure_analytics
 from bench.load import LoadFigures, multipart_upload, run_load
 from bench.machine import cpu_name
 from bench.model import ModelFigures, PrecisionAgreement, compare_precisions, measure_throughput
@@ -182,7 +184,8 @@ async def search_alone(similarity: str, gateway_photo: bytes, classifier: str, r
 
 
 def run_pipeline(args: argparse.Namespace, index: Path, model_id: str
-                 ) -> tuple[dict[str, list[LoadFigures]], LoadFigures, dict[str, float], str, SteeringFigures]:
+                 ) -> tuple[dict[str, list[LoadFigures]], LoadFigures, dict[str, float], str, SteeringFigures,
+                            AnalyticsFigures]:
     files = query_files(args.queries, args.photos)
     say(f"making {len(files)} phone-size (12 MP) JPEGs from {args.queries}")
     kinds = {"catalogue-size": catalogue_size(files), "phone-size": phone_size(files)}
@@ -218,9 +221,15 @@ def run_pipeline(args: argparse.Namespace, index: Path, model_id: str
         search = asyncio.run(search_alone(stack.url("similarity"), kinds["catalogue-size"][0],
                                           stack.url("classifier"), args.search_requests))
         say(f"  similarity search alone: p50 {search.percentile(50):.2f} ms, p99 {search.percentile(99):.2f} ms")
+        top = max(int(c) for c in args.concurrency.split(","))
+        say(f"search analytics: on against off at c={top}, alternating")
+        analytics = measure_analytics(gateway, [multipart_upload(i) for i in kinds["catalogue-size"]], top,
+                                      args.seconds, args.warmup, cpu_by_process)
+        say(f"  on/off throughput {analytics.ratio:.3f}; log entries written {analytics.written:.0f}, "
+            f"dropped {analytics.dropped:.0f}")
         rss = {name: round(peak_rss_mb(p.pid), 1) for name, p in processes.items()}
         say(f"  peak RSS (MB): {rss}")
-        return levels, search, rss, served["precision"], steering
+        return levels, search, rss, served["precision"], steering, analytics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                     model=yardstick, agreement=agreement, by_precision=by_precision)
     del embedder
     gc.collect()
-    report.levels, report.search, report.rss_mb, report.served_precision, report.steering = run_pipeline(
-        args, index, model_id)
+    (report.levels, report.search, report.rss_mb, report.served_precision, report.steering,
+     report.analytics) = run_pipeline(args, index, model_id)
     report.load_average = [round(load_at_start, 2), round(os.getloadavg()[0], 2)]
     json_path, md_path = write_report(report, args.out)
     print(md_path.read_text())

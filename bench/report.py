@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.analytics_load import AnalyticsFigures
 from bench.load import LoadFigures
 from bench.model import ModelFigures, PrecisionAgreement
 from bench.steering import SteeringFigures
@@ -23,6 +24,7 @@ CATALOGUE_KIND = "catalogue-size"
 UPLOAD_BYTES_TARGET = 400_000
 STEER_FORWARD_PASSES_TARGET = 1
 STEER_LATENCY_RATIO_TARGET = 0.2
+ANALYTICS_RATIO_TARGET = 0.95
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Report:
     served_precision: str = ""
     """What the classifier served during the pipeline runs, from its /readyz."""
     steering: SteeringFigures | None = None
+    analytics: AnalyticsFigures | None = None
 
     @property
     def quiet(self) -> bool:
@@ -86,6 +89,12 @@ class Report:
             goals["gateway_plus_similarity_core_ms"] = {"value": round(front, 2), "target": FRONT_CORE_MS_TARGET,
                                                         "met": front <= FRONT_CORE_MS_TARGET}
         goals.update(self.steering_targets())
+        if self.analytics is not None:  # within 5 % of analytics off, and no log entry lost at this load
+            goals["analytics_throughput_ratio"] = {"value": round(self.analytics.ratio, 3),
+                                                   "target": ANALYTICS_RATIO_TARGET,
+                                                   "met": self.analytics.ratio >= ANALYTICS_RATIO_TARGET}
+            goals["analytics_entries_dropped"] = {"value": self.analytics.dropped, "target": 0,
+                                                  "met": self.analytics.dropped == 0}
         return goals
 
     def steering_targets(self) -> dict[str, dict[str, float | bool]]:
@@ -110,7 +119,8 @@ class Report:
 
     @property
     def errors(self) -> int:
-        return sum(f.errors for figures in self.levels.values() for f in figures)
+        return sum(f.errors for figures in self.levels.values() for f in figures) + (
+            self.analytics.errors if self.analytics else 0)
 
     def targets(self) -> dict[str, dict[str, float | bool]]:
         ratio = self.headline.img_s / self.model.best_img_s
@@ -142,6 +152,7 @@ class Report:
             "steer_latency_ratio": round(self.steering.latency_ratio, 3) if self.steering else None,
             "steered_gateway_plus_similarity_core_ms": round(steered, 2)
             if self.steering and (steered := self.steering.steered_core_ms()) is not None else None,
+            "analytics_throughput_ratio": round(self.analytics.ratio, 3) if self.analytics else None,
             "targets": self.targets(),
             "details": {
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -156,6 +167,7 @@ class Report:
                 "similarity_search": self.search.summary() if self.search else None,
                 "bf16_vs_fp32": self.agreement.summary() if self.agreement else None,
                 "steering": self.steering.summary() if self.steering else None,
+                "analytics": self.analytics.summary() if self.analytics else None,
             },
         }
 

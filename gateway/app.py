@@ -19,16 +19,18 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from gateway.analytics import Analytics, AnalyticsMetrics
 from gateway.cross_origin import CrossOrigin, RefusedOrigins
 from gateway.fair_shares import FairShares, Share
 from gateway.feedback import Feedback, require_admin
 from gateway.feedback_store import FeedbackStore, Limits, engine_url
 from gateway.photo_handles import PhotoHandleMetrics
 from gateway.query_ids import QueryIds
-from gateway.routes import feedback, page, search, widget
-from gateway.routes.dependencies import Pipeline
+from gateway.routes import analytics, feedback, page, search, widget
+from gateway.routes.dependencies import Pipeline, SearchAnalytics
 from gateway.schemas import GatewayReadiness
 from gateway.search import SearchPipeline
+from gateway.search_log import SearchLog
 from gateway.settings import GatewaySettings
 from gateway.widget_assets import WidgetAssets
 from lookalike.background import Supervised
@@ -76,6 +78,20 @@ async def prune_feedback(feedback: Feedback, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
+async def prune_search_log(search_log: SearchLog, every_s: float) -> None:
+    """Delete search-log rows and events past ANALYTICS_RETENTION_DAYS now and then; a failed round is logged and
+    the next one tries again (as `prune_feedback`)."""
+    while True:
+        try:
+            pruned = await anyio.to_thread.run_sync(search_log.prune)
+        except (ApiError, sa.exc.SQLAlchemyError):
+            log.exception("pruning the search log failed; the next round is in %g s", every_s)
+        else:
+            if pruned:
+                log.info("pruned %d search-log rows and events past the retention period", pruned)
+        await asyncio.sleep(every_s)
+
+
 def operator_only(settings: GatewaySettings) -> Callable[[Request], None]:
     """The gateway's `/metrics` is on the public port: it needs LOOKALIKE_ADMIN_TOKEN, as the operator routes do."""
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
@@ -86,8 +102,11 @@ def operator_only(settings: GatewaySettings) -> Callable[[Request], None]:
     return guard
 
 
-async def readiness(pipeline: Pipeline) -> GatewayReadiness:
-    return await pipeline.readiness()
+async def readiness(pipeline: Pipeline, search_analytics: SearchAnalytics) -> GatewayReadiness:
+    ready = await pipeline.readiness()
+    if search_analytics.failure is not None:  # never silently: a dead writer would lose every search's row
+        return ready.model_copy(update={"ready": False, "reason": search_analytics.failure})
+    return ready
 
 
 def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
@@ -105,12 +124,22 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         app.state.query_ids = QueryIds(secret, settings.query_id_ttl_s)
         app.state.feedback = Feedback(store, app.state.pipeline.similarity, app.state.query_ids, secret,
                                       settings.learnt_weight, settings.learnt_full_at, settings.learnt_min_networks)
-        app.state.pruning = pruning = Supervised(
-            "prune-feedback", partial(prune_feedback, app.state.feedback, settings.feedback_prune_every_s),
-            restart_after_s=min(60.0, settings.feedback_prune_every_s))
-        pruning.start()
+        search_log = SearchLog(store.engine, settings.analytics_retention_days * 86400)
+        app.state.analytics = Analytics(search_log, secret, analytics_metrics, enabled=settings.analytics,
+                                        queue_size=settings.analytics_queue, batch_size=settings.analytics_batch)
+        app.state.analytics.start()
+        restart_after_s = min(60.0, settings.feedback_prune_every_s)
+        app.state.pruning = pruning = [
+            Supervised("prune-feedback", partial(prune_feedback, app.state.feedback, settings.feedback_prune_every_s),
+                       restart_after_s=restart_after_s),
+            Supervised("prune-search-log", partial(prune_search_log, search_log, settings.feedback_prune_every_s),
+                       restart_after_s=restart_after_s)]
+        for task in pruning:
+            task.start()
         yield
-        await pruning.stop()
+        await app.state.analytics.stop()
+        for task in pruning:
+            await task.stop()
         store.dispose()
         await app.state.pipeline.aclose()
 
@@ -125,11 +154,12 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
          "events": Share(settings.events_per_minute, settings.event_burst)},
         settings.rate_limit_max_clients, metrics_of(app))
     photo_metrics = PhotoHandleMetrics(metrics_of(app))
+    analytics_metrics = AnalyticsMetrics(metrics_of(app))
     # Outermost but one, so that every answer, a 413 from the upload guard too, carries the CORS headers a listed site needs.
     app.add_middleware(CrossOrigin, allowed=settings.allowed_origins, refused=RefusedOrigins(metrics_of(app)))
     if settings.forwarded_allow_ips:  # outermost, so every middleware and route sees the real client
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
-    for router in (page.router, search.router, feedback.router, widget.router):
+    for router in (page.router, search.router, feedback.router, widget.router, analytics.router):
         app.include_router(router)
     return app

@@ -60,6 +60,38 @@ gateway_secrets = sa.Table(
     sa.Column("value", sa.String(128), nullable=False, doc="Hex; never leaves the database but to a gateway."),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+search_log = sa.Table(
+    "search_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("search_id", sa.String(16), nullable=False, doc="The query_id's search id: what events join on."),
+    sa.Column("created_at", sa.Float, nullable=False, doc="Unix time, seconds."),
+    sa.Column("day", sa.String(10), nullable=False, doc="UTC date, YYYY-MM-DD."),
+    sa.Column("kind", sa.String(16), nullable=False, doc="photo, steered, words, photo_words or similar."),
+    sa.Column("session", sa.String(32), nullable=True, doc="Keyed hash of the session under that day's salt; "
+              "NULL for Sec-GPC or no session."),
+    sa.Column("category", sa.String(200), nullable=True, doc="The classifier's decision (photo kinds)."),
+    sa.Column("confidence", sa.Float, nullable=True),
+    sa.Column("chosen", sa.String(200), nullable=True, doc="The category the shopper switched to, if another."),
+    sa.Column("best_score", sa.Float, nullable=True),
+    sa.Column("results", sa.Integer, nullable=False),
+    sa.Column("words", sa.String(MAX_QUERY_CHARS), nullable=True, doc="Normalised words, if any."),
+    sa.Column("filters", sa.String(1000), nullable=True, doc="The `where` filters, JSON."),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("index_version", sa.String(100), nullable=True),
+    sa.Index("search_log_by_time", "created_at"),
+    sa.Index("search_log_by_search", "search_id"),
+)
+search_events = sa.Table(
+    "search_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("search_id", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("type", sa.String(16), nullable=False, doc="click, add_to_cart or purchase."),
+    sa.Column("product", sa.String(200), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False, doc="Where the search showed it, from 1."),
+    sa.Index("search_events_by_search", "search_id"),
+    sa.Index("search_events_by_time", "created_at"),
+)
 MIGRATION_LOCK = 1506
 """PostgreSQL advisory lock key held while one replica migrates."""
 

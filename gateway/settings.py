@@ -96,6 +96,16 @@ class GatewaySettings(ServiceSettings):
         "same one. Unset (default): a random one kept in the feedback database, which replicas sharing it share."))
     query_id_ttl_s: float = Field(86400, gt=0, description=(
         "How long a search's `query_id` may be named by a vote or an event; an older one gets 410 query_id_expired."))
+    analytics: bool = Field(True, description=(
+        "Keep the search log and the events the staff page (/staff) reports on: no photo, no IP, a daily-salted "
+        "session hash. false: nothing is logged and events are accepted and dropped."))
+    analytics_retention_days: float = Field(90, gt=0, validation_alias=AliasChoices(
+        "GATEWAY_ANALYTICS_RETENTION_DAYS", "ANALYTICS_RETENTION_DAYS"),
+        description="Search-log rows and events older than this are pruned.")
+    analytics_queue: int = Field(10_000, ge=1, description=(
+        "Log entries waiting to be written at most; past it (a slow or unreachable database) entries are dropped "
+        "and counted on /metrics, never a search delayed."))
+    analytics_batch: int = Field(500, ge=1, description="Log entries written in one transaction at most.")
     forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=AliasChoices("GATEWAY_FORWARDED_ALLOW_IPS", "FORWARDED_ALLOW_IPS"),
         description=("Comma-separated addresses or networks of the reverse proxies whose `X-Forwarded-For` names the "

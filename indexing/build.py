@@ -32,6 +32,7 @@ from pymilvus import MilvusException
 
 from indexing.cache import CACHE_FILE, EmbeddingCache, TextVectorCache
 from indexing.catalog import CatalogScan, Entry, Skipped, scan_catalog
+from indexing.catalogue_report import folder_report
 from indexing.imagenet_tags import Tags, top_tags, writes_tags
 from indexing.lock import exclusive
 from indexing.notify import reload_services
@@ -610,6 +611,7 @@ def manifest_stage(b: Building) -> None:
         vector_store=b.stored or VectorStoreRecord(index_type=b.plan.index_type),
     )
     (b.build_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+    folder_report(b.build_dir, b.plan.source or str(b.plan.catalog), b.items, b.skipped)  # a feed run writes its own over it
     b.removed = removed_since(b.previous, b.items)  # read now: after the publish, nothing may fail the build
     if b.plan.before_publish is not None:
         b.plan.before_publish(b.previous, b.items)

@@ -17,6 +17,7 @@ from typing import Any
 
 from indexing.build import BuildPlan, BuildSummary, build_index
 from indexing.catalog import CatalogScan, Entry, valid_id
+from indexing.catalogue_report import feed_report
 from lookalike.catalog.layout import IndexLayout, read_items
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.errors import EmptyCatalog, FeedError, SafetyStop
@@ -172,6 +173,8 @@ def index_feed(options: FeedOptions, index_root: Path, weights: str = "auto", **
 
         summary = build_index(BuildPlan(cache.root, index_root, weights, scan=scan, source=options.source,
                                         before_publish=recheck, **build))
+        feed_report(summary.version_dir, options.source, feed, mapped, unmapped, failed, results,
+                    read_items(summary.version_dir))
         cache.retain(photos_of(feed.products))
     finally:
         cache.close()

@@ -31,6 +31,7 @@ that one type.
     │   └── ProjectionMismatch       projection_mismatch  the version's projection is not the one its manifest names
     ├── PayloadTooLarge          413 payload_too_large
     │   ├── UploadTooLarge           upload_too_large     more bytes than MAX_UPLOAD_BYTES
+    │   ├── EventTooLarge            event_too_large      an analytics event's body over 4 KiB
     │   └── TooManyPixels            too_many_pixels      (an ImageRejected)
     ├── UnsupportedMediaType     415 unsupported_media_type
     │   └── NotAnImage               not_an_image         (an ImageRejected)
@@ -49,6 +50,7 @@ that one type.
     │   ├── BadPhotoHandle           bad_photo_handle     `photo=` is not a handle this API hands out
     │   ├── BadQueryId               bad_query_id         a `query_id` forged, malformed, or another session's
     │   ├── NotShown                 item_not_shown       a vote or event names a product its search did not show
+    │   ├── BadEvent                 bad_event            an analytics event that is not JSON of the documented shape
     │   └── MissingSession           missing_session      feedback without X-Session-ID or the cookie
     ├── TooManyRequests          429 too_many_requests    (with Retry-After)
     │   ├── RateLimited              rate_limited         one client address used its fair share of searches,
@@ -256,6 +258,12 @@ class UploadTooLarge(PayloadTooLarge):
     code = "upload_too_large"
 
 
+class EventTooLarge(PayloadTooLarge):
+    """An analytics event's body larger than any event needs: refused before it is parsed."""
+
+    code = "event_too_large"
+
+
 class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 
@@ -320,6 +328,12 @@ class NotShown(Unprocessable):
     """A vote or event names a product that the search it names did not return."""
 
     code = "item_not_shown"
+
+
+class BadEvent(Unprocessable):
+    """An analytics event that is not JSON, or names an unknown type, or lacks a field."""
+
+    code = "bad_event"
 
 
 class MissingSession(Unprocessable):

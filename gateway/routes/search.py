@@ -73,11 +73,11 @@ async def search(
         refuse_body_with_handle(request)
         steered = await pipeline.search_photo(photo, k, category or None, box=region, where=where,
                                               min_score=min_score, like=like, unlike=unlike, q=words)
-        return receipt.stamp(steered, "steered")
+        return receipt.stamp(steered, "steered", where)
     image = await read_multipart_field(request, "image", settings.max_upload_bytes)
     found = await pipeline.search_image(image, k, category or None, box=region, where=where, min_score=min_score,
                                         like=like, unlike=unlike, q=words)
-    return receipt.stamp(found, "photo_words" if words else "photo")
+    return receipt.stamp(found, "photo_words" if words else "photo", where)
 
 
 @router.get("/api/v1/search/text", response_model=TextSearchResult, responses=error_responses(422, 429, 503),
@@ -102,12 +102,12 @@ async def search_text(
     """
     found = await pipeline.search_text(q, k, category or None, where, like=like, unlike=unlike)
     if found.refined:
-        return receipt.stamp(found, "words")  # ranked by the shopper's own marks, not by words votes could re-weigh
+        return receipt.stamp(found, "words", where)  # ranked by the shopper's own marks, not by words votes could re-weigh
     try:
         learned = await votes.rerank(q, found.results, k)
     except FeedbackUnavailable:
-        return receipt.stamp(found, "words")  # the votes are a refinement: without their database the words search
-    return receipt.stamp(found.model_copy(update={"results": learned}), "words")
+        return receipt.stamp(found, "words", where)  # the votes are a refinement: without their database the words search
+    return receipt.stamp(found.model_copy(update={"results": learned}), "words", where)
 
 
 @router.get("/api/v1/items/{item_id}/similar", response_model=SimilarItems, responses=SIMILAR_ERRORS,
@@ -115,7 +115,7 @@ async def search_text(
 async def similar(item_id: str, pipeline: Pipeline, receipt: Receipt, where: Where = None, min_score: MinScore = None,
                   k: int = Query(10, ge=1, le=MAX_K)) -> SimilarItems:
     """More like this product, by all its photos, without an upload; its own variant group is left out."""
-    return receipt.stamp(await pipeline.similar_to_item(item_id, k, where=where, min_score=min_score), "similar")
+    return receipt.stamp(await pipeline.similar_to_item(item_id, k, where=where, min_score=min_score), "similar", where)
 
 
 @router.get("/api/v1/items/{item_id}/image", responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}})

@@ -136,6 +136,7 @@ async function callApi(url, options, busyText, retry, recover = null) {
       return null;
     }
     if (state.notice === "unavailable") hideNotice(); // it answered, so it is back
+    if (body.query_id) els.results.dataset.queryId = body.query_id; // what a click on a result names
     return body;
   } finally {
     if (id === state.requestId) setBusy(false);
@@ -768,3 +769,12 @@ document.addEventListener("paste", (event) => {
 
 showPrompt(false);
 loadCatalog();
+
+// A click on a result (its product link, or "More like this") is reported to the store's analytics, as a beacon.
+els.results.addEventListener("click", (event) => {
+  const card = event.target.closest("a.product-link, button.more") && event.target.closest(".card");
+  if (!card || !els.results.dataset.queryId || !navigator.sendBeacon) return;
+  const position = [...els.results.children].indexOf(card) + 1;
+  const click = { type: "click", query_id: els.results.dataset.queryId, product: card.dataset.id, position };
+  navigator.sendBeacon("/api/v1/events", new Blob([JSON.stringify(click)], { type: "text/plain" }));
+});

@@ -130,7 +130,30 @@ def _add(feed: Feed, attributes: dict[str, str], additional: list[str], where: s
 # ---- attributes to catalogue columns ------------------------------------------------------------------------
 
 PRICE = re.compile(r"^\s*([0-9]+(?:[.,][0-9]+)?)\s*([A-Za-z]{3})?\s*$")
-FILTER_ATTRIBUTES = ("availability", "brand", "color", "material", "pattern", "size")
+FILTER_ATTRIBUTES = ("availability", "condition", "brand", "color", "material", "pattern", "size")
+SPECIFIED_VALUES: dict[str, tuple[str, ...]] = {
+    "availability": ("in_stock", "out_of_stock", "preorder", "backorder"),
+    "condition": ("new", "refurbished", "used"),
+}
+"""Attributes whose values the Merchant Center specification lists, in its form (`in_stock`, not `in stock`)."""
+
+
+def specification_value(name: str, text: str) -> str | None:
+    """The specification's form of a listed attribute's value, whatever its spelling or case: `In Stock`,
+    `in stock` and `IN_STOCK` are `in_stock`, `pre-order` is `preorder`. None when it fits no known form."""
+    spelled = re.sub(r"[^a-z]", "", text.lower())
+    return next((form for form in SPECIFIED_VALUES.get(name, ()) if form.replace("_", "") == spelled), None)
+
+
+def unknown_values(products: list[FeedProduct]) -> dict[str, dict[str, int]]:
+    """Per listed attribute, the values that fit no known form (kept verbatim), with how many products have each."""
+    found: dict[str, dict[str, int]] = {}
+    for product in products:
+        for name in SPECIFIED_VALUES:
+            value = product.get(name)
+            if value and specification_value(name, value) is None:
+                found.setdefault(name, {})[value] = found.get(name, {}).get(value, 0) + 1
+    return found
 TEXT_ATTRIBUTES = ("description",)
 PASSED_ATTRIBUTES = ("link",)
 
@@ -181,5 +204,5 @@ def catalogue_columns(product: FeedProduct, now: datetime | None = None) -> dict
         columns["price"], columns["currency"] = regular
     for name in FILTER_ATTRIBUTES + TEXT_ATTRIBUTES + PASSED_ATTRIBUTES:
         if product.get(name):
-            columns[name] = product.get(name)
+            columns[name] = specification_value(name, product.get(name)) or product.get(name)
     return {k: v for k, v in columns.items() if v}

@@ -13,6 +13,7 @@ from PIL import Image
 
 from indexing.__main__ import format_summary
 from indexing.build import BuildPlan, BuildSummary, build_index
+from lookalike.catalog.health import read_report
 from lookalike.catalog.layout import read_items
 from lookalike.vision.embedder import Embedder
 
@@ -91,3 +92,10 @@ def test_an_exif_rotated_photo_comes_out_upright(summary: BuildSummary) -> None:
 def test_the_summary_lists_every_skipped_file(summary: BuildSummary) -> None:
     text = format_summary(summary)
     assert "Skipped 4:" in text and "lamp/huge.png" in text and "embedded 5, reused 0, removed 0" in text
+
+
+def test_the_versions_catalogue_report_lists_every_skipped_photo_and_why(summary: BuildSummary) -> None:
+    report = read_report(summary.version_dir)
+    assert report is not None and report.kind == "folder" and report.photos == summary.indexed
+    assert {(f.photo, f.reason) for f in report.failed_photos} == {(s.file, s.reason) for s in summary.skipped}
+    assert all(f.product_left_out for f in report.failed_photos)

@@ -18,10 +18,13 @@ import pytest
 
 from indexing.__main__ import main
 from indexing.feed import FeedOptions, FeedSummary, index_feed
+from lookalike.catalog.filters import ColumnTable
+from lookalike.catalog.health import read_report
 from lookalike.catalog.layout import INDEXES, IndexLayout, read_items
 from lookalike.errors import SafetyStop
 from lookalike.feed.download import DownloadLimits
 from lookalike.vision.embedder import Embedder
+from lookalike.where import parse_filters
 from tests.lookalike.feed.feed_server import FeedServer, Route, as_tsv, as_xml, feed_server
 from tests.support import Services
 
@@ -32,6 +35,9 @@ CLASSIFY = {"chair": {"google_product_category": "443"},
             "bed": {"google_product_category": "505764"},
             "lamp": {"product_type": "Home & Garden > Lighting > Lamps > Table Lamps"}}
 LIMITS = DownloadLimits(total_timeout_s=20)
+# Real stores' feeds mix the specification's spellings; the fifth of each fits no known form.
+AVAILABILITY = ["in_stock", "Out of Stock", "in stock", "pre-order", "coming soon"]
+CONDITION = ["new", "Refurbished", "NEW", "used", "as good as new"]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +59,7 @@ def server(shared: Path) -> Iterator[FeedServer]:
                     "id": row["id"], "title": row["name"], "description": f"A {category} from the test store",
                     "link": f"https://shop.example/products/{row['id']}",
                     "image_link": store.photo(f"/photos/{row['file']}", shared / "catalog" / row["file"]),
-                    "price": f"{100 * (n + 1)}.00 EUR", "availability": "in_stock" if n % 2 == 0 else "out_of_stock",
+                    "price": f"{100 * (n + 1)}.00 EUR", "availability": AVAILABILITY[n], "condition": CONDITION[n],
                     "brand": "Woodly", "color": ["oak", "black", "white"][n % 3], "material": "wood",
                     "item_group_id": row["item_group_id"], **classified})
         extra = [r for r in rows if r["category"] == "chair"][PER_CATEGORY]
@@ -108,11 +114,36 @@ def test_a_feed_becomes_a_published_version_with_its_categories_and_columns(publ
     assert (summary.photos.downloaded, summary.photos.failed) == (26, 0)
     items = served_items(root)
     first = next(i for i in items if i.category == "chair")
-    assert first.extra == {"price": "100.00", "currency": "EUR", "availability": "in_stock", "brand": "Woodly",
+    assert first.extra == {"price": "100.00", "currency": "EUR", "availability": "in_stock", "condition": "new",
+                           "brand": "Woodly",
                            "color": "oak", "material": "wood", "description": "A chair from the test store",
                            "link": f"https://shop.example/products/{first.id}"}
     assert sum(1 for i in items if i.id == first.id) == 2  # image_link and its additional_image_link
     assert first.group_id
+
+
+@pytest.mark.parametrize(("where", "positions"), [
+    ("availability=in_stock", {0, 2}), ("availability=out_of_stock", {1}), ("availability=preorder", {3}),
+    ("availability=coming soon", {4}), ("condition=new", {0, 2}), ("condition=refurbished", {1}),
+    ("condition=used", {3}),
+])
+def test_a_feeds_mixed_spellings_are_stored_in_the_specifications_form_and_filter_alike(
+        published: tuple[Path, FeedSummary], where: str, positions: set[int]) -> None:
+    """`in stock`, `In Stock` and `in_stock` are one value; one that fits no known form is kept verbatim."""
+    items = served_items(published[0])
+    table = ColumnTable(items)
+    passed = table.mask(parse_filters([where], table.columns))
+    # The n-th product of a category costs 100 * (n + 1).
+    assert {round(float(i.extra["price"])) // 100 - 1 for i in items if passed[i.label] and i.category == "sofa"} \
+        == positions
+
+
+def test_the_version_holds_a_catalogue_report_of_what_the_run_left_out(published: tuple[Path, FeedSummary]) -> None:
+    report = read_report(IndexLayout(published[0]).require_current())
+    assert report is not None and report.kind == "feed" and (report.products, report.photos) == (25, 26)
+    assert [(u.id, u.values) for u in report.unmapped] == [("vase-1", "Home & Garden > Decor > Vases")]
+    assert report.failed_photos == [] and report.without_photo == []
+    assert report.unknown_values == {"availability": {"coming soon": 5}, "condition": {"as good as new": 5}}
 
 
 def test_the_tsv_form_of_the_feed_gives_the_same_version(server: FeedServer, published: tuple[Path, FeedSummary],
@@ -185,6 +216,11 @@ def test_products_whose_photos_all_fail_are_left_out_and_reported_with_each_reas
             f"  {server.url('/photos/broken.jpg')}: HTTP 500 Internal Server Error") in out
     assert "embedded 0, reused 23, removed 3" in out
     assert {products[1]["id"], products[2]["id"]}.isdisjoint({i.id for i in served_items(copy)})
+    report = read_report(IndexLayout(copy).require_current())
+    assert report is not None
+    assert {(f.product, f.photo, f.product_left_out) for f in report.failed_photos} == {
+        (products[1]["id"], server.url("/photos/gone.jpg"), True), (products[2]["id"], server.url("/photos/page.jpg"), True),
+        (products[0]["id"], server.url("/photos/broken.jpg"), False)}
 
 
 def test_the_feed_server_must_be_allowed_when_it_is_on_a_private_address(server: FeedServer, tmp_path: Path,

@@ -133,8 +133,8 @@ def feed_server(tls: ssl.SSLContext | None = None) -> Iterator[FeedServer]:
 # ---- the same products as an XML feed and as a TSV feed -----------------------------------------------------
 
 FIELDS = ["id", "title", "description", "link", "image_link", "additional_image_link", "price", "sale_price",
-          "sale_price_effective_date", "availability", "brand", "color", "material", "item_group_id", "product_type",
-          "google_product_category"]
+          "sale_price_effective_date", "availability", "condition", "brand", "color", "material", "item_group_id",
+          "product_type", "google_product_category"]
 
 
 def as_xml(products: list[dict[str, object]]) -> bytes:

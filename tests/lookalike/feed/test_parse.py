@@ -8,7 +8,7 @@ import pytest
 
 from lookalike.errors import CategoryMappingError, FeedError
 from lookalike.feed.categories import CategoryMapping
-from lookalike.feed.parse import FeedProduct, catalogue_columns, parse_feed
+from lookalike.feed.parse import FeedProduct, catalogue_columns, parse_feed, unknown_values
 from tests.lookalike.feed.feed_server import as_tsv, as_xml
 
 PRODUCTS: list[dict[str, object]] = [
@@ -101,3 +101,25 @@ def test_a_stores_mapping_adds_its_own_paths_and_a_bad_line_says_where() -> None
         CategoryMapping.parse("chair: Furniture > Chairs\nFurniture > Sofas\n", "mine.txt")
     with pytest.raises(CategoryMappingError, match="already goes to"):
         CategoryMapping.parse("chair: 443\nsofa: 443\n", "mine.txt")
+
+
+@pytest.mark.parametrize(("name", "spellings", "form"), [
+    ("availability", ["in_stock", "in stock", "In Stock", "IN_STOCK", " in-stock "], "in_stock"),
+    ("availability", ["out_of_stock", "out of stock", "Out Of Stock"], "out_of_stock"),
+    ("availability", ["preorder", "pre-order", "Pre order"], "preorder"),
+    ("availability", ["backorder", "back order", "BACKORDER"], "backorder"),
+    ("condition", ["new", "New", "NEW"], "new"),
+    ("condition", ["refurbished", "Refurbished"], "refurbished"),
+    ("condition", ["used", "USED"], "used"),
+])
+def test_a_listed_attribute_is_kept_in_the_specifications_form_whatever_its_spelling(
+        name: str, spellings: list[str], form: str) -> None:
+    for spelling in spellings:
+        assert catalogue_columns(FeedProduct("p", {name: spelling}))[name] == form
+
+
+def test_a_value_of_no_known_form_is_kept_verbatim_and_counted() -> None:
+    products = [FeedProduct(str(n), {"availability": value, "condition": "new"})
+                for n, value in enumerate(["in stock", "coming soon", "coming soon", "limited"])]
+    assert catalogue_columns(products[1])["availability"] == "coming soon"
+    assert unknown_values(products) == {"availability": {"coming soon": 2, "limited": 1}}
