@@ -28,8 +28,14 @@ from indexing.cache import CACHE_FILE, EmbeddingCache, TextVectorCache
 from indexing.catalog import CatalogScan, Entry, Skipped, scan_catalog
 from indexing.imagenet_tags import Tags, top_tags, writes_tags
 from indexing.lock import exclusive
+from indexing.network_export import (
+    Int8Options,
+    choose_catalogue_model,
+    compatibility,
+    export_catalogue_network,
+    write_served_graphs,
+)
 from indexing.progress import Progress
-from indexing.quantise_gate import GateThresholds, Quantised, Quantiser, quantise_and_gate
 from indexing.self_eval import DEFAULT_MARGIN, publish_gate, self_evaluate
 from indexing.versions import prune_versions
 from lookalike.catalog import milvus_store
@@ -60,10 +66,8 @@ from lookalike.errors import EmptyCatalog, ImageRejected, VectorStoreFailed, Vec
 from lookalike.settings import MAX_PIXELS, VectorStoreSettings
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.head_training import cross_validated_accuracy, fit_head
-from lookalike.vision.int8_engine import Int8Embedder
-from lookalike.vision.int8_export import quantise
 from lookalike.vision.network import EMBEDDING_DIM, imagenet_classes
-from lookalike.vision.precision import choose_precision, gate_summary
+from lookalike.vision.onnx_engine import OnnxEmbedder
 from lookalike.vision.preprocess import decode_image, to_model_input
 
 log = logging.getLogger("lookalike.indexing")
@@ -126,7 +130,7 @@ class Cached:
     sha256: str
 
 
-CatalogueEmbedder = Embedder | Int8Embedder
+CatalogueEmbedder = OnnxEmbedder
 
 
 def prepare(root: Path, entry: Entry, embedder: CatalogueEmbedder, known: frozenset[str]) -> Prepared | Cached:
@@ -318,42 +322,6 @@ def store_synonyms(catalog: Path) -> str | None:
     return text
 
 
-@dataclass(frozen=True)
-class Int8Options:
-    """How PRECISION=int8 and auto quantise and gate (see `indexing.quantise_gate`)."""
-
-    calibration_images: int = 300
-    gate_images: int = 200
-    thresholds: GateThresholds = GateThresholds()
-    quantiser: Quantiser | None = None
-    """What exports and quantises (default `lookalike.vision.int8_engine.quantise`); tests break it on purpose."""
-
-
-def choose_catalogue_model(scan: CatalogScan, embedder: Embedder, build_dir: Path,
-                           options: Int8Options) -> tuple[CatalogueEmbedder, Quantised | None, str, list[str]]:
-    """Quantise and gate where PRECISION asks for int8 (or auto may pick it); then the shared precision rule."""
-    requested = embedder.requested_precision
-    _, reason, warnings = choose_precision(requested, embedder.info.weights, embedder.device, embedder.precision,
-                                           None)
-    worth_trying = embedder.device.type == "cpu" and (
-        requested == "int8" or (requested == "auto" and embedder.info.weights != "random"))
-    if not worth_trying:
-        return embedder, None, reason, warnings
-    quantised = quantise_and_gate(scan, embedder, build_dir, calibration_images=options.calibration_images,
-                                  gate_images=options.gate_images, thresholds=options.thresholds,
-                                  quantiser=options.quantiser or quantise)
-    precision, reason, warnings = choose_precision(requested, embedder.info.weights, embedder.device,
-                                                   embedder.precision, quantised.record.gate)
-    return (quantised.embedder if precision == "int8" else embedder), quantised, reason, warnings
-
-
-def compatibility(precision: Precision, quantised: Quantised | None) -> str:
-    if quantised is None:
-        return f"catalogue embedded at {precision}; bf16 and fp32 queries agree with it to within rounding"
-    return (f"catalogue embedded at {precision}; queries at another precision agree with it only within the "
-            f"int8 gate's figures: {gate_summary(quantised.record.gate)}")
-
-
 def reduce_catalogue(vectors: np.ndarray, reduction: Reduction,
                      build_dir: Path) -> tuple[np.ndarray, ProjectionInfo | None]:
     """The vectors the indexes hold: the embeddings, or their projection learned here and saved in the version."""
@@ -403,7 +371,8 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
     check_index_type(index_type, reduction.output_dim(EMBEDDING_DIM))
     synonyms = store_synonyms(catalog)
     words_model = load_text_model(text_model) if isinstance(text_model, str) else text_model
-    embedder = embedder or Embedder(weights, precision)
+    own_embedder = embedder is None  # torch loads the weights and exports; ONNX Runtime embeds
+    embedder = embedder or Embedder(weights, precision, fused=False, torch_precision="fp32")
     vector_store = vector_store or VectorStoreSettings()
     try:
         milvus = milvus_store.connect(vector_store) if vector_store.vector_store == "milvus" else None
@@ -417,7 +386,8 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
         cache: EmbeddingCache | None = None
         stored: VectorStoreRecord | None = None
         try:
-            model, quantised, precision_reason, warnings = choose_catalogue_model(scan, embedder, build_dir,
+            network = export_catalogue_network(embedder, build_dir, release_torch=own_embedder)
+            model, quantised, precision_reason, warnings = choose_catalogue_model(scan, embedder, network, build_dir,
                                                                                   int8 or Int8Options())
             for warning in warnings:
                 log.warning("%s", warning)
@@ -432,7 +402,9 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
             categories = sorted({i.category for i in items})
             labels = np.array([categories.index(i.category) for i in items])
             accuracy, folds = cross_validated_accuracy(vectors, labels, categories)
-            fit_head(vectors, labels, categories).save(build_dir / HEAD)
+            head = fit_head(vectors, labels, categories)
+            head.save(build_dir / HEAD)
+            served_network, int8_model = write_served_graphs(build_dir, head, network, quantised)
             index_vectors, projection = reduce_catalogue(vectors, reduction, build_dir)
             stats = []
             indexes = {}  # Faiss, in memory at least: the self-evaluation searches them whatever the store
@@ -478,7 +450,7 @@ def build_index(catalog: Path, index_root: Path, weights: str = "auto", *, preci
                 categories=stats,
                 head=HeadStats(cv_accuracy=accuracy, folds=folds, train_items=len(items)),
                 catalog=source or str(catalog), requested_precision=embedder.requested_precision,
-                precision_reason=precision_reason, int8=quantised.record if quantised else None,
+                precision_reason=precision_reason, int8=int8_model, network=served_network,
                 compatibility=compatibility(model.precision, quantised),
                 text_model=words_model.info if words_model is not None else None,
                 projection=projection, self_eval=self_eval,
