@@ -133,7 +133,9 @@ class Classifier:
         file = manifest.int8 if precision == "int8" and manifest.int8 is not None else manifest.network
         embedder = OnnxEmbedder(version_dir / file.file, manifest.model, manifest.preprocessing, precision=precision,
                                 sha256=file.sha256, threads=self.threads, memory=self.memory, use_cuda=self.use_cuda)
-        embedder.warm_up(self.warm_up_sizes)
+        # With memory patterns on, ONNX Runtime plans each input shape on first sight: warm every size up.
+        # Off, one small pass readies its threads and kernels, and the start stays short.
+        embedder.warm_up(self.warm_up_sizes if self.memory.mem_pattern else self.warm_up_sizes[:1])
         return embedder, reason, warnings
 
     def classify_batch(self, images: Sequence[np.ndarray]) -> list[Classification]:
