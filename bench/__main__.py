@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     load_at_start = os.getloadavg()[0]
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # as the classifier service does
-    embedder = Embedder(args.weights, "fp32")  # builds the index; the services run its ONNX graphs
+    # Builds the index (the job exports fp32 whatever PRECISION asks); the services run its ONNX graphs.
+    embedder = Embedder(args.weights, args.precision, torch_precision="fp32")
     catalog = limited_catalog(args.catalog, args.catalog_limit, args.out)
     index = args.index
     if index is None:

@@ -167,3 +167,29 @@ def test_the_classifier_service_imports_no_torch() -> None:
          f"print(sorted(m for m in sys.modules if m.split('.')[0] in {names!r}))"],
         cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
     assert found == "[]"
+
+
+def test_the_export_carries_every_weight_batch_norm_statistics_included(small_catalog: Path, tmp_path: Path) -> None:
+    """`random` weights leave every batch norm at its identity (weight 1, bias 0, mean 0, variance 1), where a
+    weight lost on export would not show: these weights have each statistic drawn at random."""
+    import torch
+
+    from lookalike.vision.onnx_export import export_network
+    from lookalike.vision.weights import load_resnet50
+
+    network = load_resnet50("random").network
+    generator = torch.Generator().manual_seed(1)
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            for tensor, low, high in ((module.weight.data, 0.5, 1.5), (module.bias.data, -0.1, 0.1),
+                                      (module.running_mean, -0.1, 0.1), (module.running_var, 0.5, 2.0)):
+                tensor.uniform_(low, high, generator=generator)
+    weights = tmp_path / "drawn.pth"
+    torch.save(network.state_dict(), weights)
+    model = Embedder(str(weights), "fp32", fused=False)
+    export_network(model, tmp_path / "network.onnx")
+    exported = OnnxEmbedder(tmp_path / "network.onnx", model.info, model.preprocessing)
+    files = sorted(small_catalog.glob("*/*.jpg"))[::6]
+    photos = [load_model_input(f.read_bytes(), model.preprocessing, max_pixels=60_000_000) for f in files]
+    assert cosines(exported.embed_batch(photos), model.embed_batch(photos)).min() >= 0.9999
+    assert [i.name for i in exported.session.get_inputs()] == [INPUT]  # the weights are constants, not inputs
