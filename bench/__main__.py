@@ -2,15 +2,18 @@
 
   1. an index built from the catalogue with the same weights (with PRECISION=int8 or auto, the
      job quantises and gates an int8 model into it);
-  2. the bare model in this process: images/s at batch 1, 2, 4, 8, 16 (the yardstick), at the
-     served precision and at fp32, bf16 and int8 (`model_img_s_by_precision`);
-  3. bf16 against fp32 for the loaded weights: cosine per image, same top-1 per query;
+  2. the bare model in this process: images/s at batch 1, 2, 4, 8, 16 (the yardstick: the served
+     precision), the index version's graphs through ONNX Runtime at fp32 and int8
+     (`model_img_s_by_precision`) and against the fused torch fp32 graph (`model_img_s_by_runtime`);
+  3. bf16 against fp32 in the torch model (the evaluation's), for the loaded weights: cosine per
+     image, same top-1 per query;
   4. the three services started as `make run` starts them, then the gateway loaded at each
      concurrency with catalogue-size and with 12 MP phone-size photos;
   5. steering: photos searched once and steered six times by their handle (forward passes, latency
      ratio, CPU per steered search), and the bytes the page uploads for a 12 MP photo, in Chromium;
-  6. the similarity service's search alone, and each service's peak RSS;
-  7. search analytics on against off at the highest concurrency, alternating (`analytics_throughput_ratio`).
+  6. the similarity service's search alone, and each service's peak RSS after the load (`rss_peak_mb`);
+  7. each service's start: process start to its first 200 on /readyz, with the index present (`ready_s`).
+  8. search analytics on against off at the highest concurrency, alternating (`analytics_throughput_ratio`).
 
 Writes bench/out/report.json and bench/out/report.md. Durations and sizes are flags, so a smoke
 run takes a minute and a full one a few minutes; figures are only worth quoting from a quiet machine.
@@ -37,14 +40,15 @@ from bench.machine import cpu_name
 from bench.model import ModelFigures, PrecisionAgreement, compare_precisions, measure_throughput
 from bench.photos import catalogue_size, phone_size, query_files
 from bench.report import LOAD_GENERATOR, Report, write_report
+from bench.runtimes import measure_runtimes, ready_seconds
 from bench.steering import SteeringFigures, measure_steering, page_upload_bytes
 from indexing.build import BuildPlan, build_index
 from indexing.catalog import scan_catalog
 from lookalike.catalog.layout import IndexLayout, read_manifest
-from lookalike.contracts import PRECISION_SETTINGS, PRECISIONS, ClassifyResponse, SearchRequest
+from lookalike.contracts import PRECISION_SETTINGS, ClassifyResponse, SearchRequest
 from lookalike.settings import ModelSettings
 from lookalike.vision.embedder import Embedder
-from lookalike.vision.int8_engine import Int8Embedder
+from lookalike.vision.onnx_engine import OnnxEmbedder
 from lookalike.vision.preprocess import load_model_input
 from supervisor.stack import loopback_stack
 
@@ -59,8 +63,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model = ModelSettings()
     parser.add_argument("--weights", default=model.weights)
     parser.add_argument("--precision", default=model.precision, choices=list(PRECISION_SETTINGS))
-    parser.add_argument("--precisions", default=",".join(PRECISIONS),
-                        help="bare-model precisions measured besides the served one (int8 needs an int8 model)")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
     parser.add_argument("--index", type=Path, default=None,
                         help="serve this existing index (built with the same weights) instead of building one")
@@ -120,19 +122,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def int8_of(index: Path, embedder: Embedder) -> Int8Embedder | None:
-    """The serving version's int8 model, if the indexing job made one."""
-    version = IndexLayout(index).current()
-    manifest = read_manifest(version) if version else None
-    if version is None or manifest is None or manifest.int8 is None:
-        return None
-    return Int8Embedder(version / manifest.int8.file, embedder.info, embedder.preprocessing,
-                        sha256=manifest.int8.sha256)
-
-
-def measure_bare(args: argparse.Namespace, model: Embedder | Int8Embedder, photos: list[np.ndarray]) -> ModelFigures:
+def measure_bare(args: argparse.Namespace, model: Embedder | OnnxEmbedder, photos: list[np.ndarray]) -> ModelFigures:
     batches = sorted({1, *(int(b) for b in args.batches.split(","))})  # batch 1 is the single-request yardstick
-    say(f"bare model ({model.info.weights}, {model.precision}, {torch.get_num_threads()} threads): "
+    runtime = "torch" if isinstance(model, Embedder) else "onnxruntime"
+    say(f"bare model ({model.info.weights}, {runtime} {model.precision}, {torch.get_num_threads()} threads): "
         f"batches {batches}, {args.model_seconds:.0f} s each")
     figures = measure_throughput(model, photos, batches, args.model_seconds)
     for size, rate in figures.img_s.items():
@@ -141,30 +134,22 @@ def measure_bare(args: argparse.Namespace, model: Embedder | Int8Embedder, photo
 
 
 def measure_model(args: argparse.Namespace, embedder: Embedder, index: Path, catalog_root: Path
-                  ) -> tuple[dict[str, ModelFigures], PrecisionAgreement | None]:
+                  ) -> tuple[dict[str, ModelFigures], dict[str, ModelFigures], PrecisionAgreement | None]:
+    """(by runtime, by served precision, bf16-vs-fp32 agreement of the torch model)."""
     photos = decode_all(embedder, query_files(args.queries, 64))
-    by_precision: dict[str, ModelFigures] = {}
-    for precision in [p for p in args.precisions.split(",") if p]:
-        model: Embedder | Int8Embedder | None
-        if precision == "int8":
-            model = int8_of(index, embedder)
-            if model is None:
-                say("  int8: this index has no int8 model (PRECISION=int8 makes one); not measured")
-                continue
-        else:
-            model = embedder if precision == embedder.precision else Embedder(args.weights, precision)
-        by_precision[precision] = measure_bare(args, model, photos)
-        del model
-        gc.collect()
+    by_runtime = measure_runtimes(index, args.weights, photos, lambda model, images: measure_bare(args, model, images))
+    by_precision = {precision: by_runtime[f"onnxruntime_{precision}"] for precision in ("fp32", "int8")
+                    if f"onnxruntime_{precision}" in by_runtime}
+    gc.collect()
     agreement = None
     if args.precision_queries:
         scan = scan_catalog(catalog_root)
         catalog = decode_all(embedder, [scan.root / e.file for e in scan.entries])
         queries = decode_all(embedder, query_files(args.queries, args.precision_queries))
-        say(f"bf16 vs fp32: {len(queries)} queries against {len(catalog)} catalogue images")
+        say(f"bf16 vs fp32 (torch): {len(queries)} queries against {len(catalog)} catalogue images")
         agreement = compare_precisions(args.weights, catalog, queries)
         say(f"  min cosine {agreement.min_cosine:.4f}, same top-1 {agreement.same_top1:.1%}")
-    return by_precision, agreement
+    return by_runtime, by_precision, agreement
 
 
 async def search_alone(similarity: str, gateway_photo: bytes, classifier: str, requests: int) -> LoadFigures:
@@ -228,7 +213,7 @@ def run_pipeline(args: argparse.Namespace, index: Path, model_id: str
         say(f"  on/off throughput {analytics.ratio:.3f}; log entries written {analytics.written:.0f}, "
             f"dropped {analytics.dropped:.0f}")
         rss = {name: round(peak_rss_mb(p.pid), 1) for name, p in processes.items()}
-        say(f"  peak RSS (MB): {rss}")
+        say(f"  peak RSS after the load (MB): {rss}")
         return levels, search, rss, served["precision"], steering, analytics
 
 
@@ -237,9 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     load_at_start = os.getloadavg()[0]
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # as the classifier service does
-    embedder = Embedder(args.weights, args.precision)
-    if args.precision != "int8":
-        args.precision = embedder.precision  # the services then run what `auto` resolved to here
+    # Builds the index (the job exports fp32 whatever PRECISION asks); the services run its ONNX graphs.
+    embedder = Embedder(args.weights, args.precision, torch_precision="fp32")
     catalog = limited_catalog(args.catalog, args.catalog_limit, args.out)
     index = args.index
     if index is None:
@@ -248,18 +232,17 @@ def main(argv: list[str] | None = None) -> int:
         summary = build_index(BuildPlan(catalog, index, embedder=embedder))
         say(f"  catalogue embedded at {summary.precision}: {summary.precision_reason}")
     served_here = read_manifest(IndexLayout(index).require_current()).model.precision
-    if args.precision == "int8" and "int8" not in args.precisions.split(","):
-        args.precisions += ",int8"
-    by_precision, agreement = measure_model(args, embedder, index, catalog)
-    yardstick = by_precision.get(served_here if args.precision == "int8" else embedder.precision) \
-        or by_precision.get(embedder.precision) or measure_bare(args, embedder, decode_all(
-            embedder, query_files(args.queries, 64)))
+    by_runtime, by_precision, agreement = measure_model(args, embedder, index, catalog)
+    yardstick = by_precision.get(served_here) or by_precision["fp32"]
     model_id = embedder.info.model_id
-    report = Report(weights=embedder.info.weights, precision=args.precision, device=str(embedder.device),
+    report = Report(weights=embedder.info.weights, precision=args.precision, device="cpu",
                     cpu=cpu_name(), cores=len(os.sched_getaffinity(0)),
-                    model=yardstick, agreement=agreement, by_precision=by_precision)
+                    model=yardstick, agreement=agreement, by_precision=by_precision, by_runtime=by_runtime)
     del embedder
     gc.collect()
+    env = {"INDEX": str(index), "WEIGHTS": args.weights, "PRECISION": args.precision, "LOG_LEVEL": "WARNING"}
+    report.ready_s = ready_seconds(env)
+    say(f"ready (process start to the first 200 on /readyz), s: {report.ready_s}")
     (report.levels, report.search, report.rss_mb, report.served_precision, report.steering,
      report.analytics) = run_pipeline(args, index, model_id)
     report.load_average = [round(load_at_start, 2), round(os.getloadavg()[0], 2)]

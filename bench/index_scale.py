@@ -60,10 +60,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1,
                         help="Faiss OpenMP threads; 1 is what the similarity service runs (SIMILARITY_FAISS_THREADS)")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
-    parser.add_argument("--parts", default="ivf,reduce", help="ivf (Flat against IVF), reduce (REDUCE), or both")
+    parser.add_argument("--parts", default="job,ivf,reduce",
+                        help="job (the re-index job's peak RSS), ivf (Flat against IVF), reduce (REDUCE); any of them")
+    from bench.index_memory import add_arguments as add_job_arguments
     from bench.index_reduce import add_arguments  # it imports this module
 
     add_arguments(parser)
+    add_job_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -233,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     faiss.omp_set_num_threads(args.threads)
     mixture = Mixture(args.dim, args.latent, args.clusters, args.spread, args.noise)
     parts = set(args.parts.split(","))
+    if "job" in parts:
+        from bench.index_memory import run as run_job
+
+        run_job(args)
     if "reduce" in parts:
         from bench.index_reduce import run as run_reduce
 

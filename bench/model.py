@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lookalike.vision.embedder import Embedder
-from lookalike.vision.int8_engine import Int8Embedder
+from lookalike.vision.onnx_engine import OnnxEmbedder
 from lookalike.vision.precision import TORCH_PRECISIONS
 
 CHUNK = 32
@@ -37,7 +37,7 @@ class ModelFigures:
         return 1000 / self.img_s[1]
 
 
-def measure_throughput(embedder: Embedder | Int8Embedder, images: list[np.ndarray], batches: list[int],
+def measure_throughput(embedder: Embedder | OnnxEmbedder, images: list[np.ndarray], batches: list[int],
                        seconds: float) -> ModelFigures:
     """Forward passes back to back for `seconds` per batch size, after two warm-up passes.
 
@@ -48,7 +48,7 @@ def measure_throughput(embedder: Embedder | Int8Embedder, images: list[np.ndarra
         return thread.submit(_throughput, embedder, images, batches, seconds).result()
 
 
-def _throughput(embedder: Embedder | Int8Embedder, images: list[np.ndarray], batches: list[int],
+def _throughput(embedder: Embedder | OnnxEmbedder, images: list[np.ndarray], batches: list[int],
                 seconds: float) -> ModelFigures:
     rates = {}
     for size in batches:

@@ -25,6 +25,17 @@ UPLOAD_BYTES_TARGET = 400_000
 STEER_FORWARD_PASSES_TARGET = 1
 STEER_LATENCY_RATIO_TARGET = 0.2
 ANALYTICS_RATIO_TARGET = 0.95
+CLASSIFIER_RSS_TARGET_MB = 400.0
+READY_S_TARGET = 3.0
+
+
+def onnx_over_torch_target() -> float:
+    """ONNX Runtime fp32 at least 1.2× fused torch fp32 where the CPU has AVX2 only; no slower on AVX-512."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return 1.0
+    return 1.0 if "avx512f" in flags else 1.2
 
 
 @dataclass
@@ -47,6 +58,10 @@ class Report:
     """What the classifier served during the pipeline runs, from its /readyz."""
     steering: SteeringFigures | None = None
     analytics: AnalyticsFigures | None = None
+    by_runtime: dict[str, ModelFigures] = field(default_factory=dict)
+    """The bare model through ONNX Runtime (fp32, int8) and through the fused torch fp32 graph, one run."""
+    ready_s: dict[str, float] = field(default_factory=dict)
+    """Each service's process start to its first 200 on /readyz, with the index present."""
 
     @property
     def quiet(self) -> bool:
@@ -95,6 +110,23 @@ class Report:
                                                    "met": self.analytics.ratio >= ANALYTICS_RATIO_TARGET}
             goals["analytics_entries_dropped"] = {"value": self.analytics.dropped, "target": 0,
                                                   "met": self.analytics.dropped == 0}
+        goals.update(self.runtime_targets())
+        return goals
+
+    def runtime_targets(self) -> dict[str, dict[str, float | bool]]:
+        """Serving on ONNX Runtime alone: the classifier's memory, every service's start, ONNX Runtime's speed."""
+        goals: dict[str, dict[str, float | bool]] = {}
+        if "classifier" in self.rss_mb:
+            rss = self.rss_mb["classifier"]
+            goals["classifier_rss_peak_mb"] = {"value": rss, "target": CLASSIFIER_RSS_TARGET_MB,
+                                               "met": rss <= CLASSIFIER_RSS_TARGET_MB}
+        for name, seconds in self.ready_s.items():
+            goals[f"{name}_ready_s"] = {"value": seconds, "target": READY_S_TARGET, "met": seconds <= READY_S_TARGET}
+        rates = {name: f.best_img_s for name, f in self.by_runtime.items()}
+        if "onnxruntime_fp32" in rates and "torch_fp32" in rates:
+            ratio, target = rates["onnxruntime_fp32"] / rates["torch_fp32"], onnx_over_torch_target()
+            goals["onnxruntime_fp32_over_torch_fp32"] = {"value": round(ratio, 3), "target": target,
+                                                         "met": ratio >= target}
         return goals
 
     def steering_targets(self) -> dict[str, dict[str, float | bool]]:
@@ -142,8 +174,10 @@ class Report:
             "p50_ms": round(head.percentile(50), 1),
             "p99_ms": round(head.percentile(99), 1),
             "errors": self.errors,
-            "rss_mb": self.rss_mb,
+            "rss_peak_mb": self.rss_mb,
+            "ready_s": self.ready_s,
             "model_img_s_by_precision": {p: round(f.best_img_s, 2) for p, f in self.by_precision.items()},
+            "model_img_s_by_runtime": {r: round(f.best_img_s, 2) for r, f in self.by_runtime.items()},
             "served_precision": self.served_precision,
             "e2e_catalogue_c16_img_s": round(self.catalogue_c16.img_s, 2) if self.catalogue_c16 else None,
             "gateway_plus_similarity_core_ms": round(front, 2) if (front := self.front_core_ms()) is not None else None,
@@ -163,6 +197,8 @@ class Report:
                           "best_batch": self.model.best_batch, "batch1_ms": round(self.model.batch1_ms, 1)},
                 "model_by_precision": {p: {"img_s_by_batch": {str(k): round(v, 2) for k, v in f.img_s.items()},
                                            "best_batch": f.best_batch} for p, f in self.by_precision.items()},
+                "model_by_runtime": {r: {"img_s_by_batch": {str(k): round(v, 2) for k, v in f.img_s.items()},
+                                         "best_batch": f.best_batch} for r, f in self.by_runtime.items()},
                 "e2e": {kind: [f.summary() for f in figures] for kind, figures in self.levels.items()},
                 "similarity_search": self.search.summary() if self.search else None,
                 "bf16_vs_fp32": self.agreement.summary() if self.agreement else None,
@@ -187,6 +223,9 @@ class Report:
         for precision, bare in self.by_precision.items():
             lines.append(f"| bare model {precision}, best batch ({bare.best_batch}) | {bare.best_img_s:.1f} | "
                          f"{1000 / bare.img_s[1]:.1f} (batch 1) | | | | {bare.best_img_s / m.best_img_s:.2f} |")
+        for runtime, bare in self.by_runtime.items():
+            lines.append(f"| bare model {runtime}, best batch ({bare.best_batch}) | {bare.best_img_s:.1f} | "
+                         f"{1000 / bare.img_s[1]:.1f} (batch 1) | | | | {bare.best_img_s / m.best_img_s:.2f} |")
         for kind, figures in self.levels.items():
             for f in figures:
                 lines.append(f"| gateway, {kind}, concurrency {f.concurrency} | {f.img_s:.1f} | {f.percentile(50):.1f} "
@@ -197,8 +236,9 @@ class Report:
             lines.append(f"| similarity search alone (HTTP, k=10) | | {s.percentile(50):.2f} | {s.percentile(95):.2f} "
                          f"| {s.percentile(99):.2f} | {s.errors} | |")
         lines += self._cpu_lines()
-        lines += ["", "| service | peak RSS MB |", "|---|---:|"]
-        lines += [f"| {name} | {mb:.0f} |" for name, mb in self.rss_mb.items()]
+        lines += ["", "| service | peak RSS MB (after the load) | ready s |", "|---|---:|---:|"]
+        lines += [f"| {name} | {mb:.0f} | {self.ready_s.get(name, float('nan')):.2f} |"
+                  for name, mb in self.rss_mb.items()]
         if self.agreement:
             a = self.agreement
             lines += ["", f"bf16 vs fp32 ({a.queries} queries, {a.catalog} catalogue images): min cosine "

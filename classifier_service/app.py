@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import torch
 from fastapi import FastAPI
 
 from classifier_service.batching import MicroBatcher, power_of_two_sizes
@@ -18,7 +17,7 @@ from lookalike.service import create_service, metrics_of, state_getter
 from lookalike.settings import InternalAccess
 from lookalike.upload_guard import install_upload_guard
 from lookalike.vision.classifier import Classifier
-from lookalike.vision.embedder import Embedder
+from lookalike.vision.onnx_engine import RuntimeMemory
 
 
 async def readiness(classifier: ClassifierDep, batcher: BatcherDep) -> ClassifierReadiness:
@@ -27,7 +26,7 @@ async def readiness(classifier: ClassifierDep, batcher: BatcherDep) -> Classifie
     return ClassifierReadiness(
         ready=loaded is not None and batcher.broken is None,
         reason=batcher.broken or classifier.not_ready_reason,
-        model=loaded.embedder.info if loaded else classifier.embedder.info,
+        model=loaded.embedder.info if loaded else None,
         categories=loaded.head.categories if loaded else [],
         index_version=loaded.manifest.version if loaded else None,
         int8_gate=loaded.manifest.int8.gate if loaded and loaded.manifest.int8 else None,
@@ -42,11 +41,12 @@ def create_app(settings: ClassifierSettings | None = None, internal: InternalAcc
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cores = len(os.sched_getaffinity(0))
-        torch.set_num_threads(settings.threads or cores)
         sizes = power_of_two_sizes(settings.max_batch)
-        classifier = Classifier(Embedder(settings.weights, settings.precision, fused=settings.fused), settings.index,
-                                threads=settings.threads or cores, warm_up_sizes=sizes)
-        classifier.served.load_at_start()
+        classifier = Classifier(settings.index, weights=settings.weights, precision=settings.precision,
+                                threads=settings.threads or cores, warm_up_sizes=sizes,
+                                memory=RuntimeMemory(cpu_arena=settings.memory_arena, mem_pattern=settings.memory_arena))
+        # Loading the version's graph (and one pass per batch size) takes about a second, off the event loop.
+        await anyio.to_thread.run_sync(classifier.served.load_at_start)
         metrics = metrics_of(app)
         batcher: Batcher = MicroBatcher(
             classifier.classify_batch, max_batch=settings.max_batch, sizes=sizes,
@@ -54,10 +54,6 @@ def create_app(settings: ClassifierSettings | None = None, internal: InternalAcc
             on_batch=metrics.histogram("classifier_batch_size", "Images per forward pass.",
                                        range(1, settings.max_batch + 1)).observe)
         metrics.gauge("classifier_queue_length", "Images waiting for a forward pass.", lambda: batcher.queue_length)
-        # About 3 s, so that no shopper waits for a compilation and memory stays flat from here on. An int8
-        # model is warmed up as it loads; the torch one then serves only after a reload to a version without one.
-        if classifier.loaded is None or classifier.loaded.embedder is classifier.embedder:
-            await batcher.on_inference_thread(lambda: classifier.embedder.warm_up(batcher.sizes))
         batcher.start()
         app.state.settings = settings
         app.state.classifier, app.state.batcher = classifier, batcher

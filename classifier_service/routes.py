@@ -41,7 +41,7 @@ async def classify(request: Request, classifier: ClassifierDep, batcher: Batcher
     data = await read_body(request, settings.max_upload_bytes)
     with batcher.on_the_way():
         image = await anyio.to_thread.run_sync(
-            lambda: load_model_input(data, classifier.embedder.preprocessing, max_pixels=settings.max_pixels,
+            lambda: load_model_input(data, classifier.preprocessing, max_pixels=settings.max_pixels,
                                      box=region),
             limiter=decode_limiter)
     decoded = time.perf_counter()

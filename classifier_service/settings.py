@@ -17,15 +17,19 @@ class ClassifierSettings(ServiceSettings):
 
     port: int = Field(8001, description="Port to listen on; the gateway finds it as CLASSIFIER_PORT.")
     index: Path = Field(shared.INDEX_ROOT, validation_alias=AliasChoices("CLASSIFIER_INDEX", "INDEX"),
-                        description="Index root; the category head and int8 model come from its serving version.")
+                        description="Index root; the network (fp32 or int8) and category head come from its "
+                        "serving version.")
     weights: str = Field(shared.MODEL_WEIGHTS, validation_alias=AliasChoices("CLASSIFIER_WEIGHTS", "WEIGHTS"),
-                         description="imagenet, random, auto, or a path to a .pth state dict; the index's own.")
+                         description="imagenet, random, auto, or a path to a .pth state dict: the weights the "
+                         "index must have been built with (auto: any). The network itself comes from the index.")
     precision: PrecisionSetting = Field(shared.PRECISION, validation_alias=AliasChoices(
-        "CLASSIFIER_PRECISION", "PRECISION"), description="auto, fp32, bf16 or int8 (the serving index version's "
-        "quantised model; auto serves it where its gate passed).")
-    fused: bool = Field(True, description="Run the network through oneDNN Graph on a CPU; false runs eager PyTorch.")
-    max_batch: int = Field(8, ge=1, description="Largest batch. On 2 AVX-512 cores the fused model runs 8 as fast "
-                           "per image as 16, and smaller batches leave room to decode the next ones meanwhile.")
+        "CLASSIFIER_PRECISION", "PRECISION"), description="auto, fp32 or int8: the serving index version's fp32 "
+        "graph, or its quantised one (auto serves it where its gate passed). bf16 runs fp32.")
+    max_batch: int = Field(8, ge=1, description="Largest batch: bounds ONNX Runtime's activations (about 100 MB "
+                           "at 8), and smaller batches leave room to decode the next ones meanwhile.")
+    memory_arena: bool = Field(False, description="ONNX Runtime's CPU memory arena and memory-pattern planning. "
+                               "Off (the default), each pass allocates and frees its own activations, so RSS stays "
+                               "flat under load; see docs/performance.md for both measured.")
     max_wait_ms: float = Field(5.0, ge=0, description=(
         "Longest wait for company in a batch, only while another upload is being decoded."))
     max_queue: int = Field(64, ge=1, description="Requests waiting beyond this get 503 with Retry-After.")
@@ -36,5 +40,5 @@ class ClassifierSettings(ServiceSettings):
                             description="Largest image decoded, in pixels: a phone photo fits, a decompression bomb not.")
     upload_limits: UploadLimits = Field(default_factory=UploadLimits, description="MAX_INFLIGHT_UPLOAD_BYTES, "
                                         "UPLOAD_TIMEOUT_S, ...: see lookalike/settings.py.")
-    threads: int = Field(0, ge=0, description="torch intra-op threads; 0 means the cores this process may use.")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 means the cores this process may use.")
     decode_threads: int = Field(0, ge=0, description="Uploads decoded at once, beside the forward pass; 0 means the cores.")

@@ -25,6 +25,7 @@ from indexing.settings import IndexBuildSettings, RollbackSettings, VersionsSett
 from indexing.versions import rollback
 from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.feed.download import DownloadLimits
+from lookalike.heap_trim import mmap_large_buffers
 from lookalike.program import Program
 from lookalike.serving import configure_logging
 from lookalike.settings import InternalAccess
@@ -185,6 +186,7 @@ def run_indexing(settings: IndexBuildSettings | RollbackSettings | VersionsSetti
     if isinstance(settings, IndexingCommandLine):
         chosen = get_subcommand(settings, is_required=False)
         settings = chosen if isinstance(chosen, RollbackSettings | VersionsSettings) else settings
+    mmap_large_buffers()  # the exported network and ONNX Runtime's activations go back to the kernel when freed
     match settings:
         case RollbackSettings():
             return roll_back(settings)

@@ -35,9 +35,17 @@ from indexing.catalog import CatalogScan, Entry, Skipped, scan_catalog
 from indexing.catalogue_report import folder_report
 from indexing.imagenet_tags import Tags, top_tags, writes_tags
 from indexing.lock import exclusive
+from indexing.network_export import (
+    ExportedNetwork,
+    Int8Options,
+    choose_catalogue_model,
+    compatibility,
+    export_catalogue_network,
+    write_served_graphs,
+)
 from indexing.notify import reload_services
 from indexing.progress import Progress
-from indexing.quantise_gate import GateThresholds, Quantised, Quantiser, quantise_and_gate
+from indexing.quantise_gate import Quantised
 from indexing.self_eval import DEFAULT_MARGIN, publish_gate, self_evaluate
 from indexing.text_export import forget_unnamed_copies, place_in_store, text_model_for_index
 from indexing.versions import prune_versions
@@ -58,7 +66,16 @@ from lookalike.catalog.layout import (
     read_items,
     read_manifest,
 )
-from lookalike.catalog.manifest import CatalogItem, CategoryStats, HeadStats, Manifest, ProjectionInfo, SelfEval
+from lookalike.catalog.manifest import (
+    CatalogItem,
+    CategoryStats,
+    HeadStats,
+    Int8Model,
+    Manifest,
+    NetworkModel,
+    ProjectionInfo,
+    SelfEval,
+)
 from lookalike.catalog.milvus_store import MilvusConnection
 from lookalike.catalog.projection import PROJECTION, Projection, Reduction
 from lookalike.catalog.synonyms import Synonyms
@@ -77,10 +94,8 @@ from lookalike.errors import (
 from lookalike.settings import MAX_PIXELS, VectorStoreSettings
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.head_training import cross_validated_accuracy, fit_head
-from lookalike.vision.int8_engine import Int8Embedder
-from lookalike.vision.int8_export import quantise
 from lookalike.vision.network import EMBEDDING_DIM, imagenet_classes
-from lookalike.vision.precision import choose_precision, gate_summary
+from lookalike.vision.onnx_engine import OnnxEmbedder
 from lookalike.vision.preprocess import decode_image, to_model_input
 
 log = logging.getLogger("lookalike.indexing")
@@ -146,7 +161,7 @@ class Cached:
     sha256: str
 
 
-CatalogueEmbedder = Embedder | Int8Embedder
+CatalogueEmbedder = OnnxEmbedder
 
 
 def prepare(root: Path, entry: Entry, embedder: CatalogueEmbedder, known: frozenset[str]) -> Prepared | Cached:
@@ -332,42 +347,6 @@ def store_synonyms(catalog: Path) -> str | None:
     return text
 
 
-@dataclass(frozen=True)
-class Int8Options:
-    """How PRECISION=int8 and auto quantise and gate (see `indexing.quantise_gate`)."""
-
-    calibration_images: int = 300
-    gate_images: int = 200
-    thresholds: GateThresholds = GateThresholds()
-    quantiser: Quantiser | None = None
-    """What exports and quantises (default `lookalike.vision.int8_engine.quantise`); tests break it on purpose."""
-
-
-def choose_catalogue_model(scan: CatalogScan, embedder: Embedder, build_dir: Path,
-                           options: Int8Options) -> tuple[CatalogueEmbedder, Quantised | None, str, list[str]]:
-    """Quantise and gate where PRECISION asks for int8 (or auto may pick it); then the shared precision rule."""
-    requested = embedder.requested_precision
-    _, reason, warnings = choose_precision(requested, embedder.info.weights, embedder.device, embedder.precision,
-                                           None)
-    worth_trying = embedder.device.type == "cpu" and (
-        requested == "int8" or (requested == "auto" and embedder.info.weights != "random"))
-    if not worth_trying:
-        return embedder, None, reason, warnings
-    quantised = quantise_and_gate(scan, embedder, build_dir, calibration_images=options.calibration_images,
-                                  gate_images=options.gate_images, thresholds=options.thresholds,
-                                  quantiser=options.quantiser or quantise)
-    precision, reason, warnings = choose_precision(requested, embedder.info.weights, embedder.device,
-                                                   embedder.precision, quantised.record.gate)
-    return (quantised.embedder if precision == "int8" else embedder), quantised, reason, warnings
-
-
-def compatibility(precision: Precision, quantised: Quantised | None) -> str:
-    if quantised is None:
-        return f"catalogue embedded at {precision}; bf16 and fp32 queries agree with it to within rounding"
-    return (f"catalogue embedded at {precision}; queries at another precision agree with it only within the "
-            f"int8 gate's figures: {gate_summary(quantised.record.gate)}")
-
-
 def reduce_catalogue(vectors: np.ndarray, reduction: Reduction,
                      build_dir: Path) -> tuple[np.ndarray, ProjectionInfo | None]:
     """The vectors the indexes hold: the embeddings, or their projection learned here and saved in the version."""
@@ -431,6 +410,8 @@ class Tools:
     words_model: TextEmbedder | None
     milvus: MilvusConnection | None
     store: VectorStoreSettings
+    own_embedder: bool = False
+    """The job made the embedder for this run: its torch network is dropped once exported."""
 
 
 @dataclass
@@ -447,6 +428,7 @@ class Building:
     build_dir: Path
     started: float
     model: CatalogueEmbedder | None = None
+    network: ExportedNetwork | None = None
     quantised: Quantised | None = None
     precision_reason: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -469,6 +451,8 @@ class Building:
     version: str = ""
     stored: VectorStoreRecord | None = None
     removed: int = 0
+    served_network: NetworkModel | None = None
+    int8_model: Int8Model | None = None
 
     @property
     def items(self) -> list[CatalogItem]:
@@ -505,15 +489,18 @@ def load_tools(plan: BuildPlan) -> Tools:
     except VectorStoreUnavailable as exc:
         raise VectorStoreFailed(exc.message) from exc
     words_model = plan.text_model if isinstance(plan.text_model, TextEmbedder) else None  # a setting: under the lock
-    return Tools(plan.embedder or Embedder(plan.weights, plan.precision), words_model, milvus, store)
+    # torch loads the weights and exports; ONNX Runtime embeds
+    embedder = plan.embedder or Embedder(plan.weights, plan.precision, fused=False, torch_precision="fp32")
+    return Tools(embedder, words_model, milvus, store, own_embedder=plan.embedder is None)
 
 
 # The stages, in order: each fills in its part of the hidden build folder (and `Building`).
 
 def model_stage(b: Building) -> None:
-    """(Quantise and gate, then) choose the model the catalogue is embedded with."""
+    """Export the network to ONNX, (quantise and gate it, then) choose the graph the catalogue is embedded with."""
+    b.network = export_catalogue_network(b.tools.embedder, b.build_dir, release_torch=b.tools.own_embedder)
     b.model, b.quantised, b.precision_reason, b.warnings = choose_catalogue_model(
-        b.scan, b.tools.embedder, b.build_dir, b.plan.int8)
+        b.scan, b.tools.embedder, b.network, b.build_dir, b.plan.int8)
     for warning in b.warnings:
         log.warning("%s", warning)
 
@@ -531,12 +518,14 @@ def embed_stage(b: Building) -> None:
 
 
 def head_stage(b: Building) -> None:
-    """Fit the category head the classifier serves, measured by cross-validation."""
-    assert b.done is not None
+    """Fit the category head, measured by cross-validation, and append it to the graphs the classifier serves."""
+    assert b.done is not None and b.network is not None
     b.categories = sorted({i.category for i in b.items})
     b.labels = np.array([b.categories.index(i.category) for i in b.items])
     b.accuracy, b.folds = cross_validated_accuracy(b.done.vectors, b.labels, b.categories)
-    fit_head(b.done.vectors, b.labels, b.categories).save(b.build_dir / HEAD)
+    head = fit_head(b.done.vectors, b.labels, b.categories)
+    head.save(b.build_dir / HEAD)
+    b.served_network, b.int8_model = write_served_graphs(b.build_dir, head, b.network, b.quantised)
 
 
 def vector_index_stage(b: Building) -> None:
@@ -604,7 +593,7 @@ def manifest_stage(b: Building) -> None:
         index_type=b.plan.index_type, categories=b.stats,
         head=HeadStats(cv_accuracy=b.accuracy, folds=b.folds, train_items=len(b.items)),
         catalog=b.plan.source or str(b.plan.catalog), requested_precision=embedder.requested_precision,
-        precision_reason=b.precision_reason, int8=b.quantised.record if b.quantised else None,
+        precision_reason=b.precision_reason, int8=b.int8_model, network=b.served_network,
         compatibility=compatibility(model.precision, b.quantised),
         text_model=words_model.info if words_model is not None else None,
         projection=b.projection, self_eval=b.self_eval,

@@ -26,18 +26,18 @@ from lookalike.catalog.manifest import Int8Model, Preprocessing
 from lookalike.contracts import GateFigures
 from lookalike.errors import ImageRejected
 from lookalike.settings import MAX_PIXELS
-from lookalike.vision.embedder import Embedder
 from lookalike.vision.head_training import fit_head
 from lookalike.vision.int8_engine import ENGINE, Int8Embedder
 from lookalike.vision.int8_export import quantise
+from lookalike.vision.onnx_engine import OnnxEmbedder
 from lookalike.vision.precision import cpu_int8_kernels
 from lookalike.vision.preprocess import load_model_input
 
 log = logging.getLogger("lookalike.indexing")
 
 TOP_K = 10
-Quantiser = Callable[[str, str, Preprocessing, Sequence[np.ndarray], Path], str]
-"""(weights, model_id, preprocessing, calibration photos, output file) -> the file's sha256."""
+Quantiser = Callable[[Path, Preprocessing, Sequence[np.ndarray], Path], str]
+"""(the exported fp32 network, preprocessing, calibration photos, output file) -> the file's sha256."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def decode_sample(root: Path, entries: Sequence[Entry], prep: Preprocessing) -> 
     return images, categories
 
 
-def embed_in_chunks(embedder: Embedder | Int8Embedder, images: Sequence[np.ndarray], size: int = 16) -> np.ndarray:
+def embed_in_chunks(embedder: OnnxEmbedder, images: Sequence[np.ndarray], size: int = 16) -> np.ndarray:
     return np.concatenate([embedder.embed_batch(images[i:i + size]) for i in range(0, len(images), size)])
 
 
@@ -125,21 +125,20 @@ def measure(fp32: np.ndarray, int8: np.ndarray, categories: Sequence[str], thres
                        passed=not failures, failures=failures, int8_kernels=cpu_int8_kernels(), **figures)
 
 
-def quantise_and_gate(scan: CatalogScan, embedder: Embedder, build_dir: Path, *, calibration_images: int,
-                      gate_images: int, thresholds: GateThresholds, threads: int = 0,
+def quantise_and_gate(scan: CatalogScan, fp32: OnnxEmbedder, network: Path, build_dir: Path, *,
+                      calibration_images: int, gate_images: int, thresholds: GateThresholds, threads: int = 0,
                       quantiser: Quantiser = quantise) -> Quantised:
-    """Quantise on part of the catalogue into the build folder, then gate it on another part."""
+    """Quantise the exported `network` on part of the catalogue into the build folder, then gate it against
+    the same network at fp32 (`fp32`, as the classifier would serve it) on another part."""
     calibration, held_out = split_sample(scan.entries, calibration_images, gate_images)
-    prep = embedder.preprocessing
+    prep = fp32.preprocessing
     calibration_inputs, calibration_categories = decode_sample(scan.root, calibration, prep)
     log.info("int8: quantising with %d catalogue photos (%s)", len(calibration_inputs), ENGINE)
     path = build_dir / INT8_MODEL
-    sha256 = quantiser(embedder.weights_spec, embedder.info.model_id, prep, calibration_inputs, path)
-    int8 = Int8Embedder(path, embedder.info, prep, sha256=sha256, threads=threads)
+    sha256 = quantiser(network, prep, calibration_inputs, path)
+    int8 = Int8Embedder(path, fp32.info, prep, sha256=sha256, threads=threads)
     gate_inputs, gate_categories = decode_sample(scan.root, held_out, prep)
-    reference = embedder if embedder.precision == "fp32" else Embedder(embedder.weights_spec, "fp32", prep,
-                                                                       fused=False)
-    figures = measure(embed_in_chunks(reference, gate_inputs), embed_in_chunks(int8, gate_inputs), gate_categories,
+    figures = measure(embed_in_chunks(fp32, gate_inputs), embed_in_chunks(int8, gate_inputs), gate_categories,
                       thresholds)
     log.info("int8 gate on %d held-out photos: mean cosine %.4f, top-10 overlap %.3f, head agreement %.3f: %s",
              figures.images, figures.mean_cosine, figures.top10_overlap, figures.head_agreement,

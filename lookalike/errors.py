@@ -27,6 +27,8 @@ that one type.
     │                                                     does not hold (a reload is under way); the gateway retries
     ├── IndexMismatch            409 index_model_mismatch the index was built with other weights
     │   ├── QuantisedModelInvalid    quantised_model_invalid  the version's int8 model is unusable
+    │   ├── NetworkModelInvalid      network_model_invalid  the version's fp32 ONNX network is missing (built
+    │   │                                                 before ONNX serving), altered, or unloadable
     │   ├── TextModelMismatch        text_model_mismatch  the version's text vectors came from another TEXT_MODEL
     │   └── ProjectionMismatch       projection_mismatch  the version's projection is not the one its manifest names
     ├── PayloadTooLarge          413 payload_too_large
@@ -236,6 +238,12 @@ class QuantisedModelInvalid(IndexMismatch):
     """The index version's int8 model is missing, altered since indexing, or not loadable."""
 
     code = "quantised_model_invalid"
+
+
+class NetworkModelInvalid(IndexMismatch):
+    """The index version's fp32 ONNX network is missing (a version built before ONNX serving), altered, or not loadable."""
+
+    code = "network_model_invalid"
 
 
 class TextModelMismatch(IndexMismatch):

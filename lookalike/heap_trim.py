@@ -54,6 +54,13 @@ def _malloc_trim() -> Callable[[], object] | None:
     return lambda: trim(0)  # ctypes releases the GIL for the call
 
 
+def trim_heap() -> None:
+    """Give the heap's free pages back now: a job between phases, once a large model is dropped."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim()
+
+
 class HeapTrimmer:
     """Collects garbage and trims the heap once uploads have been quiet for `quiet_s` (or every `every_s` at most).
 

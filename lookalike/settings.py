@@ -131,9 +131,9 @@ class ModelSettings(BaseSettings):
         "nothing, for tests and demos), `auto` (imagenet where it loads, else random with a loud warning) "
         "or the path of a .pth state dict."))
     precision: PrecisionSetting = Field(PRECISION, description=(
-        "`fp32`, `bf16`, `int8` or `auto`: int8 where the index version's int8 gate passed, else bf16 where "
-        "the CPU is fast at it, else fp32. `int8` quantises on the catalogue and serves it even if its gate "
-        "failed, with a loud warning."))
+        "`fp32`, `int8` or `auto`: int8 where the index version's int8 gate passed, else fp32 (ONNX Runtime "
+        "runs the version's graphs; `bf16`, the torch graph's, runs fp32 and says so). `int8` quantises on the "
+        "catalogue and serves it even if its gate failed, with a loud warning."))
 
 # What one service lets a client hold: connections, header time, upload bytes and upload time.
 # Read without a service's prefix: each service runs in its own process (and container), so

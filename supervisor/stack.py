@@ -129,12 +129,17 @@ def loopback_stack(env: Mapping[str, str], ready: Mapping[str, str], timeout_s: 
 
 
 def why_build(index: Path, vector_store: str) -> str | None:
-    """Why the stack must build an index version before it serves, or None: there is none, or the serving one keeps
-    its vectors in the other store (`make run VECTOR_STORE=milvus` after a Faiss demo, or the other way round)."""
+    """Why the stack must build an index version before it serves, or None: there is none, the serving one holds no
+    fp32 ONNX network (built before ONNX serving), or it keeps its vectors in the other store (`make run
+    VECTOR_STORE=milvus` after a Faiss demo, or the other way round)."""
     current = IndexLayout(index).current()
     if current is None:
         return f"no index at {index}"
-    record = read_manifest(current).vector_store
+    manifest = read_manifest(current)
+    if manifest.network is None:
+        return (f"the index at {index} was built before the classifier served through ONNX Runtime "
+                "(it holds no fp32 network)")
+    record = manifest.vector_store
     kept = record.kind if record is not None else VectorStoreKind.FAISS
     if kept != vector_store:
         return f"the index at {index} keeps its vectors in {kept}, and VECTOR_STORE={vector_store}"

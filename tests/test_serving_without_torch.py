@@ -33,8 +33,7 @@ def job_only_mappings(pid: int) -> list[str]:
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param("classifier", marks=pytest.mark.xfail(strict=False, reason=(
-        "the classifier serves ResNet50 through torch until it moves to ONNX Runtime (issue 32, branch onnx-model)"))),
+    "classifier",
     "similarity",
     "gateway",
 ])

@@ -38,9 +38,11 @@ TEXT_VECTORS = "text_vectors.npy"
 TEXT_MODELS = "text-models"
 INT8_MODEL = "model-int8.onnx"
 """The quantised ResNet50 (PRECISION=int8), when the indexing job made one; its sha256 is in the manifest."""
-__all__ = ["HEAD", "INDEXES", "INT8_MODEL", "ITEMS", "MANIFEST", "SYNONYMS", "TEXT_INDEX", "TEXT_MODELS", "TEXT_VECTORS",
-           "THUMBNAILS",
-           "IndexLayout", "index_file", "new_version_name", "read_items", "read_manifest"]
+FP32_MODEL = "model-fp32.onnx"
+"""The exported fp32 network with the category head appended, which the classifier serves; its sha256 is in the
+manifest."""
+__all__ = ["FP32_MODEL", "HEAD", "INDEXES", "INT8_MODEL", "ITEMS", "MANIFEST", "SYNONYMS", "TEXT_INDEX", "TEXT_MODELS",
+           "TEXT_VECTORS", "THUMBNAILS", "IndexLayout", "index_file", "new_version_name", "read_items", "read_manifest"]
 
 
 def new_version_name() -> str:

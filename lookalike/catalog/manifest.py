@@ -44,6 +44,15 @@ class HeadStats(BaseModel):
     train_items: int
 
 
+class NetworkModel(BaseModel):
+    """The fp32 network saved in this version, the category head appended (see `lookalike.vision.onnx_engine`):
+    what the classifier serves through ONNX Runtime unless the precision rule picks `int8`."""
+
+    file: str
+    sha256: str
+    exporter: str = Field(description="What exported it, with its version.")
+
+
 class Int8Model(BaseModel):
     """The quantised ResNet50 saved in this version (see `lookalike.vision.int8_engine`)."""
 
@@ -107,6 +116,9 @@ class Manifest(BaseModel):
         "", description="PRECISION as the job was asked: auto, fp32, bf16 or int8.")
     precision_reason: str = Field("", description="Why the catalogue was embedded at `model.precision`.")
     int8: Int8Model | None = None
+    network: NetworkModel | None = Field(
+        None, description="The fp32 ONNX network, category head included, that the classifier serves; absent in "
+        "versions built before the classifier served through ONNX Runtime, which it refuses (re-index).")
     text_model: TextModelInfo | None = Field(None, description="The sentence model that embedded the items' words "
                                              "(text_vectors.npy); None: built for bm25 alone (TEXT_MODEL=none).")
     vector_store: VectorStoreRecord | None = Field(

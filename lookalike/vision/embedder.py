@@ -1,5 +1,9 @@
 """Photos in, L2-normalised 2048-d pool5 embeddings out: the torch model, fused for the CPU.
 
+Only jobs use it: the indexing job loads the weights through it and exports its eager network to
+ONNX (`onnx_export`), and the evaluation and the benchmark compare against it. The services run the
+exported file through ONNX Runtime (`onnx_engine`) and never import this module.
+
 One forward pass gives the embedding (the 7×7 global average pool, L2-normalised) and the
 ImageNet class probabilities; the category head (`head.py`) turns that same embedding into
 category probabilities, so ResNet50 never runs twice for one photo.
@@ -17,12 +21,23 @@ import torch
 from torch import nn
 
 from lookalike.catalog.manifest import Preprocessing
-from lookalike.contracts import ModelInfo, PrecisionSetting
+from lookalike.contracts import PRECISION_SETTINGS, ModelInfo, PrecisionSetting
 from lookalike.vision.network import Pool5AndLogits, fuse_for_cpu, preprocessing_digest, resolve_device
-from lookalike.vision.precision import resolve_precision
+from lookalike.vision.precision import TorchPrecision, cpu_has_fast_bf16
 from lookalike.vision.weights import load_resnet50
 
 log = logging.getLogger("lookalike.embedder")
+
+
+def resolve_precision(requested: PrecisionSetting, device: torch.device) -> TorchPrecision:
+    """What the torch model runs: bf16 where the CPU (AVX-512 BF16, AMX) or GPU is fast at it under `auto`."""
+    if requested in ("fp32", "bf16"):
+        return requested
+    if requested not in PRECISION_SETTINGS:
+        raise ValueError(f"PRECISION must be one of {', '.join(PRECISION_SETTINGS)}, not {requested!r}")
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
 class Embedder:
@@ -35,14 +50,16 @@ class Embedder:
     """
 
     def __init__(self, weights: str, precision: PrecisionSetting = "auto", preprocessing: Preprocessing | None = None,
-                 fused: bool = True) -> None:
+                 fused: bool = True, torch_precision: TorchPrecision | None = None) -> None:
+        """`torch_precision` overrides what the torch model runs (the indexing job exports fp32 whatever
+        PRECISION asks; `requested_precision` keeps what was asked, for the precision rule)."""
         self.preprocessing = preprocessing or Preprocessing()
         self.weights_spec = weights
         self.requested_precision = precision
         resolved = load_resnet50(weights)
         network: nn.Module = Pool5AndLogits(resolved.network)
         self.device = resolve_device()
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = torch_precision or resolve_precision(precision, self.device)
         self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         network = network.eval().to(self.device, dtype=self.dtype).to(memory_format=torch.channels_last)
         prep = self.preprocessing
@@ -50,6 +67,8 @@ class Embedder:
         self._std = torch.tensor(prep.std, device=self.device).view(1, 3, 1, 1) * 255
         # oneDNN Graph fuses on x86 CPUs, where it was measured; elsewhere the network runs eager.
         self.fused = fused and self.device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64")
+        self.eager = network
+        """The eager network, on its device at its precision: what `onnx_export` exports when it is fp32 on a CPU."""
         self.network: nn.Module | torch.jit.ScriptModule = network
         if self.fused:
             self.network = fuse_for_cpu(network, self._input(np.zeros((1, prep.crop, prep.crop, 3), np.uint8)))
@@ -62,6 +81,10 @@ class Embedder:
             log.warning("!!! RANDOM WEIGHTS: this model recognises nothing; results are for testing only. !!!")
         log.info("model ready: weights=%s precision=%s device=%s graph=%s", self.info.weights, self.precision,
                  self.device, "onednn-fused" if self.fused else "eager")
+
+    def release_network(self) -> None:
+        """Drop the torch network once exported: the job embeds through ONNX Runtime, and keeps `info` only."""
+        self.eager = self.network = nn.Identity()
 
     def warm_up(self, batch_sizes: Sequence[int]) -> None:
         """Run every size after every other once, so serving compiles nothing new.

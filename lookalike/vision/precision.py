@@ -1,7 +1,9 @@
 """Which precision the network runs at: one rule for the indexing job and the classifier.
 
-`fp32` everywhere; `bf16` where the CPU (AVX-512 BF16, AMX) or GPU is fast at it; `int8` where
-the index version holds a quantised model whose gate passed. `auto` picks among them.
+ONNX Runtime runs the index version's own files: `fp32` everywhere, `int8` where the version
+holds a quantised model whose gate passed. `auto` picks between them. `bf16` was the fused torch
+graph's precision; ONNX Runtime has no fast bf16 CPU kernels, so PRECISION=bf16 now runs fp32 and
+says so. No torch here: the classifier imports this module.
 """
 
 from __future__ import annotations
@@ -9,12 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, get_args
 
-import torch
-
 from lookalike.contracts import PRECISION_SETTINGS, GateFigures, Precision, PrecisionSetting
 
 TorchPrecision = Literal["fp32", "bf16"]
-"""What the torch model runs at; int8 is the quantised ONNX model's (`int8_engine`)."""
+"""What the torch model (`embedder.Embedder`: evaluation and bench only) runs at."""
 TORCH_PRECISIONS: tuple[TorchPrecision, ...] = get_args(TorchPrecision)
 
 
@@ -25,17 +25,6 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(requested: PrecisionSetting, device: torch.device) -> TorchPrecision:
-    """What the torch model runs: `int8` is served by `int8_engine`, and asks this for its fallback."""
-    if requested in ("fp32", "bf16"):
-        return requested
-    if requested not in PRECISION_SETTINGS:
-        raise ValueError(f"PRECISION must be one of {', '.join(PRECISION_SETTINGS)}, not {requested!r}")
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
 def cpu_int8_kernels() -> str:
@@ -50,24 +39,29 @@ def cpu_int8_kernels() -> str:
     return "AVX-512 (no VNNI)" if "avx512bw" in flags else "AVX2 (no VNNI)" if "avx2" in flags else "baseline"
 
 
-def choose_precision(requested: PrecisionSetting, weights: str, device: torch.device, fallback: TorchPrecision,
+def choose_precision(requested: PrecisionSetting, weights: str, device: str,
                      gate: GateFigures | None) -> tuple[Precision, str, list[str]]:
     """(precision to run, why, loud warnings), the one rule the indexing job and the classifier share.
 
-    `fallback` is what the torch model runs where int8 does not: bf16 on CPUs fast at it, else fp32.
-    `gate` is the index version's int8 gate, None where it has no int8 model.
+    `device` is where ONNX Runtime runs (`cpu`, or `cuda` with onnxruntime-gpu); `gate` is the index
+    version's int8 gate, None where it has no int8 model. Where int8 does not serve, fp32 does.
     """
-    if requested in ("fp32", "bf16"):
-        return requested, f"PRECISION={requested}", []
-    if device.type != "cpu":
-        warn = [f"PRECISION=int8 ignored on {device.type}: the int8 model is for CPUs"] if requested == "int8" else []
-        return fallback, f"{device.type} keeps {fallback}; int8 is for CPUs", warn
+    if requested not in PRECISION_SETTINGS:
+        raise ValueError(f"PRECISION must be one of {', '.join(PRECISION_SETTINGS)}, not {requested!r}")
+    if requested == "fp32":
+        return "fp32", "PRECISION=fp32", []
+    if requested == "bf16":
+        return "fp32", "PRECISION=bf16 runs fp32: ONNX Runtime serves fp32 or int8", [
+            "PRECISION=bf16 is no longer served (it was the torch graph's); fp32 instead"]
+    if device != "cpu":
+        warn = [f"PRECISION=int8 ignored on {device}: the int8 model is for CPUs"] if requested == "int8" else []
+        return "fp32", f"{device} runs fp32; int8 is for CPUs", warn
     if requested == "auto" and weights == "random":
-        return fallback, (f"random weights: the int8 gate cannot judge them (every random embedding lies within "
-                          f"cos 0.998 of every other), so auto keeps {fallback}"), []
+        return "fp32", ("random weights: the int8 gate cannot judge them (every random embedding lies within "
+                        "cos 0.998 of every other), so auto keeps fp32"), []
     if gate is None:
-        why = f"no int8 model in this index version; {fallback} instead"
-        return fallback, why, [f"PRECISION=int8 but {why}"] if requested == "int8" else []
+        why = "no int8 model in this index version; fp32 instead"
+        return "fp32", why, [f"PRECISION=int8 but {why}"] if requested == "int8" else []
     figures = gate_summary(gate)
     if requested == "int8":
         if gate.passed:
@@ -77,7 +71,7 @@ def choose_precision(requested: PrecisionSetting, weights: str, device: torch.de
             "fp32 beyond the thresholds. !!!"]
     if gate.passed:
         return "int8", f"the int8 gate passed ({figures})", []
-    return fallback, f"the int8 gate failed ({'; '.join(gate.failures)}), so {fallback} instead", []
+    return "fp32", f"the int8 gate failed ({'; '.join(gate.failures)}), so fp32 instead", []
 
 
 def gate_summary(gate: GateFigures) -> str:

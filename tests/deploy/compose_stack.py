@@ -65,8 +65,7 @@ def override(image: str, index_image: str, catalog: Path, compose: dict[str, Any
     a small catalogue."""
     services: dict[str, Any] = {name: {"image": index_image if name == "indexer" else image}
                                 for name in compose["services"]}
-    # Batches of at most 2: a fused classifier compiles every pair of batch sizes before it is ready,
-    # and three of them share two cores here (often with other jobs); 2 makes that ten times shorter.
+    # Batches of at most 2: three classifier replicas share two cores here (often with other jobs).
     services["classifier"]["environment"] = {"WEIGHTS": "random", "CLASSIFIER_MAX_BATCH": "2"}
     # The tests search back to back from one address, the host: one client to the gateway's fair shares.
     services["gateway"]["environment"] = {"GATEWAY_SEARCHES_PER_MINUTE": "0"}

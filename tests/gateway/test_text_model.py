@@ -14,7 +14,7 @@ import pytest
 
 from indexing.build import BuildPlan, build_index
 from lookalike.catalog.text_embedding import TextEmbedder, packaged_model_dir
-from tests.gateway.text_catalog import EAGER, rows_of, text_catalog
+from tests.gateway.text_catalog import rows_of, text_catalog
 from tests.support import Services
 
 
@@ -28,7 +28,7 @@ def stack(catalog: Path, text_model: TextEmbedder, tmp_path_factory: pytest.Temp
     index = tmp_path_factory.mktemp("meaning-index")
     build_index(BuildPlan(catalog, index, "random", precision="fp32", text_model=text_model))
     with Services(index, tmp_path_factory.mktemp("meaning-logs")).running(
-            env={**EAGER, "similarity": {"TEXT_MODEL": "auto"}}) as services:
+            env={"similarity": {"TEXT_MODEL": "auto"}}) as services:
         yield services
 
 

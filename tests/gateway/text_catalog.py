@@ -14,8 +14,6 @@ from tests.support import Services, demo_rows, write_catalog
 
 PER_CATEGORY = 4
 NAMED = ("POÄNG", "KLIPPAN")
-# Eager PyTorch starts in seconds; these tests are about words, not the fused graph's speed.
-EAGER = {"classifier": {"CLASSIFIER_FUSED": "false"}}
 
 
 def text_catalog(shared: Path, root: Path) -> Path:
@@ -37,5 +35,5 @@ def serving(catalog: Path, tmp_path_factory: pytest.TempPathFactory, name: str) 
     """`catalog` indexed with random weights, served by the three services (an eager classifier)."""
     index = tmp_path_factory.mktemp(f"{name}-index")
     build_index(BuildPlan(catalog, index, "random", precision="fp32"))
-    with Services(index, tmp_path_factory.mktemp(f"{name}-logs")).running(env=EAGER) as services:
+    with Services(index, tmp_path_factory.mktemp(f"{name}-logs")).running() as services:
         yield services

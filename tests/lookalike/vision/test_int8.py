@@ -1,4 +1,4 @@
-"""The int8 model: exported from the same ResNet50, quantised on catalogue photos, loaded by the classifier.
+"""The int8 model: the exported fp32 network quantised on catalogue photos, loaded by the classifier.
 
 All with `random` weights: every random embedding lies within cos 0.998 of every other, so the
 closeness checked here is a floor for "nothing is broken", not a measure of int8's quality.
@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from lookalike.catalog.layout import INT8_MODEL, read_manifest
 from lookalike.contracts import GateFigures
@@ -21,15 +20,23 @@ from lookalike.vision.embedder import Embedder
 from lookalike.vision.int8_engine import Int8Embedder
 from lookalike.vision.int8_export import quantise
 from lookalike.vision.network import EMBEDDING_DIM
+from lookalike.vision.onnx_engine import OnnxEmbedder
+from lookalike.vision.onnx_export import export_network
 from lookalike.vision.precision import choose_precision, cpu_int8_kernels
 from lookalike.vision.preprocess import load_model_input
-
-CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def fp32() -> Embedder:
     return Embedder("random", "fp32", fused=False)
+
+
+@pytest.fixture(scope="module")
+def network(fp32: Embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fp32 network exported to ONNX, as the indexing job does before it quantises."""
+    path = tmp_path_factory.mktemp("network") / "network.onnx"
+    export_network(fp32, path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +46,10 @@ def photos(small_catalog: Path, fp32: Embedder) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def quantised(fp32: Embedder, photos: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def quantised(network: Path, fp32: Embedder, photos: list[np.ndarray],
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     path = tmp_path_factory.mktemp("int8") / INT8_MODEL
-    sha256 = quantise("random", fp32.info.model_id, fp32.preprocessing, photos[::3], path)
+    sha256 = quantise(network, fp32.preprocessing, photos[::3], path)
     return path, sha256
 
 
@@ -70,11 +78,10 @@ def test_an_image_embeds_the_same_alone_or_in_a_batch(int8: Int8Embedder, photos
     np.testing.assert_allclose(int8.embed_batch(photos[:1])[0], int8.embed_batch(photos[:4])[0], atol=1e-5)
 
 
-def test_the_same_photos_quantise_to_the_same_file(quantised: tuple[Path, str], fp32: Embedder,
+def test_the_same_photos_quantise_to_the_same_file(quantised: tuple[Path, str], network: Path, fp32: Embedder,
                                                    photos: list[np.ndarray], tmp_path: Path) -> None:
     """So a re-index of an unchanged catalogue reuses the int8 embeddings it cached."""
-    assert quantise("random", fp32.info.model_id, fp32.preprocessing, photos[::3], tmp_path / "again.onnx") \
-        == quantised[1]
+    assert quantise(network, fp32.preprocessing, photos[::3], tmp_path / "again.onnx") == quantised[1]
 
 
 def test_without_its_int8_kernels_the_model_gives_the_same_embeddings(quantised: tuple[Path, str], fp32: Embedder,
@@ -113,19 +120,20 @@ def gate(passed: bool) -> GateFigures:
 
 @pytest.mark.parametrize(("requested", "weights", "device", "gate_passed", "served", "loud"), [
     ("auto", "imagenet", "cpu", True, "int8", False),
-    ("auto", "imagenet", "cpu", False, "bf16", False),   # the gate failed: fall back
-    ("auto", "imagenet", "cpu", None, "bf16", False),    # no int8 model in the version
-    ("auto", "random", "cpu", True, "bf16", False),      # random weights: the gate can't judge near-ties
+    ("auto", "imagenet", "cpu", False, "fp32", False),   # the gate failed: fall back
+    ("auto", "imagenet", "cpu", None, "fp32", False),    # no int8 model in the version
+    ("auto", "random", "cpu", True, "fp32", False),      # random weights: the gate can't judge near-ties
     ("int8", "random", "cpu", True, "int8", False),
     ("int8", "imagenet", "cpu", False, "int8", True),    # forced although the gate failed: loudly
-    ("int8", "imagenet", "cpu", None, "bf16", True),
-    ("int8", "imagenet", "cuda", True, "bf16", True),    # CUDA keeps bf16/fp32
+    ("int8", "imagenet", "cpu", None, "fp32", True),
+    ("int8", "imagenet", "cuda", True, "fp32", True),    # ONNX Runtime's CUDA provider runs fp32
     ("fp32", "imagenet", "cpu", True, "fp32", False),
+    ("bf16", "imagenet", "cpu", True, "fp32", True),     # bf16 was the torch graph's: fp32 now, said so
 ])
 def test_the_precision_rule(requested: str, weights: str, device: str, gate_passed: bool | None, served: str,
                             loud: bool) -> None:
     figures = None if gate_passed is None else gate(gate_passed)
-    precision, reason, warnings = choose_precision(requested, weights, torch.device(device), "bf16", figures)
+    precision, reason, warnings = choose_precision(requested, weights, device, figures)
     assert precision == served and reason
     assert bool(warnings) == loud
     if gate_passed is False:
@@ -136,15 +144,16 @@ def test_the_classifier_serves_the_int8_model_of_the_serving_version(int8_index:
                                                                      random_weights_file: Path) -> None:
     manifest = read_manifest(int8_index / "current")
     assert manifest.int8 is not None and manifest.model.precision == "int8"
-    classifier = Classifier(Embedder(str(random_weights_file), "auto", fused=False), int8_index)
+    classifier = Classifier(int8_index, weights=str(random_weights_file), precision="auto", use_cuda=False)
     classifier.reload()
     loaded = classifier.loaded
-    assert loaded is not None and isinstance(loaded.embedder, Int8Embedder)
-    assert loaded.embedder.sha256 == manifest.int8.sha256
+    assert loaded is not None and isinstance(loaded.embedder, OnnxEmbedder)
+    assert loaded.embedder.precision == "int8" and loaded.embedder.path.name == manifest.int8.file
+    assert loaded.embedder.sha256 == manifest.int8.sha256 and loaded.embedder.has_head
     assert "gate passed" in loaded.precision_reason
 
-    forced_fp32 = Classifier(Embedder(str(random_weights_file), "fp32", fused=False), int8_index)
+    forced_fp32 = Classifier(int8_index, weights=str(random_weights_file), precision="fp32", use_cuda=False)
     forced_fp32.reload()
     assert forced_fp32.loaded is not None and forced_fp32.loaded.embedder.precision == "fp32"
+    assert manifest.network is not None and forced_fp32.loaded.embedder.sha256 == manifest.network.sha256
     assert any("agree only within" in w for w in forced_fp32.loaded.warnings)
-    assert CPU.type == "cpu"

@@ -1,4 +1,6 @@
-"""bf16 against fp32 on real photos: the same embeddings, near enough that either serves the other's index.
+"""bf16 against fp32 on real photos, in the torch model the evaluation and the benchmark run: the same
+embeddings, near enough that either measures the other's index. The services serve fp32 or int8
+through ONNX Runtime; PRECISION=bf16 there runs fp32 and says so.
 
 Same top-1 is checked the way the product searches, within the query's category (see that test for
 the whole-catalogue figure); with real weights `make bench` reports it (`details.bf16_vs_fp32`).
@@ -28,9 +30,9 @@ from lookalike.catalog.manifest import Preprocessing
 from lookalike.contracts import PRECISION_SETTINGS
 from lookalike.settings import ModelSettings
 from lookalike.vision.classifier import Classifier
-from lookalike.vision.embedder import Embedder
+from lookalike.vision.embedder import Embedder, resolve_precision
 from lookalike.vision.network import resolve_device
-from lookalike.vision.precision import cpu_has_fast_bf16, resolve_precision
+from lookalike.vision.precision import cpu_has_fast_bf16
 from lookalike.vision.preprocess import load_model_input
 
 BATCH = 32
@@ -136,13 +138,15 @@ def test_bf16_finds_the_same_top_result_as_fp32_for_at_least_95_percent_of_queri
     assert min(agreement.values()) >= 0.95, {k: f"{v:.1%}" for k, v in agreement.items()}
 
 
-def test_a_bf16_classifier_loads_an_index_built_at_fp32(built_index: Path) -> None:
-    """The model identity leaves precision out on purpose: the tests above show it doesn't matter."""
-    classifier = Classifier(Embedder("random", "bf16"), built_index)
-    version, _ = classifier.reload()
-    assert classifier.loaded is not None and classifier.loaded.manifest.model.precision == "fp32"
-    assert classifier.embedder.info.precision == "bf16"
-    assert classifier.embedder.info.model_id == classifier.loaded.manifest.model.model_id
+def test_a_classifier_asked_for_bf16_serves_fp32_and_says_so(built_index: Path) -> None:
+    """bf16 was the fused torch graph's precision; ONNX Runtime serves the version's fp32 graph instead."""
+    classifier = Classifier(built_index, weights="random", precision="bf16", use_cuda=False)
+    classifier.reload()
+    loaded = classifier.loaded
+    assert loaded is not None and loaded.manifest.model.precision == "fp32"
+    assert loaded.embedder.info.precision == "fp32"
+    assert loaded.embedder.info.model_id == loaded.manifest.model.model_id
+    assert any("bf16" in w for w in loaded.warnings) and "fp32" in loaded.precision_reason
 
 
 def test_auto_precision_is_bf16_exactly_where_the_cpu_runs_it_fast() -> None:
