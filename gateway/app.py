@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -61,34 +61,21 @@ def signing_secret(settings: GatewaySettings, store: FeedbackStore) -> bytes:
     return store.shared_secret(SIGNING_SECRET)
 
 
-async def prune_feedback(feedback: Feedback, every_s: float) -> None:
-    """Delete expired votes now and then; lookups ignore them anyway, so a failed round loses nothing.
+async def prune_now_and_then(what: str, prune: Callable[[], Awaitable[int]], every_s: float) -> None:
+    """Delete `what` past its retention period now and then; reads ignore such rows anyway, so a failed round
+    loses nothing.
 
     A round that fails (the database down, locked, or refusing) is logged and the next one tries
     again; anything else kills the loop, and its `Supervised` done-callback logs it and restarts it.
     """
     while True:
         try:
-            pruned = await feedback.prune()
+            pruned = await prune()
         except (ApiError, sa.exc.SQLAlchemyError):
-            log.exception("pruning expired feedback votes failed; the next round is in %g s", every_s)
+            log.exception("pruning %s failed; the next round is in %g s", what, every_s)
         else:
             if pruned:
-                log.info("pruned %d feedback votes past the retention period", pruned)
-        await asyncio.sleep(every_s)
-
-
-async def prune_search_log(search_log: SearchLog, every_s: float) -> None:
-    """Delete search-log rows and events past ANALYTICS_RETENTION_DAYS now and then; a failed round is logged and
-    the next one tries again (as `prune_feedback`)."""
-    while True:
-        try:
-            pruned = await anyio.to_thread.run_sync(search_log.prune)
-        except (ApiError, sa.exc.SQLAlchemyError):
-            log.exception("pruning the search log failed; the next round is in %g s", every_s)
-        else:
-            if pruned:
-                log.info("pruned %d search-log rows and events past the retention period", pruned)
+                log.info("pruned %d %s past the retention period", pruned, what)
         await asyncio.sleep(every_s)
 
 
@@ -130,10 +117,11 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         app.state.analytics.start()
         restart_after_s = min(60.0, settings.feedback_prune_every_s)
         app.state.pruning = pruning = [
-            Supervised("prune-feedback", partial(prune_feedback, app.state.feedback, settings.feedback_prune_every_s),
-                       restart_after_s=restart_after_s),
-            Supervised("prune-search-log", partial(prune_search_log, search_log, settings.feedback_prune_every_s),
-                       restart_after_s=restart_after_s)]
+            Supervised("prune-feedback", partial(prune_now_and_then, "feedback votes", app.state.feedback.prune,
+                                                 settings.feedback_prune_every_s), restart_after_s=restart_after_s),
+            Supervised("prune-search-log", partial(prune_now_and_then, "search-log rows and events",
+                                                   partial(anyio.to_thread.run_sync, search_log.prune),
+                                                   settings.feedback_prune_every_s), restart_after_s=restart_after_s)]
         for task in pruning:
             task.start()
         yield

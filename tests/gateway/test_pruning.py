@@ -8,7 +8,7 @@ import logging
 import pytest
 import sqlalchemy as sa
 
-from gateway.app import prune_feedback
+from gateway.app import prune_now_and_then
 from lookalike.errors import FeedbackUnavailable
 
 pytestmark = pytest.mark.anyio
@@ -39,12 +39,12 @@ async def test_a_failed_round_is_logged_and_the_next_round_prunes(failure: Excep
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     votes = FlakyVotes([failure, failure])
     with caplog.at_level(logging.ERROR, "lookalike.gateway"):
-        loop = asyncio.create_task(prune_feedback(votes, 0.01))  # only `prune` is called
+        loop = asyncio.create_task(prune_now_and_then("feedback votes", votes.prune, 0.01))
         try:
             await asyncio.wait_for(votes.pruned.wait(), 5)
         finally:
             loop.cancel()
             await asyncio.gather(loop, return_exceptions=True)
     assert votes.rounds == 3
-    assert sum("pruning expired feedback votes failed" in r.getMessage() for r in caplog.records) == 2
+    assert sum("pruning feedback votes failed" in r.getMessage() for r in caplog.records) == 2
 
