@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import httpx
 import numpy as np
+import pytest
 from pydantic import SecretStr
 from starlette.testclient import httpx as testclient_httpx
 
@@ -209,6 +210,14 @@ def postgres_binary(name: str) -> Path | None:
         return Path(found)
     candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
     return candidates[0] if candidates else None
+
+
+def require_postgres() -> None:
+    """Skip the test where PostgreSQL is not installed; fail it in CI, whose .ci/run installs it."""
+    if postgres_binary("initdb") is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is missing: .ci/run installs it with apt-get")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
 
 
 @contextmanager

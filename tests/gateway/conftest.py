@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from gateway.feedback_store import engine_url
 from tests.gateway.product_catalog import CHAIRS, LAMPS, chair_id
-from tests.support import Services, demo_rows, postgres_binary, postgres_server, write_catalog
+from tests.support import Services, demo_rows, postgres_server, require_postgres, write_catalog
 
 _databases = itertools.count()
 
@@ -27,10 +27,7 @@ _databases = itertools.count()
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
     """One PostgreSQL server for the session (each test gets its own database in it)."""
-    if postgres_binary("initdb") is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is missing: .ci/run installs it with apt-get")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    require_postgres()
     with postgres_server() as url:
         yield url
 

@@ -22,16 +22,13 @@ from gateway.app import create_app
 from gateway.feedback_store import engine_url, search_log
 from gateway.settings import GatewaySettings
 from tests.gateway.test_analytics_api import STAFF, TOKEN, fake_services, photo_search, rows, written
-from tests.support import postgres_binary, postgres_server
+from tests.support import postgres_binary, postgres_server, require_postgres
 
 
 @pytest.fixture
 def own_postgres() -> Iterator[str]:
     """A PostgreSQL server for this test alone, since the test kills it."""
-    if postgres_binary("initdb") is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is missing: .ci/run installs it with apt-get")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    require_postgres()
     with postgres_server() as url:
         yield url
 
