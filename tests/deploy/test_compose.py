@@ -107,6 +107,16 @@ def test_weights_are_strictly_imagenet_never_auto(compose: Compose) -> None:
     assert "auto" not in (REPO / "compose.yaml").read_text().replace("restart", "")
 
 
+def test_the_internal_token_reaches_both_services_and_the_indexer_the_admin_token_the_gateway(compose: Compose) -> None:
+    """The indexer's reloads carry LOOKALIKE_INTERNAL_TOKEN, required from .env; only the gateway has operator routes."""
+    services = compose["services"]
+    for name in ("classifier", "similarity", "indexer"):
+        assert services[name]["environment"]["LOOKALIKE_INTERNAL_TOKEN"].startswith("${LOOKALIKE_INTERNAL_TOKEN:?"), name
+        assert "LOOKALIKE_ADMIN_TOKEN" not in services[name]["environment"], name
+    assert "LOOKALIKE_ADMIN_TOKEN" in services["gateway"]["environment"]
+    assert "LOOKALIKE_INTERNAL_TOKEN" not in services["gateway"]["environment"]
+
+
 def test_only_the_gateway_publishes_a_port_and_it_is_the_one_it_listens_on(compose: Compose, port: int) -> None:
     published = {name: service["ports"] for name, service in compose["services"].items() if "ports" in service}
     assert list(published) == ["gateway"]

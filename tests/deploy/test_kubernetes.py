@@ -74,7 +74,7 @@ def test_the_classifier_scales_by_cpu_and_requests_cpu_so_that_it_can(resources:
 def test_the_gateway_finds_every_classifier_pod_through_a_headless_service(
         resources: dict[tuple[str, str], Resource]) -> None:
     assert resources[("Service", "lookalike-classifier")]["spec"]["clusterIP"] == "None"
-    env = {item["name"]: item["value"] for item in container(resources, "Deployment", "lookalike-gateway")["env"]}
+    env = {item["name"]: item.get("value") for item in container(resources, "Deployment", "lookalike-gateway")["env"]}
     for variable, service in (("CLASSIFIER_URL", "lookalike-classifier"), ("SIMILARITY_URL", "lookalike-similarity")):
         port = resources[("Service", service)]["spec"]["ports"][0]["port"]
         assert env[variable] == f"http://{service}:{port}"
@@ -97,7 +97,8 @@ def test_the_index_is_read_only_many_for_serving_pods_and_written_only_by_the_in
 
 def test_weights_are_strictly_imagenet_and_pods_run_as_the_images_non_root_user(
         resources: dict[tuple[str, str], Resource]) -> None:
-    classifier = {item["name"]: item["value"] for item in container(resources, "Deployment", "lookalike-classifier")["env"]}
+    env = container(resources, "Deployment", "lookalike-classifier")["env"]
+    classifier = {item["name"]: item.get("value") for item in env}  # a token from a Secret has no value
     assert classifier["WEIGHTS"] == "imagenet"
     indexer = container(resources, "Job", "lookalike-indexer")["args"]
     assert indexer[indexer.index("--weights") + 1] == "imagenet"
@@ -112,3 +113,13 @@ def test_the_services_run_the_serving_image_and_the_indexer_the_index_image(
     serving = {container(resources, "Deployment", f"lookalike-{name}")["image"] for name in SERVING}
     assert serving == {"lookalike:latest"}
     assert container(resources, "Job", "lookalike-indexer")["image"] == "lookalike-index:latest"
+
+
+def test_the_internal_token_reaches_both_services_and_the_job_from_one_secret(
+        resources: dict[tuple[str, str], Resource]) -> None:
+    """The Job's reloads carry LOOKALIKE_INTERNAL_TOKEN; each service accepts none without the same token."""
+    for kind, name in [("Deployment", "lookalike-classifier"), ("Deployment", "lookalike-similarity"),
+                       ("Job", "lookalike-indexer")]:
+        env = {item["name"]: item for item in container(resources, kind, name)["env"]}
+        assert env["LOOKALIKE_INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "lookalike-internal", "key": "LOOKALIKE_INTERNAL_TOKEN"}, name
