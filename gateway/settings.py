@@ -73,7 +73,8 @@ class GatewaySettings(ServiceSettings):
         "GATEWAY_FEEDBACK_PER_MINUTE", "FEEDBACK_PER_MINUTE"), description="Votes one session may send per minute.")
     feedback_per_session: int = Field(1000, ge=1, validation_alias=AliasChoices(
         "GATEWAY_FEEDBACK_PER_SESSION", "FEEDBACK_PER_SESSION"), description="Votes one session may keep in all.")
-    feedback_prune_every_s: float = Field(3600, gt=0, description="How often expired votes are deleted.")
+    feedback_prune_every_s: float = Field(3600, gt=0, description=(
+        "How often expired votes, search-log rows and events are deleted."))
     learnt_weight: float = Field(1.0, ge=0, description=(
         "The most that shoppers' votes can add to (or take from) an item's text score: the weight of a strong "
         "text match (scores run 0 to 1): however many networks vote, an item rises by at most one strong match."))
