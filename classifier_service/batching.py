@@ -5,8 +5,9 @@ most `max_wait_ms` for company, and only while some other request is on its way 
 decoded): a lone shopper's photo goes straight through. Past `max_queue` waiting, new
 requests are refused with 503 rather than piling up until every one of them times out.
 
-Batches may be held to a few `sizes`: a fused graph compiles each input shape it meets and keeps
-it, packed weights and all, so 1, 2, 4 and 8 cost a quarter of the memory of every size up to 8.
+Batches may be held to a few `sizes` (1, 2, 4, 8): the classifier warms up each size at start, and
+ONNX Runtime's memory-pattern planning, where it is on, keeps a plan and its buffers per input shape
+it meets; fewer shapes, less of both.
 Requests beyond the largest size that fits go first in the next batch.
 
 Nothing dies quietly: if the batching task itself dies (a bug, not a failed forward pass, which
