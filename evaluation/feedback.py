@@ -138,7 +138,7 @@ def simulate(index_root: Path, work: Path, rounds: int, seed: int, depth: int,
     root = serving_without_synonyms(index_root, work / "index")
     env = {"INDEX": str(root), "GATEWAY_FEEDBACK_DB_URL": f"sqlite:///{work / 'feedback.sqlite3'}",
            "GATEWAY_FEEDBACK_PER_MINUTE": "100000", "GATEWAY_FEEDBACK_PER_SESSION": "100000", "LOG_LEVEL": "WARNING",
-           # Every simulated shopper is 127.0.0.1: one client to the gateway's per-address fair shares.
+           # Fair shares off: a simulated shopper searches and votes faster than a person (one address each).
            "GATEWAY_SEARCHES_PER_MINUTE": "0", "GATEWAY_VOTES_PER_MINUTE": "0", "GATEWAY_EVENTS_PER_MINUTE": "0"}
     # No classifier: text searches only, so the gateway can't be ready, only alive.
     with loopback_stack(env, {"similarity": "/readyz", "gateway": "/healthz"}) as stack:
