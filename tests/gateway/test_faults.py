@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import httpx
 import pytest
 
 from tests.indexing.test_incremental import extra_photos
-from tests.support import REPO, Services, write_csv
+from tests.support import INTERNAL_TOKEN, REPO, Services, write_csv
 
 CLASSIFY_TIMEOUT_S = 8.0  # generous: this machine is shared, and re-indexing competes for its cores
 SEARCH_TIMEOUT_S = 2.0
@@ -178,7 +179,8 @@ async def test_searches_keep_succeeding_while_the_index_is_rebuilt_and_switch_at
         job = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "indexing", "--catalog", str(catalog), "--index", str(ready.index),
             "--weights", "random", "--precision", "fp32", "--notify", ready.url("classifier"), ready.url("similarity"),
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env={**os.environ, "LOOKALIKE_INTERNAL_TOKEN": INTERNAL_TOKEN.get_secret_value()})  # reloads need it
         output, _ = await job.communicate()
         assert job.returncode == 0, output.decode()
         summary = output.decode()
