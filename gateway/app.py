@@ -140,7 +140,8 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         {"searches": Share(settings.searches_per_minute, settings.search_burst),
          "votes": Share(settings.votes_per_minute, settings.vote_burst),
          "events": Share(settings.events_per_minute, settings.event_burst)},
-        settings.rate_limit_max_clients, metrics_of(app))
+        settings.rate_limit_max_clients, metrics_of(app),
+        operator_token=settings.admin_token.get_secret_value() if settings.admin_token else None)
     photo_metrics = PhotoHandleMetrics(metrics_of(app))
     analytics_metrics = AnalyticsMetrics(metrics_of(app))
     # Outermost but one, so that every answer, a 413 from the upload guard too, carries the CORS headers a listed site needs.

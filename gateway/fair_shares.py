@@ -17,6 +17,7 @@ sliding), not token buckets, and its in-memory storage bounds its keys only by t
 
 from __future__ import annotations
 
+import hmac
 import math
 import time
 from collections import OrderedDict
@@ -80,7 +81,8 @@ class FairShares:
     """The buckets of every limited kind, and the count of refusals on /metrics."""
 
     def __init__(self, shares: dict[Kind, Share], max_clients: int, metrics: Metrics,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, operator_token: str | None = None) -> None:
+        self.operator_token = operator_token
         self.buckets = {kind: TokenBuckets(share, max_clients, clock)
                         for kind, share in shares.items() if share.per_minute > 0}
         self.refused = Counter("rate_limited_total", "Requests refused with 429 because their client had used its "
@@ -89,10 +91,17 @@ class FairShares:
                                "GATEWAY_RATE_LIMIT_MAX_CLIENTS).", "kind",
                                lambda: {kind: float(len(b)) for kind, b in self.buckets.items()})
 
-    def take(self, kind: Kind, request: Request) -> None:
-        """RateLimited (429, with Retry-After) when this request's client has used its share of `kind`."""
+    def is_operator(self, request: Request) -> bool:
+        """The request carries LOOKALIKE_ADMIN_TOKEN as a bearer token (compared in constant time)."""
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return (self.operator_token is not None and scheme.lower() == "bearer"
+                and hmac.compare_digest(given.strip().encode(), self.operator_token.encode()))
+
+    def take(self, kind: Kind, request: Request, operator_exempt: bool = False) -> None:
+        """RateLimited (429, with Retry-After) when this request's client has used its share of `kind`;
+        `operator_exempt`: a request with the operator token (a store's own server) has no share to use."""
         buckets = self.buckets.get(kind)
-        if buckets is None:
+        if buckets is None or (operator_exempt and self.is_operator(request)):
             return
         wait = buckets.take(limit_key(client_address(request)))
         if wait:
@@ -102,12 +111,16 @@ class FairShares:
                               headers={"Retry-After": str(seconds)})
 
 
-def limited(kind: Kind) -> Any:
-    """The route dependency that spends one of the client's `kind` tokens: `dependencies=[limited("events")]`."""
+def limited(kind: Kind, operator_exempt: bool = False) -> Any:
+    """The route dependency that spends one of the client's `kind` tokens: `dependencies=[limited("events")]`.
+
+    `operator_exempt`: requests with the operator token spend none, e.g. the add-to-cart and purchase
+    events a store's own server sends for all its shoppers from one address.
+    """
 
     async def fair_share(request: Request) -> None:
         shares: FairShares = request.app.state.fair_shares
-        shares.take(kind, request)
+        shares.take(kind, request, operator_exempt)
 
     fair_share.__name__ = f"fair_share_{kind}"
     return Depends(fair_share)

@@ -58,7 +58,7 @@ async def event_body(request: Request) -> bytes:
 
 @router.post("/api/v1/events", status_code=202, response_model=EventAccepted,
              responses=error_responses(410, 413, 415, 422, 429), openapi_extra=EVENT_BODY,
-             dependencies=[limited("events")])
+             dependencies=[limited("events", operator_exempt=True)])
 async def event(request: Request, query_ids: QueryIdIssuer, analytics: SearchAnalytics) -> EventAccepted:
     """Report what a shopper did with a result: `click` (the page and the widget send it), `add_to_cart` or
     `purchase` (the store's own site). `query_id` is the search's; the product must be one it showed."""

@@ -72,7 +72,7 @@ def app_with_an_events_route(shares: FairShares) -> FastAPI:
     app.state.fair_shares = shares
     router = APIRouter()
 
-    @router.post("/api/v1/events", status_code=202, dependencies=[limited("events")])
+    @router.post("/api/v1/events", status_code=202, dependencies=[limited("events", operator_exempt=True)])
     async def events() -> dict[str, str]:
         return {"status": "accepted"}
 
@@ -90,6 +90,17 @@ def test_a_route_takes_a_limit_with_one_dependency_and_refusals_are_counted() ->
     assert refused.json()["error"]["code"] == "rate_limited"
     assert 55 <= int(refused.headers["retry-after"]) <= 60  # one a minute
     assert 'rate_limited_total{kind="events"} 2.0' in metrics.exposition().decode()
+
+
+def test_a_store_server_sending_the_operator_token_has_no_share_to_use() -> None:
+    """Add-to-cart and purchase events come from the store's own server, for all its shoppers, from one address."""
+    shares = FairShares({"events": Share(per_minute=1, burst=2)}, 100, Metrics(), operator_token="store-token")
+    with TestClient(app_with_an_events_route(shares)) as client:
+        store = {client.post("/api/v1/events", headers={"Authorization": "Bearer store-token"}).status_code
+                 for _ in range(10)}
+        guessed = [client.post("/api/v1/events", headers={"Authorization": "Bearer guessed"}).status_code
+                   for _ in range(3)]
+    assert store == {202} and guessed == [202, 202, 429]
 
 
 def test_zero_per_minute_is_no_limit() -> None:
