@@ -120,24 +120,30 @@ class SearchPipeline:
                               box: Box | None, started: float, classify_done: float, k: int, category: str | None,
                               **steering: Any) -> SearchResult:
         """`_search`; when the similarity service holds another index version than the classification's, wait
-        until both services agree, classify the photo again on that version and search once more."""
-        try:
-            return await self._search(classified, handle, started, classify_done, k, category, **steering)
-        except ApiError as exc:
-            if not is_version_skew(exc):
-                raise
-        agreed = await agreed_version(self.classifier, self.similarity, self.version_wait_s)
-        self._check_model(classified.model, agreed.model)
-        if photo is None:
-            raise PhotoExpired("The catalogue was updated since this photo was searched. Please send the photo again.")
-        classified = await self.classify(photo, box)
-        self.photos.add_region(handle, box, classified)
-        try:
-            return await self._search(classified, handle, started, time.perf_counter(), k, category, **steering)
-        except ApiError as exc:
-            if is_version_skew(exc):  # a reload again, already: the shopper tries again in a moment
-                raise catalogue_changing() from None
-            raise
+        until both services agree, classify the photo again on that version and search once more.
+
+        Again until GATEWAY_VERSION_WAIT_S has passed, not only once: behind several classifier replicas
+        that reload one after the other, the second classification can reach a replica still on the old
+        version. Past the wait, a 503 with Retry-After.
+        """
+        deadline = time.monotonic() + self.version_wait_s
+        while True:
+            try:
+                return await self._search(classified, handle, started, classify_done, k, category, **steering)
+            except ApiError as exc:
+                if not is_version_skew(exc):
+                    raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise catalogue_changing()
+            agreed = await agreed_version(self.classifier, self.similarity, remaining)
+            self._check_model(classified.model, agreed.model)
+            if photo is None:
+                raise PhotoExpired("The catalogue was updated since this photo was searched. Please send the photo "
+                                   "again.")
+            classified = await self.classify(photo, box)
+            self.photos.add_region(handle, box, classified)
+            classify_done = time.perf_counter()
 
     async def search_image(self, image: bytes, k: int, category: str | None, *, box: Box | None = None,
                            where: list[str] | None = None, min_score: float | None = None,

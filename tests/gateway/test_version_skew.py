@@ -103,6 +103,35 @@ def test_a_search_between_reloads_waits_for_both_services_and_answers_on_the_new
     assert services.classified == 2, "classified again on the version both serve"
 
 
+class ReplicasReloading(Reloading):
+    """Classifier replicas reloaded one after the other, answering in turn: a search's classifications reach
+    an old replica, then (after the readiness of a new one agreed with the similarity service) an old one
+    again, then a new one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.similarity = ("v2", "model-1")
+        self.by_classification = ["v1", "v1", "v2"]
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        on_classifier = str(request.url).startswith(CLASSIFIER)
+        if on_classifier and request.url.path == "/readyz":
+            self.classifier = ("v2", "model-1")
+        elif on_classifier and request.url.path == "/v1/classify":
+            self.classifier = (self.by_classification[min(self.classified, 2)], "model-1")
+        return super().handle(request)
+
+
+def test_behind_replicas_reloading_one_by_one_a_search_classifies_again_until_the_versions_agree(
+        tmp_path: Path) -> None:
+    replicas = ReplicasReloading()
+    with gateway_over(replicas.handle, tmp_path, version_wait_s=5) as client:
+        answer = search(client)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["index_version"] == "v2"
+    assert [s["index_version"] for s in replicas.searches] == ["v1", "v1", "v2"]
+
+
 def test_a_search_whose_services_never_agree_is_a_503_to_try_again(gateway: TestClient, services: Reloading,
                                                                    tmp_path: Path) -> None:
     services.classifier = ("v2", "model-1")
