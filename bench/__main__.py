@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import gc
 import os
+import secrets
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -175,8 +176,10 @@ def run_pipeline(args: argparse.Namespace, index: Path, model_id: str
     say(f"making {len(files)} phone-size (12 MP) JPEGs from {args.queries}")
     kinds = {"catalogue-size": catalogue_size(files), "phone-size": phone_size(files)}
     # The load generator is one address: the gateway's per-address fair shares would measure themselves.
+    # The gateway's /metrics (analytics entries written and dropped) asks for an operator token: one for this run.
+    operator_token = secrets.token_urlsafe(24)
     env = {"INDEX": str(index), "WEIGHTS": args.weights, "PRECISION": args.precision, "LOG_LEVEL": "WARNING",
-           "GATEWAY_SEARCHES_PER_MINUTE": "0"}
+           "GATEWAY_SEARCHES_PER_MINUTE": "0", "LOOKALIKE_ADMIN_TOKEN": operator_token}
     with loopback_stack(env, {"classifier": "/healthz", "similarity": "/healthz", "gateway": "/readyz"}) as stack:
         processes, gateway = stack.processes, stack.url("gateway")
         served = httpx.get(f"{stack.url('classifier')}/readyz").json()["model"]
@@ -208,7 +211,7 @@ def run_pipeline(args: argparse.Namespace, index: Path, model_id: str
         say(f"  similarity search alone: p50 {search.percentile(50):.2f} ms, p99 {search.percentile(99):.2f} ms")
         top = max(int(c) for c in args.concurrency.split(","))
         say(f"search analytics: on against off at c={top}, alternating")
-        analytics = measure_analytics(gateway, [multipart_upload(i) for i in kinds["catalogue-size"]], top,
+        analytics = measure_analytics(gateway, operator_token, [multipart_upload(i) for i in kinds["catalogue-size"]], top,
                                       args.seconds, args.warmup, cpu_by_process)
         say(f"  on/off throughput {analytics.ratio:.3f}; log entries written {analytics.written:.0f}, "
             f"dropped {analytics.dropped:.0f}")

@@ -52,7 +52,8 @@ def counter_total(metrics: str, name: str) -> float:
     return sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", metrics, re.MULTILINE))
 
 
-def measure_analytics(gateway: str, uploads: list[Upload], concurrency: int, seconds: float, warmup_s: float,
+def measure_analytics(gateway: str, operator_token: str, uploads: list[Upload], concurrency: int, seconds: float,
+                      warmup_s: float,
                       cpu_seconds: Callable[[], dict[str, float]] | None = None) -> AnalyticsFigures:
     on: list[LoadFigures] = []
     off: list[LoadFigures] = []
@@ -61,6 +62,7 @@ def measure_analytics(gateway: str, uploads: list[Upload], concurrency: int, sec
                                         warmup_s, cpu_seconds)))
         on.append(asyncio.run(run_load(f"{gateway}/api/v1/search", uploads, concurrency, seconds, warmup_s,
                                        cpu_seconds)))
-    metrics = httpx.get(f"{gateway}/metrics", timeout=30).text
-    return AnalyticsFigures(on, off, counter_total(metrics, "analytics_entries_written_total"),
-                            counter_total(metrics, "analytics_entries_dropped_total"))
+    metrics = httpx.get(f"{gateway}/metrics", headers={"Authorization": f"Bearer {operator_token}"}, timeout=30)
+    metrics.raise_for_status()  # never a silent 0: the counters below are what says no entry was lost
+    return AnalyticsFigures(on, off, counter_total(metrics.text, "analytics_entries_written_total"),
+                            counter_total(metrics.text, "analytics_entries_dropped_total"))
