@@ -8,7 +8,7 @@ A test photo's bytes say what the fake classifier decides and the fake similarit
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,16 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from gateway.analytics import Analytics, SessionHashes
-from gateway.app import create_app
 from gateway.feedback_store import FeedbackStore, engine_url, search_events, search_log
 from gateway.search_log import DAY_S, SearchLog
-from gateway.settings import GatewaySettings
 from lookalike.contracts import decode_embedding, encode_embedding
+from tests.gateway.mock_services import Gateways as Gateway
+from tests.gateway.mock_services import gateways_over
 from tests.support import ClientResponse
 
 TOKEN = "a-long-random-admin-token"
 STAFF = {"Authorization": f"Bearer {TOKEN}"}
 CATEGORIES = ("chair", "lamp", "sofa")
-Gateway = Callable[..., TestClient]
 
 
 def hits(category: str, best: float, n: int = 3) -> list[dict[str, Any]]:
@@ -67,20 +66,8 @@ def fake_services(request: httpx.Request) -> httpx.Response:
 @pytest.fixture
 def gateway(feedback_db_url: str, tmp_path: Path) -> Iterator[Gateway]:
     """Start gateways on one database; each call may change settings."""
-    clients: list[TestClient] = []
-
-    def start(**settings: Any) -> TestClient:
-        config = GatewaySettings(classifier_url="http://127.0.0.1:9001", similarity_url="http://127.0.0.1:9002",
-                                 index=tmp_path, feedback_db_url=feedback_db_url, lookalike_admin_token=TOKEN,
-                                 **settings)
-        client = TestClient(create_app(config, httpx.MockTransport(fake_services)))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        client.__exit__(None, None, None)
+    with gateways_over(fake_services, tmp_path, feedback_db_url=feedback_db_url, lookalike_admin_token=TOKEN) as start:
+        yield start
 
 
 def photo_search(client: TestClient, photo: str, headers: dict[str, str] | None = None, **params: Any) -> Any:

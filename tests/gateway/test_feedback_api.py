@@ -8,7 +8,7 @@ a vote comes from."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +16,19 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
 from gateway.feedback import Feedback
 from gateway.feedback_store import FeedbackStore, engine_url
 from gateway.query_ids import QueryIds, SearchKind
 from gateway.schemas import Result
-from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream
+from tests.gateway.mock_services import SIMILARITY, gateways_over
+from tests.gateway.mock_services import Gateways as Gateway
 from tests.support import ClientResponse
 
-SIMILARITY = "http://127.0.0.1:9002"
 ITEMS = {"sofa-1": "sofa", "sofa-2": "sofa", "chair-1": "chair"}
 TOKEN = "a-long-random-admin-token"
 SECRET = "a-signing-secret-every-replica-shares"
 RECEIPTS = QueryIds(SECRET.encode(), lifetime_s=86400)
-Gateway = Callable[..., TestClient]
 
 
 def similarity(request: httpx.Request) -> httpx.Response:
@@ -44,19 +42,8 @@ def similarity(request: httpx.Request) -> httpx.Response:
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
     """Start gateways on one SQLite file under `tmp_path`; each call may change settings."""
-    clients: list[TestClient] = []
-
-    def start(address: str = "127.0.0.1", **settings: Any) -> TestClient:
-        config = GatewaySettings(classifier_url="http://127.0.0.1:9001", similarity_url=SIMILARITY, index=tmp_path,
-                                 signing_secret=SECRET, **settings)
-        client = TestClient(create_app(config, httpx.MockTransport(similarity)), client=(address, 50000))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        client.__exit__(None, None, None)
+    with gateways_over(similarity, tmp_path, signing_secret=SECRET) as start:
+        yield start
 
 
 def shown(session: str | None, kind: SearchKind = "words", items: list[str] | None = None, **issue: Any) -> str:

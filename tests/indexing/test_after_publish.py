@@ -3,7 +3,6 @@ pruning) is best-effort, logged and reported, and never drops what now serves, w
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 import indexing.build
 from indexing.__main__ import format_summary
 from indexing.build import BuildPlan, BuildSummary, build_index
-from indexing.cache import CACHE_FILE, EmbeddingCache
+from indexing.cache import EmbeddingCache
 from indexing.lock import exclusive
 from indexing.versions import prune_versions
 from lookalike.catalog import milvus_store
@@ -21,15 +20,7 @@ from lookalike.catalog.layout import IndexLayout, read_items, read_manifest
 from lookalike.catalog.manifest import CatalogItem
 from lookalike.catalog.milvus_store import MilvusConnection
 from lookalike.settings import VectorStoreSettings
-
-
-def seeded_index(built_index: Path, root: Path) -> Path:
-    """An index root whose cache already holds the small catalogue's embeddings, so a build embeds nothing."""
-    root.mkdir(parents=True)
-    for name in (CACHE_FILE, CACHE_FILE + "-wal"):
-        if (built_index / name).exists():
-            shutil.copy(built_index / name, root / name)
-    return root
+from tests.indexing.test_incremental import seeded_index
 
 
 def failing(error: BaseException) -> Any:
