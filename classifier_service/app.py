@@ -17,7 +17,6 @@ from lookalike.service import create_service, metrics_of, state_getter
 from lookalike.settings import InternalAccess
 from lookalike.upload_guard import install_upload_guard
 from lookalike.vision.classifier import Classifier
-from lookalike.vision.onnx_engine import RuntimeMemory
 
 
 async def readiness(classifier: ClassifierDep, batcher: BatcherDep) -> ClassifierReadiness:
@@ -44,7 +43,7 @@ def create_app(settings: ClassifierSettings | None = None, internal: InternalAcc
         sizes = power_of_two_sizes(settings.max_batch)
         classifier = Classifier(settings.index, weights=settings.weights, precision=settings.precision,
                                 threads=settings.threads or cores, warm_up_sizes=sizes,
-                                memory=RuntimeMemory(cpu_arena=settings.memory_arena, mem_pattern=settings.memory_arena))
+                                memory_arena=settings.memory_arena)
         # Loading the version's graph (and one pass per batch size) takes about a second, off the event loop.
         await anyio.to_thread.run_sync(classifier.served.load_at_start)
         metrics = metrics_of(app)

@@ -20,7 +20,7 @@ from lookalike.contracts import ModelInfo, PrecisionSetting
 from lookalike.errors import IndexMismatch, NetworkModelInvalid
 from lookalike.served_version import ServedVersion
 from lookalike.vision.head import CategoryHead
-from lookalike.vision.onnx_engine import LEAN, OnnxEmbedder, RuntimeMemory, file_sha256, runtime_device, softmax
+from lookalike.vision.onnx_engine import OnnxEmbedder, file_sha256, runtime_device, served_memory, softmax
 from lookalike.vision.precision import choose_precision, gate_summary
 
 log = logging.getLogger("lookalike.classifier")
@@ -73,13 +73,13 @@ class Classifier:
     """The graph and head of the serving index version, swappable by `reload`."""
 
     def __init__(self, index_root: Path, *, weights: str = "auto", precision: PrecisionSetting = "auto",
-                 threads: int = 0, warm_up_sizes: Sequence[int] = (1,), memory: RuntimeMemory = LEAN,
+                 threads: int = 0, warm_up_sizes: Sequence[int] = (1,), memory_arena: bool | None = None,
                  use_cuda: bool = True) -> None:
         self.weights = weights
         self.requested_precision = precision
         self.threads = threads
         self.warm_up_sizes = warm_up_sizes
-        self.memory = memory
+        self.memory_arena = memory_arena
         self.use_cuda = use_cuda
         self.device = runtime_device() if use_cuda else "cpu"
         self.served: ServedVersion[LoadedHead] = ServedVersion(index_root, self._load_head, "classifier")
@@ -131,11 +131,12 @@ class Classifier:
             warnings.append(f"the catalogue was embedded at {manifest.model.precision}, queries at {precision}: "
                             f"they agree only within the int8 gate's figures ({gate_summary(manifest.int8.gate)})")
         file = manifest.int8 if precision == "int8" and manifest.int8 is not None else manifest.network
+        memory = served_memory(precision, self.memory_arena)
         embedder = OnnxEmbedder(version_dir / file.file, manifest.model, manifest.preprocessing, precision=precision,
-                                sha256=file.sha256, threads=self.threads, memory=self.memory, use_cuda=self.use_cuda)
+                                sha256=file.sha256, threads=self.threads, memory=memory, use_cuda=self.use_cuda)
         # With memory patterns on, ONNX Runtime plans each input shape on first sight: warm every size up.
         # Off, one small pass readies its threads and kernels, and the start stays short.
-        embedder.warm_up(self.warm_up_sizes if self.memory.mem_pattern else self.warm_up_sizes[:1])
+        embedder.warm_up(self.warm_up_sizes if memory.mem_pattern else self.warm_up_sizes[:1])
         return embedder, reason, warnings
 
     def classify_batch(self, images: Sequence[np.ndarray]) -> list[Classification]:
