@@ -132,7 +132,8 @@ def build(settings: IndexBuildSettings) -> int:
         "index_type": settings.index_type, "keep": settings.keep, "text_weights": settings.text_weights or None,
         "text_exclude": frozenset(settings.text_exclude), "text_model": settings.text_model,
         "int8": int8_options(settings), "reduce": settings.reduce, "self_eval_margin": settings.self_eval_margin,
-        "force": settings.force, "notify": tuple(settings.notify), "internal_token": InternalAccess().internal_token}
+        "force": settings.force, "notify": tuple(settings.notify), "internal_token": InternalAccess().internal_token,
+        "torch_in_child": True}  # this process never imports torch: see indexing.torch_steps
     serving_before = IndexLayout(settings.index).current()
     try:
         if settings.feed:

@@ -19,16 +19,16 @@ import shutil
 import sqlite3
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from pydantic import SecretStr
-from pymilvus import MilvusException
 
 from indexing.cache import CACHE_FILE, EmbeddingCache, TextVectorCache
 from indexing.catalog import CatalogScan, Entry, Skipped, scan_catalog
@@ -36,18 +36,20 @@ from indexing.catalogue_report import folder_report
 from indexing.imagenet_tags import Tags, top_tags, writes_tags
 from indexing.lock import exclusive
 from indexing.network_export import (
+    NETWORK_ONLY,
     ExportedNetwork,
     Int8Options,
     choose_catalogue_model,
     compatibility,
-    export_catalogue_network,
+    load_exported_network,
     write_served_graphs,
 )
 from indexing.notify import reload_services
 from indexing.progress import Progress
 from indexing.quantise_gate import Quantised
 from indexing.self_eval import DEFAULT_MARGIN, publish_gate, self_evaluate
-from indexing.text_export import forget_unnamed_copies, place_in_store, text_model_for_index
+from indexing.text_export import forget_unnamed_copies, opened, place_in_store, text_copy_for_index
+from indexing.torch_steps import SourceModel, export_given_network, export_source_network, run_step
 from indexing.versions import prune_versions
 from lookalike.catalog import milvus_store
 from lookalike.catalog.faiss_store import CategoryIndex, check_index_type
@@ -82,7 +84,7 @@ from lookalike.catalog.synonyms import Synonyms
 from lookalike.catalog.text_embedding import TextEmbedder, item_text, text_sha256
 from lookalike.catalog.text_index import DEFAULT_EXCLUDED, TextField, text_fields, write_text_index
 from lookalike.catalog.vector_store import VectorStoreRecord
-from lookalike.contracts import GateFigures, Precision, PrecisionSetting, TextModelInfo
+from lookalike.contracts import EMBEDDING_DIM, GateFigures, Precision, PrecisionSetting, TextModelInfo
 from lookalike.errors import (
     ApiError,
     EmptyCatalog,
@@ -91,12 +93,14 @@ from lookalike.errors import (
     VectorStoreFailed,
     VectorStoreUnavailable,
 )
+from lookalike.heap_trim import trim_heap
 from lookalike.settings import MAX_PIXELS, VectorStoreSettings
-from lookalike.vision.embedder import Embedder
 from lookalike.vision.head_training import cross_validated_accuracy, fit_head
-from lookalike.vision.network import EMBEDDING_DIM, imagenet_classes
 from lookalike.vision.onnx_engine import OnnxEmbedder
 from lookalike.vision.preprocess import decode_image, to_model_input
+
+if TYPE_CHECKING:
+    from lookalike.vision.embedder import Embedder
 
 log = logging.getLogger("lookalike.indexing")
 
@@ -215,10 +219,12 @@ class EmbeddedCatalog:
 
 
 def embed_catalog(scan: CatalogScan, embedder: CatalogueEmbedder, cache: EmbeddingCache, build_dir: Path, batch_size: int,
-                  workers: int, skipped: list[Skipped], progress: Progress | None = None) -> EmbeddedCatalog:
+                  workers: int, skipped: list[Skipped], progress: Progress | None = None,
+                  classes: Sequence[str] | None = None) -> EmbeddedCatalog:
     """Every readable image embedded or taken from the cache, its thumbnail written; items carry their Faiss labels.
 
-    Each batch the network embeds is committed to the cache before the next one starts.
+    Each batch the network embeds is committed to the cache before the next one starts. `classes`: the
+    ImageNet class names, where the weights know them (the tags).
     """
     (build_dir / THUMBNAILS).mkdir()
     progress = progress or Progress(len(scan.entries))
@@ -226,7 +232,6 @@ def embed_catalog(scan: CatalogScan, embedder: CatalogueEmbedder, cache: Embeddi
     rows: list[np.ndarray] = []
     batch: list[Prepared] = []
     counts = {"embedded": 0, "reused": 0}
-    classes = imagenet_classes() if writes_tags(embedder.info.weights) else None
     tags: dict[int, Tags] = {}
 
     def add(entry: Entry, sha256: str, vector: np.ndarray, thumbnail: bytes, found: Tags | None) -> None:
@@ -395,6 +400,7 @@ class BuildPlan:
     notify: tuple[str, ...] = ()
     internal_token: SecretStr | None = None
     embedder: Embedder | None = None
+    torch_in_child: bool = False
     progress: Progress | None = None
     scan: CatalogScan | None = None
     source: str | None = None
@@ -403,15 +409,14 @@ class BuildPlan:
 
 @dataclass
 class Tools:
-    """What the plan's settings load once: the networks and the vector store's connection (the text model's ONNX
-    copy under the lock, where another job's pruning can't remove it)."""
+    """What the plan's settings load once: the text model and the vector store's connection (the text model's
+    ONNX copy under the lock, where another job's pruning can't remove it)."""
 
-    embedder: Embedder
     words_model: TextEmbedder | None
     milvus: MilvusConnection | None
     store: VectorStoreSettings
-    own_embedder: bool = False
-    """The job made the embedder for this run: its torch network is dropped once exported."""
+    words_copy: Path | None = None
+    """The text model's ONNX copy that TEXT_MODEL names, until `words_model_stage` opens it."""
 
 
 @dataclass
@@ -427,6 +432,7 @@ class Building:
     previous: Path | None
     build_dir: Path
     started: float
+    source: SourceModel | None = None
     model: CatalogueEmbedder | None = None
     network: ExportedNetwork | None = None
     quantised: Quantised | None = None
@@ -460,13 +466,27 @@ class Building:
         return self.done.items
 
     @property
+    def source_model(self) -> SourceModel:
+        assert self.source is not None, "model_stage runs first"
+        return self.source
+
+    @property
     def catalogue_model(self) -> CatalogueEmbedder:
         assert self.model is not None, "model_stage runs first"
         return self.model
 
 
-AFTER_PUBLISH_ERRORS = (OSError, sqlite3.Error, ApiError, JobError, MilvusException)
+AFTER_PUBLISH_ERRORS: tuple[type[Exception], ...] = (OSError, sqlite3.Error, ApiError, JobError)
 """What a step after the publish may fail with; it is logged and reported, and the published version stays."""
+
+
+def after_publish_errors(milvus: MilvusConnection | None) -> tuple[type[Exception], ...]:
+    """AFTER_PUBLISH_ERRORS, and pymilvus's own where the version went to Milvus (and pymilvus is loaded)."""
+    if milvus is None:
+        return AFTER_PUBLISH_ERRORS
+    from pymilvus import MilvusException
+
+    return (*AFTER_PUBLISH_ERRORS, MilvusException)
 
 
 def check_plan(plan: BuildPlan) -> tuple[CatalogScan, Reduction, str | None]:
@@ -489,20 +509,31 @@ def load_tools(plan: BuildPlan) -> Tools:
     except VectorStoreUnavailable as exc:
         raise VectorStoreFailed(exc.message) from exc
     words_model = plan.text_model if isinstance(plan.text_model, TextEmbedder) else None  # a setting: under the lock
-    # torch loads the weights and exports; ONNX Runtime embeds
-    embedder = plan.embedder or Embedder(plan.weights, plan.precision, fused=False, torch_precision="fp32")
-    return Tools(embedder, words_model, milvus, store, own_embedder=plan.embedder is None)
+    return Tools(words_model, milvus, store)
 
 
 # The stages, in order: each fills in its part of the hidden build folder (and `Building`).
 
 def model_stage(b: Building) -> None:
-    """Export the network to ONNX, (quantise and gate it, then) choose the graph the catalogue is embedded with."""
-    b.network = export_catalogue_network(b.tools.embedder, b.build_dir, release_torch=b.tools.own_embedder)
+    """Export the network to ONNX (torch: see `indexing.torch_steps`), (quantise and gate it, then) choose the
+    graph the catalogue is embedded with; from here on ONNX Runtime runs it."""
+    path = b.build_dir / NETWORK_ONLY
+    if b.plan.embedder is not None:
+        b.source = export_given_network(b.plan.embedder, path)
+    else:
+        b.source = run_step(b.plan.torch_in_child, export_source_network, b.plan.weights, b.plan.precision, path)
+        trim_heap()  # in process, the torch network is gone: give its memory back before the catalogue
+    b.network = load_exported_network(b.source, path)
     b.model, b.quantised, b.precision_reason, b.warnings = choose_catalogue_model(
-        b.scan, b.tools.embedder, b.network, b.build_dir, b.plan.int8)
+        b.scan, b.source, b.network, b.build_dir, b.plan.int8)
     for warning in b.warnings:
         log.warning("%s", warning)
+
+
+def words_model_stage(b: Building) -> None:
+    """Open the text model's ONNX copy, found or exported under the lock (see `build_index`)."""
+    if b.tools.words_copy is not None:
+        b.tools.words_model = opened(b.tools.words_copy, None)
 
 
 def embed_stage(b: Building) -> None:
@@ -511,7 +542,7 @@ def embed_stage(b: Building) -> None:
     b.skipped = list(b.scan.skipped)
     embed_started = time.perf_counter()
     b.done = embed_catalog(b.scan, b.catalogue_model, b.cache, b.build_dir, b.plan.batch_size, b.plan.workers,
-                           b.skipped, b.plan.progress)
+                           b.skipped, b.plan.progress, b.source_model.imagenet_classes)
     b.embed_seconds = time.perf_counter() - embed_started
     if not b.items:
         raise EmptyCatalog(f"None of the {len(b.scan.entries)} images in {b.plan.catalog} could be read.")
@@ -563,7 +594,7 @@ def text_stage(b: Building) -> None:
 
 def self_eval_stage(b: Building) -> None:
     """Measure the version on its own products; SelfEvalRegressed when it finds them worse than the served one."""
-    b.self_eval = self_evaluate(b.items, b.index_vectors, b.indexes, weights=b.tools.embedder.info.weights,
+    b.self_eval = self_evaluate(b.items, b.index_vectors, b.indexes, weights=b.source_model.info.weights,
                                 reduce=str(b.reduction))
     b.gate = publish_gate(b.self_eval, served_self_eval(b.previous), b.previous.name if b.previous else None,
                           b.plan.self_eval_margin, b.plan.force)
@@ -586,13 +617,13 @@ def vector_store_stage(b: Building) -> None:
 def manifest_stage(b: Building) -> None:
     """The manifest: what was built, from what, with which model; then the plan's last word (`before_publish`)."""
     assert b.done is not None
-    model, embedder, words_model = b.catalogue_model, b.tools.embedder, b.tools.words_model
+    model, source, words_model = b.catalogue_model, b.source_model, b.tools.words_model
     manifest = Manifest(
         version=b.version, created_at=datetime.now(UTC), model=model.info,
-        preprocessing=embedder.preprocessing, embedding_dim=int(b.done.vectors.shape[1]),
+        preprocessing=source.preprocessing, embedding_dim=int(b.done.vectors.shape[1]),
         index_type=b.plan.index_type, categories=b.stats,
         head=HeadStats(cv_accuracy=b.accuracy, folds=b.folds, train_items=len(b.items)),
-        catalog=b.plan.source or str(b.plan.catalog), requested_precision=embedder.requested_precision,
+        catalog=b.plan.source or str(b.plan.catalog), requested_precision=source.requested_precision,
         precision_reason=b.precision_reason, int8=b.int8_model, network=b.served_network,
         compatibility=compatibility(model.precision, b.quantised),
         text_model=words_model.info if words_model is not None else None,
@@ -607,8 +638,8 @@ def manifest_stage(b: Building) -> None:
 
 
 STAGES: tuple[Callable[[Building], None], ...] = (
-    model_stage, embed_stage, head_stage, vector_index_stage, text_stage, self_eval_stage, vector_store_stage,
-    manifest_stage)
+    model_stage, words_model_stage, embed_stage, head_stage, vector_index_stage, text_stage, self_eval_stage,
+    vector_store_stage, manifest_stage)
 """Everything before the publish, in order; a new stage is one more entry here."""
 
 
@@ -634,9 +665,10 @@ def build_index(plan: BuildPlan) -> BuildSummary:
     layout = IndexLayout(plan.index_root)
     with exclusive(layout.root):
         clear_abandoned_builds(layout)
-        # Under the lock: another job's pruning never removes a copy this one is about to name.
+        # Under the lock: another job's pruning never removes a copy this one is about to name. Opened after
+        # the network's export (`words_model_stage`), so that the export runs beside as little as can be.
         if isinstance(plan.text_model, str):
-            tools.words_model = text_model_for_index(plan.text_model, layout.root)
+            tools.words_copy = text_copy_for_index(plan.text_model, layout.root, in_child=plan.torch_in_child)
         if tools.words_model is not None:
             place_in_store(tools.words_model, layout.root)
         previous = layout.current()
@@ -662,10 +694,12 @@ def build_index(plan: BuildPlan) -> BuildSummary:
 def after_publish(b: Building, summary: BuildSummary) -> None:
     """Best-effort steps on a published version: each failure is logged and put in the summary, never undone."""
 
+    errors = after_publish_errors(b.tools.milvus)
+
     def attempt(what: str, step: Callable[[], None]) -> None:
         try:
             step()
-        except AFTER_PUBLISH_ERRORS as exc:
+        except errors as exc:
             log.warning("after publishing %s, %s failed: %s", b.version, what, exc)
             summary.after_publish_failures.append(f"{what} failed: {exc}")
 
@@ -703,14 +737,14 @@ def after_publish(b: Building, summary: BuildSummary) -> None:
 
 def summarise(b: Building, final: Path) -> BuildSummary:
     assert b.done is not None
-    done, embedder, words_model, text_done = b.done, b.tools.embedder, b.tools.words_model, b.text_done
+    done, source, words_model, text_done = b.done, b.source_model, b.tools.words_model, b.text_done
     return BuildSummary(
-        version=b.version, version_dir=final, weights=embedder.info.weights,
+        version=b.version, version_dir=final, weights=source.info.weights,
         per_category={c.name: c.items for c in b.stats}, skipped=b.skipped, cv_accuracy=b.accuracy, folds=b.folds,
         indexed=len(done.items), seconds=time.perf_counter() - b.started, embed_seconds=b.embed_seconds,
         embedded=done.embedded, reused=done.reused, removed=b.removed,
         index_types={c.name: c.index_type for c in b.stats}, disagreements=b.scan.disagreements,
-        text_fields=b.fields, tagged=len(done.tags) if writes_tags(embedder.info.weights) else None,
+        text_fields=b.fields, tagged=len(done.tags) if writes_tags(source.info.weights) else None,
         synonyms="synonyms.txt from the catalogue" if b.synonyms is not None else "default",
         precision=b.catalogue_model.precision, precision_reason=b.precision_reason,
         int8_gate=b.quantised.record.gate if b.quantised else None, warnings=b.warnings,

@@ -7,6 +7,8 @@ none and says so, since random logits would tag every photo with noise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 TOP_TAGS = 5
@@ -15,7 +17,7 @@ MIN_PROBABILITY = 0.05
 Tags = list[tuple[str, float]]
 
 
-def top_tags(probabilities: np.ndarray, classes: list[str], top: int = TOP_TAGS,
+def top_tags(probabilities: np.ndarray, classes: Sequence[str], top: int = TOP_TAGS,
              min_probability: float = MIN_PROBABILITY) -> list[Tags]:
     """Each row's `top` most likely classes at or above `min_probability`, most likely first."""
     tags = []

@@ -16,10 +16,10 @@ import logging
 import os
 import secrets
 import shutil
-import warnings
 from pathlib import Path
 
 from indexing.index_extra import require_index_extra
+from indexing.torch_steps import run_step
 from lookalike.catalog.layout import IndexLayout
 from lookalike.catalog.text_embedding import (
     ONNX_MODEL,
@@ -86,6 +86,8 @@ def export_onnx_copy(name: str, directory: Path, digest: str, store: Path) -> Pa
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    from lookalike.onnx_params import export_appending_weights
+
     try:
         network = AutoModel.from_pretrained(str(directory), attn_implementation="eager").eval()
     except (OSError, ValueError) as exc:
@@ -115,13 +117,10 @@ def export_onnx_copy(name: str, directory: Path, digest: str, store: Path) -> Pa
         mask = torch.ones((2, 8), dtype=torch.long)
         mask[1, 5:] = 0
         names = ["input_ids", "attention_mask", "token_type_ids"]
-        with torch.no_grad(), warnings.catch_warnings():
-            # The tracer's notes on transformers' shape checks, which hold for every batch the embedder sends.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(TokenVectors(network), (ids, mask, torch.zeros_like(ids)), str(work / ONNX_MODEL),
-                              input_names=names, output_names=["token_embeddings"], opset_version=OPSET,
-                              dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "token_embeddings"]},
-                              dynamo=False)
+        # The tracer's notes on transformers' shape checks hold for every batch the embedder sends: silenced.
+        export_appending_weights(TokenVectors(network), (ids, mask, torch.zeros_like(ids)), work / ONNX_MODEL,
+                                 input_names=names, output_names=["token_embeddings"], opset_version=OPSET,
+                                 dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "token_embeddings"]})
         (work / TEXT_MODEL_FILE).write_text(described.model_dump_json(indent=2))
         final = store / model_digest(work)
         if final.is_dir():
@@ -154,14 +153,21 @@ def find_onnx_copy(store: Path, identity: TextModelIdentity) -> Path | None:
 def text_model_for_index(setting: str, index_root: Path, threads: int | None = None) -> TextEmbedder | None:
     """The ONNX copy of the model TEXT_MODEL names, in the index root's store (exported there if missing),
     loaded with `threads` (None: as many as ONNX Runtime likes); None for bm25 alone."""
+    folder = text_copy_for_index(setting, index_root)
+    return opened(folder, threads) if folder is not None else None
+
+
+def text_copy_for_index(setting: str, index_root: Path, *, in_child: bool = False) -> Path | None:
+    """The folder of that copy, exported first if missing (in a process of its own where `in_child`: see
+    `indexing.torch_steps`); None for bm25 alone."""
     resolved = resolve_text_model(setting)
     if resolved is None:
         return None
     name, directory = resolved
     digest = model_digest(directory)
     store = text_models_dir(Path(index_root))
-    folder = find_onnx_copy(store, TextModelIdentity(name, digest)) or export_onnx_copy(name, directory, digest, store)
-    return opened(folder, threads)
+    return find_onnx_copy(store, TextModelIdentity(name, digest)) \
+        or run_step(in_child, export_onnx_copy, name, directory, digest, store)
 
 
 def place_in_store(embedder: TextEmbedder, index_root: Path) -> None:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from lookalike.errors import BadBox
 
+EMBEDDING_DIM = 2048
+"""ResNet50's pool5: the embedding's size before any REDUCE."""
 EMBEDDING_DTYPE = np.dtype("<f4")
 MAX_K = 100
 MAX_EXAMPLES = 20

@@ -74,6 +74,7 @@ that one type.
 
     JobError
     ├── WeightsUnavailable       the requested weights cannot be loaded
+    ├── TorchStepDied            the process running a torch step ended without an answer
     ├── TextModelUnavailable     the sentence model TEXT_MODEL names cannot be found or loaded
     ├── IndexExtraMissing        the job needs torch (the `index` extra), which a serving install leaves out
     ├── EmptyCatalog             no usable image in the catalogue folder
@@ -424,6 +425,10 @@ class JobError(Exception):
 
 class WeightsUnavailable(JobError):
     """The requested weights cannot be loaded."""
+
+
+class TorchStepDied(JobError):
+    """The child process running one of the job's torch steps ended without an answer (killed, out of memory)."""
 
 
 class IndexExtraMissing(JobError):

@@ -23,11 +23,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
-from pymilvus import DataType, MilvusClient, MilvusException
 
 from lookalike.catalog.index import VectorOpener
 from lookalike.catalog.manifest import CatalogItem, Manifest
@@ -35,6 +34,11 @@ from lookalike.catalog.vector_store import CategoryVectors, Restriction, VectorS
 from lookalike.errors import IndexMismatch, VectorStoreUnavailable
 from lookalike.settings import VectorStoreSettings
 from lookalike.where import Filter, as_number
+
+# pymilvus is imported where it is first used: with pandas it holds about 90 MB, which a Faiss index
+# (the similarity service's, the indexing job's and its torch steps') never needs.
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
 
 log = logging.getLogger("lookalike.milvus")
 
@@ -121,6 +125,8 @@ class MilvusConnection:
     @property
     def client(self) -> MilvusClient:
         if self._client is None:
+            from pymilvus import MilvusClient
+
             with unavailable_as_503(self.uri):
                 self._client = MilvusClient(uri=self.uri, timeout=self.timeout_s, **self._credentials)
         return self._client
@@ -154,6 +160,8 @@ class MilvusConnection:
 @contextmanager
 def unavailable_as_503(uri: str) -> Iterator[None]:
     """A server that is down, slow or refusing becomes the similarity service's clear 503."""
+    from pymilvus import MilvusException
+
     try:
         yield
     except MilvusException as exc:
@@ -205,6 +213,8 @@ class MilvusCategory:
 
     def _loaded(self, call: Callable[[MilvusClient], Any]) -> Any:
         """`call`, with the collection loaded again first where a restarted server has not (yet) done so."""
+        from pymilvus import MilvusException
+
         with self.connection.calls():
             client = self.connection.client
             try:
@@ -271,6 +281,8 @@ def publish(connection: MilvusConnection, version: str, items: Sequence[CatalogI
     name = collection_name(version)
     columns = columns_of(items)
     fields = ColumnFields.of(columns)
+    from pymilvus import DataType, MilvusClient
+
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field(LABEL, DataType.INT64, is_primary=True)
     schema.add_field(CATEGORY, DataType.VARCHAR, max_length=MAX_TEXT, is_partition_key=True)

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from lookalike.catalog.manifest import Preprocessing
-from lookalike.contracts import PRECISION_SETTINGS, ModelInfo, PrecisionSetting
+from lookalike.contracts import PRECISION_SETTINGS, ModelInfo, Precision, PrecisionSetting
 from lookalike.vision.network import Pool5AndLogits, fuse_for_cpu, preprocessing_digest, resolve_device
 from lookalike.vision.precision import TorchPrecision, cpu_has_fast_bf16
-from lookalike.vision.weights import load_resnet50
+from lookalike.vision.weights import ResolvedWeights, load_resnet50
 
 log = logging.getLogger("lookalike.embedder")
 
@@ -38,6 +38,12 @@ def resolve_precision(requested: PrecisionSetting, device: torch.device) -> Torc
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def model_info(resolved: ResolvedWeights, prep: Preprocessing, precision: Precision) -> ModelInfo:
+    """Who the model is: its weights and how it sees (the preprocessing), which together decide its vectors."""
+    return ModelInfo(weights=resolved.label, model_id=f"{resolved.identity}-{preprocessing_digest(prep)}",
+                     precision=precision)
 
 
 class Embedder:
@@ -72,11 +78,7 @@ class Embedder:
         self.network: nn.Module | torch.jit.ScriptModule = network
         if self.fused:
             self.network = fuse_for_cpu(network, self._input(np.zeros((1, prep.crop, prep.crop, 3), np.uint8)))
-        self.info = ModelInfo(
-            weights=resolved.label,
-            model_id=f"{resolved.identity}-{preprocessing_digest(prep)}",
-            precision=self.precision,
-        )
+        self.info = model_info(resolved, prep, self.precision)
         if self.info.weights == "random":
             log.warning("!!! RANDOM WEIGHTS: this model recognises nothing; results are for testing only. !!!")
         log.info("model ready: weights=%s precision=%s device=%s graph=%s", self.info.weights, self.precision,

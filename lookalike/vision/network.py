@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from lookalike.catalog.manifest import Preprocessing
+from lookalike.contracts import EMBEDDING_DIM
 
-EMBEDDING_DIM = 2048
+__all__ = ["EMBEDDING_DIM", "Pool5AndLogits", "fuse_for_cpu", "imagenet_classes", "resolve_device"]
 
 
 def resolve_device() -> torch.device:

@@ -9,24 +9,18 @@ The exporter is torch's TorchScript-based one (`dynamo=False`): the dynamo expor
 best. Constant folding is left to ONNX Runtime (it folds each batch norm into its convolution
 when it loads the file).
 
-The exporter is asked for the graph alone (`export_params=False`); the weights are then written
-after it one tensor at a time, each a `ModelProto` holding one initializer, which protobuf reads
-as their merge. Exporting with the weights inside built the whole 100 MB model three times over in
-memory (the proto, its serialised copy, Python's bytes): about 290 MB at the job's peak, against
-about 40 MB this way.
+The weights are appended to the exported graph one tensor at a time (`lookalike.onnx_params`).
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-import onnx
 import torch
-from onnx import numpy_helper
 from torch import nn
 
 from lookalike.errors import QuantisationFailed
+from lookalike.onnx_params import export_appending_weights
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.network import Pool5AndLogits
 from lookalike.vision.onnx_engine import INPUT, LOGITS, POOL5
@@ -49,24 +43,11 @@ def fp32_network(embedder: Embedder) -> nn.Module:
 
 def export_network(embedder: Embedder, path: Path) -> None:
     """Write the fp32 network (input `input`, outputs `pool5` and `logits`, any batch size) to `path`."""
-    crop = embedder.preprocessing.crop
-    network = fp32_network(embedder)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)  # the TorchScript-based exporter
-        torch.onnx.export(network, (torch.zeros(1, 3, crop, crop),), str(path), input_names=[INPUT],
-                          output_names=[POOL5, LOGITS], opset_version=OPSET, dynamo=False, export_params=False,
-                          do_constant_folding=False, dynamic_axes={INPUT: {0: "n"}, POOL5: {0: "n"}, LOGITS: {0: "n"}})
-    model = onnx.load(str(path))  # the graph alone: tens of kilobytes
-    weights = network.state_dict()
-    # Without its parameters the graph takes them as inputs (identical ones shared under one name); as
-    # initializers that are not inputs, they are constants ONNX Runtime may fold and pre-pack.
-    named = [i.name for i in model.graph.input if i.name in weights]
-    kept = [i for i in model.graph.input if i.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(kept)
-    with path.open("wb") as fh:
-        fh.write(model.SerializeToString())
-        for name in named:
-            tensor = weights[name].detach().to("cpu", torch.float32).contiguous().numpy()
-            fh.write(onnx.ModelProto(graph=onnx.GraphProto(
-                initializer=[numpy_helper.from_array(tensor, name)])).SerializeToString())
+    export_pool5_and_logits(fp32_network(embedder), embedder.preprocessing.crop, path)
+
+
+def export_pool5_and_logits(network: nn.Module, crop: int, path: Path) -> None:
+    """`network` (a `Pool5AndLogits` at fp32 on the CPU, in eval mode) to `path`."""
+    export_appending_weights(network, (torch.zeros(1, 3, crop, crop),), path, input_names=[INPUT],
+                             output_names=[POOL5, LOGITS], opset_version=OPSET,
+                             dynamic_axes={INPUT: {0: "n"}, POOL5: {0: "n"}, LOGITS: {0: "n"}})
