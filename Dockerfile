@@ -1,6 +1,6 @@
 # Two images from one file: `serving` (the default, last stage) runs the three services on ONNX Runtime
 # and holds no torch; `index` adds torch, torchvision and sentence-transformers (the `index` extra) for
-# the indexing job, which loads the weights, trains the head and exports the models to ONNX.
+# the indexing job, which loads the weights and exports the models to ONNX (torch), then fits the head (scikit-learn).
 #   docker build -t lookalike:latest .                        # serving: classifier, similarity, gateway
 #   docker build --target index -t lookalike-index:latest .   # the indexing job
 # The command picks the role (module names, run with `python -m`):
