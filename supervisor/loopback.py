@@ -13,9 +13,10 @@ def free_port() -> int:
 
 
 def bindable(port: int) -> bool:
-    """Whether a listener could bind the loopback port now without SO_REUSEADDR (as milvus-server tries it):
-    not while another listens there, nor while a dead listener's connections linger in TIME_WAIT."""
+    """Whether a listener could bind the loopback port now, with SO_REUSEADDR as servers bind: not while another
+    listens there, but while a dead listener's connections linger in TIME_WAIT."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -2,7 +2,12 @@
 
 `milvus-server` unpacks the real server binary (with its embedded etcd and local storage) into
 the data folder and runs it; pymilvus talks to it over gRPC on loopback, the same API as a
-Milvus cluster. The server can ignore SIGTERM for a while, so `stop` waits, then kills.
+Milvus cluster. It runs through `supervisor.milvus_server`, whose port check lets it start again
+at once after a crash.
+
+On SIGTERM the server stops gracefully for at most GRACEFUL_STOP_S (Milvus's own default is 30
+minutes: a standalone server holding a loaded collection waits all that time for another query
+node to take its segments over, and there is none); `stop` still kills what is left after STOP_GRACE_S.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pymilvus import MilvusClient, MilvusException
 
 from supervisor.loopback import bindable, free_port
 
+GRACEFUL_STOP_S = 3
 STOP_GRACE_S = 20.0
 
 
@@ -51,9 +57,9 @@ class LocalMilvus:
     def start(self, timeout_s: float = 300.0) -> LocalMilvus:
         """Start the server and wait until it answers; RuntimeError with its log's tail if it does not.
 
-        `milvus-server` takes the next free port, quietly, when the one asked for can't be bound, and
-        right after a crash the dead server's connections hold its port for up to a minute (TIME_WAIT):
-        so it is started only once the port can be bound, and started again if it exits.
+        `milvus-server` refuses to start when the port asked for can't be bound (another server listens
+        there, one that is still stopping): so it is started only once the port can be bound, and
+        started again if it exits.
         """
         if self.process is not None:
             raise RuntimeError(f"This Milvus on {self.uri} is started already")
@@ -80,15 +86,15 @@ class LocalMilvus:
         return self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        executable = Path(sys.executable).with_name("milvus-server")
         client, peer = f"http://127.0.0.1:{self.etcd_port}", f"http://127.0.0.1:{self.etcd_peer_port}"
         etcd_config = self.data_dir / "embed-etcd.yaml"
         etcd_config.write_text(f"name: default\nlisten-client-urls: {client}\nadvertise-client-urls: {client}\n"
                                f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n"
                                f"initial-cluster: default={peer}\n")
         with (self.data_dir / "server.log").open("ab") as log:
-            return subprocess.Popen([str(executable), "--data", str(self.data_dir), "--proxy-port", str(self.port),
-                                     "--etcd-port", str(self.etcd_port)],
+            return subprocess.Popen([sys.executable, "-m", "supervisor.milvus_server", "--data", str(self.data_dir),
+                                     "--proxy-port", str(self.port), "--etcd-port", str(self.etcd_port),
+                                     "--extra-config", f"common.gracefulStopTimeout={GRACEFUL_STOP_S}"],
                                     env={**os.environ, "ETCD_CONFIG_PATH": str(etcd_config)},
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
