@@ -49,12 +49,13 @@ class SourceModel:
     """What exported the network, for the manifest."""
 
     @classmethod
-    def of(cls, embedder: Embedder) -> SourceModel:
+    def exported(cls, info: ModelInfo, preprocessing: Preprocessing, requested: PrecisionSetting) -> SourceModel:
+        """The model just exported (torch is loaded): its class names and the exporter read here, once."""
         from lookalike.vision.network import imagenet_classes
         from lookalike.vision.onnx_export import EXPORTER
 
-        classes = tuple(imagenet_classes()) if writes_tags(embedder.info.weights) else None
-        return cls(embedder.info, embedder.preprocessing, embedder.requested_precision, classes, EXPORTER)
+        classes = tuple(imagenet_classes()) if writes_tags(info.weights) else None
+        return cls(info, preprocessing, requested, classes, EXPORTER)
 
 
 def run_step(in_child: bool, step: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -75,8 +76,8 @@ def export_source_network(weights: str, precision: PrecisionSetting, path: Path)
     """Load the weights in torch at fp32 and export the network to `path` (see `lookalike.vision.onnx_export`):
     the eager network alone, without `Embedder`'s channels-last copy and fused graph, which the job never runs."""
     from lookalike.vision.embedder import model_info
-    from lookalike.vision.network import Pool5AndLogits, imagenet_classes
-    from lookalike.vision.onnx_export import EXPORTER, export_pool5_and_logits
+    from lookalike.vision.network import Pool5AndLogits
+    from lookalike.vision.onnx_export import export_pool5_and_logits
     from lookalike.vision.weights import load_resnet50
 
     resolved = load_resnet50(weights)
@@ -84,8 +85,7 @@ def export_source_network(weights: str, precision: PrecisionSetting, path: Path)
         log.warning("!!! RANDOM WEIGHTS: this model recognises nothing; results are for testing only. !!!")
     prep = Preprocessing()
     export_pool5_and_logits(Pool5AndLogits(resolved.network).eval(), prep.crop, path)
-    classes = tuple(imagenet_classes()) if writes_tags(resolved.label) else None
-    return SourceModel(model_info(resolved, prep, "fp32"), prep, precision, classes, EXPORTER)
+    return SourceModel.exported(model_info(resolved, prep, "fp32"), prep, precision)
 
 
 def export_given_network(embedder: Embedder, path: Path) -> SourceModel:
@@ -93,4 +93,4 @@ def export_given_network(embedder: Embedder, path: Path) -> SourceModel:
     from lookalike.vision.onnx_export import export_network
 
     export_network(embedder, path)
-    return SourceModel.of(embedder)
+    return SourceModel.exported(embedder.info, embedder.preprocessing, embedder.requested_precision)

@@ -84,10 +84,6 @@ class Embedder:
         log.info("model ready: weights=%s precision=%s device=%s graph=%s", self.info.weights, self.precision,
                  self.device, "onednn-fused" if self.fused else "eager")
 
-    def release_network(self) -> None:
-        """Drop the torch network once exported: the job embeds through ONNX Runtime, and keeps `info` only."""
-        self.eager = self.network = nn.Identity()
-
     def warm_up(self, batch_sizes: Sequence[int]) -> None:
         """Run every size after every other once, so serving compiles nothing new.
 
