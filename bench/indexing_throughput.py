@@ -24,7 +24,7 @@ from indexing.build import BuildPlan, build_index
 from indexing.catalog import scan_catalog
 from lookalike.catalog.layout import INT8_MODEL
 from lookalike.contracts import PRECISION_SETTINGS
-from lookalike.serving import configure_logging
+from lookalike.log_lines import configure_logging
 from lookalike.settings import MAX_PIXELS
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.int8_engine import Int8Embedder

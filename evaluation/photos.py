@@ -37,8 +37,8 @@ from lookalike.catalog.manifest import Preprocessing
 from lookalike.contracts import Hit, Precision
 from lookalike.errors import EvalError, ImageRejected
 from lookalike.hedging import categories_to_search, merge_by_score
+from lookalike.log_lines import configure_logging
 from lookalike.program import Program
-from lookalike.serving import configure_logging
 from lookalike.settings import MAX_PIXELS
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.head import CategoryHead

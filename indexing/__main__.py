@@ -26,8 +26,8 @@ from indexing.versions import rollback
 from lookalike.catalog.layout import IndexLayout, read_manifest
 from lookalike.feed.download import DownloadLimits
 from lookalike.heap_trim import mmap_large_buffers
+from lookalike.log_lines import configure_logging
 from lookalike.program import Program
-from lookalike.serving import configure_logging
 from lookalike.settings import InternalAccess
 
 if TYPE_CHECKING:  # the build needs torch (the `index` extra): imported when a build runs, after checking for it

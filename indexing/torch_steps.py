@@ -25,7 +25,7 @@ from indexing.imagenet_tags import writes_tags
 from lookalike.catalog.manifest import Preprocessing
 from lookalike.contracts import ModelInfo, PrecisionSetting
 from lookalike.errors import TorchStepDied
-from lookalike.serving import configure_logging
+from lookalike.log_lines import configure_logging
 
 if TYPE_CHECKING:
     from lookalike.vision.embedder import Embedder

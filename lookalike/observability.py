@@ -13,21 +13,20 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from contextvars import ContextVar
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from pythonjsonlogger.json import JsonFormatter
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lookalike.log_lines import REQUEST_ID
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # Ids from outside are kept only when short and plain, so they are safe in headers and logs.
 _WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Probes and scrapes would drown the request log; they are logged at DEBUG.
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -36,7 +35,7 @@ log = logging.getLogger("lookalike.requests")
 
 def request_id_header() -> dict[str, str]:
     """The header that carries the current request id on to another service."""
-    request_id = _request_id.get()
+    request_id = REQUEST_ID.get()
     return {REQUEST_ID_HEADER: request_id} if request_id else {}
 
 
@@ -56,34 +55,6 @@ def _accepted_request_id(scope: Scope) -> str:
             if _WELL_FORMED_ID.fullmatch(text):
                 return text
     return uuid.uuid4().hex
-
-
-class _ContextFields(logging.Filter):
-    """Stamps every log record with the service name and the current request id."""
-
-    def __init__(self, service: str) -> None:
-        super().__init__()
-        self.service = service
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.service = self.service
-        # An id passed in `extra` stands when no request context is left, e.g. in the 500 handler.
-        record.request_id = _request_id.get() or getattr(record, "request_id", None)
-        return True
-
-
-def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    """Root logging: one JSON object per line (`fmt="text"` for a human at a terminal)."""
-    handler = logging.StreamHandler()
-    handler.addFilter(_ContextFields(service))
-    if fmt == "text":
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(service)s %(name)s [%(request_id)s] %(message)s"))
-    else:
-        handler.setFormatter(JsonFormatter(
-            "%(asctime)s %(levelname)s %(service)s %(name)s %(request_id)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}, json_ensure_ascii=False))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 class _FunctionGauges(Collector):
@@ -145,7 +116,7 @@ class ObservabilityMiddleware:
             return
         request_id = _accepted_request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id  # `request.state.request_id`
-        token = _request_id.set(request_id)
+        token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
 
@@ -167,7 +138,7 @@ class ObservabilityMiddleware:
             log.log(logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO, "request",
                     extra={"method": scope["method"], "path": scope["path"], "route": route, "status": status,
                            "duration_ms": round(elapsed * 1000, 2)})
-            _request_id.reset(token)
+            REQUEST_ID.reset(token)
 
 
 MetricsGuard = Callable[[Request], None]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
@@ -10,19 +9,12 @@ from typing import TypeVar
 import uvicorn
 from fastapi import FastAPI
 
-from lookalike import observability
 from lookalike.http_protocol import with_head_limits
+from lookalike.log_lines import configure_logging
 from lookalike.program import Program
-from lookalike.settings import ConnectionLimits, LoggingSettings, ServiceSettings
+from lookalike.settings import ConnectionLimits, ServiceSettings
 
 Listening = TypeVar("Listening", bound=ServiceSettings)
-
-
-def configure_logging(program: str = "indexing") -> None:
-    """JSON lines on stderr (`LOG_FORMAT=text` for people); `LOG_LEVEL` picks the level."""
-    settings = LoggingSettings()
-    observability.configure_logging(program, settings.level, settings.format)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per internal call is noise
 
 
 def serve(program: str, create_app: Callable[[], FastAPI], host: str, port: int,

@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail as OrtFail
-from onnxruntime.capi.onnxruntime_pybind11_state import InvalidGraph, InvalidProtobuf, NoSuchFile
 from pydantic import BaseModel, Field
 
 from lookalike.catalog.layout import TEXT_MODELS
@@ -180,6 +178,8 @@ class TextEmbedder:
     def __init__(self, directory: Path, threads: int = 1) -> None:
         """`threads`: ONNX Runtime's intra-op threads; 0 lets it take every core (the job's batches)."""
         import onnxruntime as ort
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail as OrtFail
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidGraph, InvalidProtobuf, NoSuchFile
         from tokenizers import Tokenizer
 
         try:
