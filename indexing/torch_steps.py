@@ -1,7 +1,7 @@
 """The job's torch steps, each in a process of its own that ends with the step.
 
 A store re-indexes while its services serve, so the job's memory counts beside theirs. Importing torch
-and torchvision (PyPI's CUDA build) holds about 670 MB before any work, and a process never gives that
+and torchvision (PyPI's CUDA build) holds about 520 MB before any work, and a process never gives that
 back; exporting the sentence model adds transformers. So `python -m indexing` runs the two exports,
 the only steps that need torch, in a spawned child that exits when its file is written: the job's own
 process imports no torch, embeds through ONNX Runtime and fits the head with scikit-learn.
