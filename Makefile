@@ -32,8 +32,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy $(LINTED)
 
+# The suite on TEST_WORKERS pytest-xdist workers (each test file stays on one, with its fixtures), then
+# the schemathesis tests on their own: their cases share one test id, which xdist would run once.
+TEST_WORKERS ?= 2
+SCHEMA_TESTS := tests/test_openapi_schemathesis.py
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --ignore=$(SCHEMA_TESTS)
+	$(PY) -m pytest -p no:xdist $(SCHEMA_TESTS)
 
 # The services' internal token: LOOKALIKE_INTERNAL_TOKEN if set, else the one `make run` made for its run.
 INTERNAL_TOKEN = $${LOOKALIKE_INTERNAL_TOKEN:-$$(cat $(dir $(or $(INDEX),var/index))internal-token 2>/dev/null)}

@@ -117,7 +117,8 @@ def test_a_product_the_search_did_not_show_cannot_be_voted_on(gateway: Gateway) 
     shown(None),  # a search made without a session
     shown("session-aaaa", "similar"),  # "more like this" lists are not voted on
     shown("session-aaaa", "photo"),  # a words vote names a search by words
-])
+], ids=["empty", "malformed", "too-long", "altered", "another-secret", "another-session", "no-session",
+        "more-like-this", "photo-search"])
 def test_a_forged_foreign_or_mismatched_query_id_is_a_422(gateway: Gateway, query_id: str) -> None:
     response = vote(gateway(), query_id=query_id)
     assert error_code(response, 422) == "bad_query_id", response.text
