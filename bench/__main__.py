@@ -40,6 +40,7 @@ from bench.load import LoadFigures, multipart_upload, run_load
 from bench.machine import cpu_name
 from bench.model import ModelFigures, PrecisionAgreement, compare_precisions, measure_throughput
 from bench.photos import catalogue_size, phone_size, query_files
+from bench.process_memory import peak_rss_mb
 from bench.report import LOAD_GENERATOR, Report, write_report
 from bench.runtimes import measure_runtimes, ready_seconds
 from bench.steering import SteeringFigures, measure_steering, page_upload_bytes
@@ -107,14 +108,6 @@ def limited_catalog(catalog: Path, limit: int, out: Path) -> Path:
         if not target.exists():
             target.symlink_to((catalog / entry.file).resolve())
     return root
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM: the most resident memory the process has ever held."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:

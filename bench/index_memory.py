@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.machine import cpu_name
+from bench.process_memory import process_tree, rss_mb
 from indexing.catalog import scan_catalog
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "furniture"
@@ -61,28 +62,13 @@ class JobMemory:
     largest_process_mb: float
 
 
-def rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            return next((int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:")), 0.0)
-    except OSError:  # ended between the listing and the read
-        return 0.0
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def job_memory(catalog: Path, index: Path, weights: str, text_model: str) -> JobMemory:
     env = {**os.environ, "TEXT_MODEL": text_model, "LOG_LEVEL": "WARNING"}
     process = subprocess.Popen([sys.executable, "-m", "indexing", "--catalog", str(catalog), "--index", str(index),
                                 "--weights", weights], env=env, stdout=subprocess.DEVNULL)
     tree = 0.0
     while process.poll() is None:
-        tree = max(tree, rss_mb(process.pid) + sum(rss_mb(child) for child in children(process.pid)))
+        tree = max(tree, rss_mb(process_tree(process.pid)))
         time.sleep(0.02)
     if process.returncode != 0:
         raise RuntimeError(f"the indexing job exited with status {process.returncode}")

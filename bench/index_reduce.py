@@ -33,8 +33,8 @@ import numpy as np
 from bench.index_scale import CHUNK, Mixture, normalised, say
 from bench.machine import cpu_name
 from lookalike.catalog.projection import Components, Projection, Reduction
+from lookalike.contracts import EMBEDDING_DIM
 from lookalike.settings import MAX_PIXELS
-from lookalike.vision.network import EMBEDDING_DIM
 
 DEFAULT_REDUCTIONS = "none,pca:256,pca-whiten:256"
 LEARN_ON = 100_000

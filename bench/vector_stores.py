@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.index_scale import Mixture
+from bench.process_memory import process_tree, rss_mb
 from lookalike.catalog import milvus_store
 from lookalike.catalog.faiss_store import CategoryIndex
 from lookalike.catalog.manifest import CatalogItem
@@ -44,28 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--milvus-index", default="FLAT", choices=sorted(milvus_store.INDEX_TYPES))
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
     return parser.parse_args(argv)
-
-
-def rss_mib(pids: list[int]) -> float:
-    """Resident memory of these processes, summed (VmRSS from /proc)."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
-
-
-def process_tree(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    found = [pid]
-    if children.exists():
-        for child in children.read_text().split():
-            found += process_tree(int(child))
-    return found
 
 
 def timed(search: object, queries: np.ndarray, k: int) -> tuple[list[list[int]], list[float]]:
@@ -95,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, object] = {"size": args.size, "dim": DIM, "queries": args.queries,
                                  "vectors": "synthetic (bench.index_scale.Mixture)"}
 
-    before = rss_mib([os.getpid()])
+    before = rss_mb([os.getpid()])
     faiss_index = CategoryIndex.build(vectors, labels, "Flat")
-    faiss_rss = rss_mib([os.getpid()]) - before
+    faiss_rss = rss_mb([os.getpid()]) - before
     exact, faiss_times = timed(faiss_index.nearest, queries, args.k)
     report["faiss"] = {**figures(faiss_times, exact, exact, args.k), "similarity_rss_mib": round(faiss_rss, 1)}
     print(f"faiss:  {report['faiss']}", flush=True)
@@ -116,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                                       record.search_parameters)
             timed(category.nearest, queries[:5], args.k)  # warm up
             answers, milvus_times = timed(category.nearest, queries, args.k)
-            milvus_rss = rss_mib(process_tree(server.process.pid)) if server and server.process else None
+            milvus_rss = rss_mb(process_tree(server.process.pid)) if server and server.process else None
             report["milvus"] = {**figures(milvus_times, answers, exact, args.k), "index": args.milvus_index,
                                 "publish_s": round(publish_s, 1), "milvus_server_rss_mib": milvus_rss,
                                 "similarity_rss_mib": 0.0}

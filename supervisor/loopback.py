@@ -12,13 +12,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listener(port: int) -> socket.socket | None:
+    """A socket listening on the loopback port, bound with SO_REUSEADDR as servers bind; None where it can't be
+    bound: not while another listens there, but while a dead listener's connections linger in TIME_WAIT."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
 def bindable(port: int) -> bool:
-    """Whether a listener could bind the loopback port now, with SO_REUSEADDR as servers bind: not while another
-    listens there, but while a dead listener's connections linger in TIME_WAIT."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+    """Whether a server could listen on the loopback port now (see `listener`)."""
+    sock = listener(port)
+    if sock is None:
+        return False
+    sock.close()
+    return True

@@ -14,18 +14,12 @@ import sys
 
 from milvus import MilvusServerConfig, main  # type: ignore[import-untyped]  # the pinned wrapper has no types
 
+from supervisor.loopback import listener
+
 
 def try_bind_port(config: MilvusServerConfig, port: int) -> socket.socket | None:
     """The wrapper's own check (a listening socket on the port, or None), with the binary's SO_REUSEADDR."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
-    except OSError:
-        sock.close()
-        return None
-    return sock
+    return listener(port)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,6 @@ import torch
 from torch import nn
 
 from lookalike.catalog.manifest import Preprocessing
-from lookalike.contracts import EMBEDDING_DIM
-
-__all__ = ["EMBEDDING_DIM", "Pool5AndLogits", "fuse_for_cpu", "imagenet_classes", "resolve_device"]
 
 
 def resolve_device() -> torch.device:

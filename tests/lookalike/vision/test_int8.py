@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 
 from lookalike.catalog.layout import INT8_MODEL, read_manifest
-from lookalike.contracts import GateFigures
+from lookalike.contracts import EMBEDDING_DIM, GateFigures
 from lookalike.errors import QuantisedModelInvalid
 from lookalike.vision.classifier import Classifier
 from lookalike.vision.embedder import Embedder
 from lookalike.vision.int8_engine import Int8Embedder
 from lookalike.vision.int8_export import quantise
-from lookalike.vision.network import EMBEDDING_DIM
 from lookalike.vision.onnx_engine import OnnxEmbedder
 from lookalike.vision.onnx_export import export_network
 from lookalike.vision.precision import choose_precision, cpu_int8_kernels

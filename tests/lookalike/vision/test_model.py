@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from lookalike.contracts import EMBEDDING_DIM
 from lookalike.errors import WeightsUnavailable
 from lookalike.vision.embedder import Embedder
-from lookalike.vision.network import EMBEDDING_DIM
 from lookalike.vision.preprocess import load_model_input
 from lookalike.vision.weights import load_resnet50
 
