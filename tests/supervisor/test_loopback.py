@@ -1,10 +1,12 @@
-"""Loopback ports for what the stack starts: a crashed server's port is free again at once, a listened one is not."""
+"""Loopback ports for what the stack starts: a crashed server's port is free again at once, a listened one is not,
+and none is one an outgoing connection could take first."""
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
-from supervisor.loopback import bindable, free_port
+from supervisor.loopback import LOWEST, bindable, free_port
 
 
 def test_a_port_someone_listens_on_is_not_bindable() -> None:
@@ -35,3 +37,8 @@ def test_a_dead_servers_port_is_bindable_while_its_connections_linger_in_time_wa
 
 def test_free_port_is_bindable() -> None:
     assert bindable(free_port())
+
+
+def test_free_ports_lie_below_the_range_outgoing_connections_take_ports_from() -> None:
+    start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(LOWEST <= free_port() < start for _ in range(20))
